@@ -1,0 +1,59 @@
+"""Exceptions of the rulebook.
+
+A policy *deny* is never an exception: it is a :class:`policies.Decision`
+returned by ``decide``. Exceptions here mean bad input that cannot even be
+evaluated, and callers translate them into their own error format::
+
+    PolicyError
+    ├── UnknownMarkingError   a marking string that names no known marking
+    ├── UnknownDataFlagError  a data flag that is not health/personal/sensitive
+    └── BundleError           a policy bundle that fails to load or validate
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class PolicyError(Exception):
+    """Base class of every rulebook error."""
+
+
+class UnknownMarkingError(PolicyError, ValueError):
+    """A marking string that parses to no known marking; the message lists the known ones."""
+
+    def __init__(self, value: str, known: list[str]) -> None:
+        self.value = value
+        self.known = known
+        super().__init__(f"unknown marking {value!r}; known markings: {', '.join(known)}")
+
+
+class UnknownDataFlagError(PolicyError, ValueError):
+    """A data flag that is not one of the known flags."""
+
+    def __init__(self, value: str, known: list[str]) -> None:
+        self.value = value
+        self.known = known
+        super().__init__(f"unknown data flag {value!r}; known data flags: {', '.join(known)}")
+
+
+@dataclass(frozen=True)
+class BundleIssue:
+    """One thing wrong in a bundle: where (file, path inside it) and what."""
+
+    file: str
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}: {self.path}" if self.path else self.file
+        return f"{where}: {self.message}"
+
+
+class BundleError(PolicyError):
+    """A policy bundle that cannot be used; ``issues`` lists every problem found."""
+
+    def __init__(self, issues: list[BundleIssue]) -> None:
+        self.issues = issues
+        lines = "\n".join(f"  {issue}" for issue in issues)
+        super().__init__(f"invalid policy bundle ({len(issues)} problem(s)):\n{lines}")
