@@ -53,9 +53,9 @@ _MESSAGES: dict[str, str] = {
     "MODEL_NOT_PINNED": "autarky mode: model {model} has no pinned artifact digest",
     "MODEL_DIGEST_MISMATCH": "autarky mode: model {model} artifact digest {got} "
     "does not match the pinned {pinned}",
-    "RESIDENCY": "tenant {tenant} may process data only in {residency}; pool {pool} is in "
+    "RESIDENCY": "tenant {tenant} may process data only in {residency}; the pool is in "
     "{jurisdiction} and no active crisis declaration covers this workload",
-    "WRONG_JURISDICTION": "{subject} must be processed in {required}; pool {pool} is in "
+    "WRONG_JURISDICTION": "{subject} must be processed in {required}; the pool is in "
     "{jurisdiction}",
     "NO_EQUIVALENCE": "declaration {declaration} covers {marking} but the bundle declares no "
     "{jurisdiction} equivalent of it; it cannot cross",
@@ -67,19 +67,25 @@ _MESSAGES: dict[str, str] = {
 
 
 class Reason(NamedTuple):
-    """One rule that denied, with the facts behind it."""
+    """One rule that denied, with the facts behind it and the message they render to."""
 
     code: str
     rule: str
+    message: str
     details: Mapping[str, Any]
 
-    @property
-    def message(self) -> str:
-        """Human-readable explanation, rendered from the code's template."""
+    @classmethod
+    def of(cls, code: str, rule: str, **details: Any) -> Reason:
+        """Build a reason; the message is rendered from the code's fixed template.
+
+        >>> Reason.of("UNKNOWN_POOL", "pool-known", pool="us-east").message
+        'pool us-east is not in the policy bundle'
+        """
         try:
-            return _MESSAGES[self.code].format_map(self.details)
+            message = _MESSAGES[code].format_map(details)
         except (KeyError, IndexError):
-            return f"{self.code} ({dict(self.details)})"
+            message = f"{code} ({details})"
+        return cls(code, rule, message, details)
 
     def to_json(self) -> dict[str, str]:
         return {"code": self.code, "rule": self.rule, "message": self.message}

@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -39,17 +40,13 @@ from policies.workload import Workload
 R = ReasonCode
 
 
-@dataclass(frozen=True, slots=True)
-class _AccreditationCheck:
-    rule: str
-    subject: str
-    accreditation: str
-    satisfied_by: tuple[str, ...]  # the accreditation itself first, then its equivalents
+# (rule id, subject, accreditation, accreditations that satisfy it: itself first, then equivalents)
+_AccreditationCheck = tuple[str, str, str, tuple[str, ...]]
 
 
 @dataclass(frozen=True, slots=True)
 class _JurisdictionPlan:
-    reasons: tuple[Reason, ...]  # pool-independent reasons for pools of this jurisdiction
+    reasons: tuple[Reason, ...]  # every pool-independent reason for pools of this jurisdiction
     declaration: str | None
     checks: tuple[_AccreditationCheck, ...]
 
@@ -59,18 +56,31 @@ class _Plan:
     workload: Workload
     at: dt.datetime
     at_ts: float
-    common: tuple[Reason, ...]
+    common: tuple[Reason, ...]  # reasons that hold for every pool
     jurisdictions: dict[str, _JurisdictionPlan]
 
 
 @dataclass(frozen=True, slots=True)
 class _CompiledPool:
     pool: Pool
+    jurisdiction: str
     expiry: dict[str, float]  # accreditation id -> first instant (epoch s) it is no longer valid
 
 
 def _end_of_day_ts(day: dt.date) -> float:
     return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.timezone.utc).timestamp()
+
+
+@lru_cache(maxsize=65_536)
+def _accreditation_reason(rule: str, subject: str, accreditation: str, pool: str,
+                          expired_until: float | None) -> Reason:
+    """The reason for a missing or expired accreditation (cached: the same facts recur)."""
+    if expired_until is None:
+        return Reason.of(R.MISSING_ACCREDITATION, rule, subject=subject,
+                         accreditation=accreditation, pool=pool)
+    end = dt.datetime.fromtimestamp(expired_until, dt.timezone.utc).date()
+    return Reason.of(R.EXPIRED_ACCREDITATION, rule, subject=subject, accreditation=accreditation,
+                     pool=pool, valid_until=(end - dt.timedelta(days=1)).isoformat())
 
 
 class Policy:
@@ -83,8 +93,9 @@ class Policy:
     def __init__(self, bundle: Bundle) -> None:
         self.bundle = bundle
         self.digest = bundle.digest()
-        self.pools = {pool.id: _CompiledPool(pool, {a.id: _end_of_day_ts(a.valid_until)
-                                                     for a in pool.accreditations})
+        self.pools = {pool.id: _CompiledPool(pool, pool.jurisdiction,
+                                             {a.id: _end_of_day_ts(a.valid_until)
+                                              for a in pool.accreditations})
                       for pool in bundle.pools}
         self.tenants = {tenant.id: tenant for tenant in bundle.tenants}
         self.models = {model.id: model for model in bundle.models}
@@ -175,53 +186,36 @@ class Policy:
     def _evaluate(self, plan: _Plan, pool_id: str) -> Decision:
         compiled = self.pools.get(pool_id)
         if compiled is None:
-            reason = Reason(R.UNKNOWN_POOL, "pool-known", {"pool": pool_id})
-            return Decision(False, pool_id, None, (*plan.common, reason), None,
-                            self.digest, plan.workload, plan.at)
-        jurisdiction = compiled.pool.jurisdiction
+            reason = Reason.of(R.UNKNOWN_POOL, "pool-known", pool=pool_id)
+            return Decision(False, pool_id, None, (*plan.common, reason), None, self.digest,
+                            plan.workload, plan.at)
+        jurisdiction = compiled.jurisdiction
         jplan = plan.jurisdictions[jurisdiction]
-        reasons = plan.common + jplan.reasons
-        expiry = compiled.expiry
-        at_ts = plan.at_ts
-        failed = None
-        for check in jplan.checks:
-            expired_until = None
-            for accreditation in check.satisfied_by:
-                until = expiry.get(accreditation)
-                if until is not None:
-                    if until > at_ts:
-                        break
-                    expired_until = until
-            else:
-                failed = failed or []
-                failed.append(self._accreditation_reason(check, compiled, expired_until))
-        if failed:
-            reasons = reasons + tuple(failed)
+        reasons = jplan.reasons
+        if jplan.checks:
+            expiry = compiled.expiry
+            at_ts = plan.at_ts
+            for rule, subject, accreditation, satisfied_by in jplan.checks:
+                expired_until = None
+                for candidate in satisfied_by:
+                    until = expiry.get(candidate)
+                    if until is not None:
+                        if until > at_ts:
+                            break
+                        expired_until = until
+                else:
+                    reasons += (_accreditation_reason(rule, subject, accreditation, pool_id,
+                                                      expired_until),)
         if reasons:
-            reasons = tuple(Reason(r.code, r.rule, {**r.details, "pool": pool_id,
-                                                     "jurisdiction": jurisdiction})
-                            if "pool" not in r.details else r for r in reasons)
             return Decision(False, pool_id, jurisdiction, reasons, None, self.digest,
                             plan.workload, plan.at)
         return Decision(True, pool_id, jurisdiction, (), jplan.declaration, self.digest,
                         plan.workload, plan.at)
 
-    @staticmethod
-    def _accreditation_reason(check: _AccreditationCheck, compiled: _CompiledPool,
-                              expired_until: float | None) -> Reason:
-        details: dict[str, Any] = {"subject": check.subject, "accreditation": check.accreditation,
-                                   "pool": compiled.pool.id,
-                                   "jurisdiction": compiled.pool.jurisdiction}
-        if expired_until is None:
-            return Reason(R.MISSING_ACCREDITATION, check.rule, details)
-        last_day = dt.datetime.fromtimestamp(expired_until, dt.timezone.utc).date()
-        details["valid_until"] = (last_day - dt.timedelta(days=1)).isoformat()
-        return Reason(R.EXPIRED_ACCREDITATION, check.rule, details)
-
     def _error_decision(self, workload: Any, pool_id: str, at: dt.datetime,
                         exc: Exception) -> Decision:
-        reason = Reason(R.EVALUATION_ERROR, "evaluation",
-                        {"error": f"{type(exc).__name__}: {exc}", "pool": pool_id})
+        reason = Reason.of(R.EVALUATION_ERROR, "evaluation", error=f"{type(exc).__name__}: {exc}",
+                           pool=pool_id)
         jurisdiction = getattr(getattr(self.pools.get(pool_id), "pool", None), "jurisdiction", None)
         return Decision(False, pool_id, jurisdiction, (reason,), None, self.digest, workload, at)
 
@@ -234,23 +228,23 @@ class Policy:
         marking = workload.marking
         common: list[Reason] = []
         if not marking.placeable:
-            common.append(Reason(R.CLASSIFIED_NEVER, "classified-never",
-                                 {"marking": marking.id, "level": marking.level}))
+            common.append(Reason.of(R.CLASSIFIED_NEVER, "classified-never",
+                                    marking=marking.id, level=marking.level))
         tenant = self.tenants.get(workload.tenant)
         if tenant is None:
-            common.append(Reason(R.UNKNOWN_TENANT, "tenant-marking", {"tenant": workload.tenant}))
-            unknown = _JurisdictionPlan((), None, ())
+            common.append(Reason.of(R.UNKNOWN_TENANT, "tenant-marking", tenant=workload.tenant))
+            unknown = _JurisdictionPlan(tuple(common), None, ())
             return _Plan(workload, at, at.timestamp(), tuple(common),
                          {j: unknown for j in JURISDICTIONS})
         if marking.id not in self._tenant_markings[tenant.id]:
-            common.append(Reason(R.MARKING_NOT_ALLOWED_FOR_TENANT, "tenant-marking",
-                                 {"tenant": tenant.id, "marking": marking.id,
-                                  "allowed": ", ".join(tenant.markings)}))
+            common.append(Reason.of(R.MARKING_NOT_ALLOWED_FOR_TENANT, "tenant-marking",
+                                    tenant=tenant.id, marking=marking.id,
+                                    allowed=", ".join(tenant.markings)))
         common.extend(self._model_reasons(workload, tenant.models))
         flags = workload.data_flags | frozenset(tenant.data_flags)
         declarations = [d for d in (*self.bundle.declarations, *extra_declarations)
                         if self._covers(d, workload, at)]
-        plans = {j: self._plan_jurisdiction(workload, tenant, flags, j, declarations)
+        plans = {j: self._plan_jurisdiction(workload, tenant, flags, j, declarations, tuple(common))
                  for j in JURISDICTIONS}
         return _Plan(workload, at, at.timestamp(), tuple(common), plans)
 
@@ -259,22 +253,21 @@ class Policy:
             return []
         model = self.models.get(workload.model)
         if model is None:
-            return [Reason(R.UNKNOWN_MODEL, "model-allowed", {"model": workload.model})]
+            return [Reason.of(R.UNKNOWN_MODEL, "model-allowed", model=workload.model)]
         reasons = []
         details = {"model": model.id, "tenant": workload.tenant, "marking": workload.marking.id}
         if model.id not in tenant_models:
-            reasons.append(Reason(R.MODEL_NOT_ALLOWED, "model-allowed", details))
+            reasons.append(Reason.of(R.MODEL_NOT_ALLOWED, "model-allowed", **details))
         if workload.marking.id not in self._model_markings[model.id]:
-            reasons.append(Reason(R.MODEL_NOT_ALLOWED_FOR_MARKING, "model-allowed",
-                                  {**details, "allowed": ", ".join(model.markings)}))
+            reasons.append(Reason.of(R.MODEL_NOT_ALLOWED_FOR_MARKING, "model-allowed",
+                                     **details, allowed=", ".join(model.markings)))
         if self.bundle.settings.autarky and model.digest is None:
-            reasons.append(Reason(R.MODEL_NOT_PINNED, "model-pinned", details))
+            reasons.append(Reason.of(R.MODEL_NOT_PINNED, "model-pinned", **details))
         elif model.digest is not None and (workload.model_digest is not None
                                            or self.bundle.settings.autarky):
             if workload.model_digest != model.digest:
-                reasons.append(Reason(R.MODEL_DIGEST_MISMATCH, "model-pinned",
-                                      {**details, "got": workload.model_digest or "none",
-                                       "pinned": model.digest}))
+                reasons.append(Reason.of(R.MODEL_DIGEST_MISMATCH, "model-pinned", **details,
+                                         got=workload.model_digest or "none", pinned=model.digest))
         return reasons
 
     @staticmethod
@@ -286,16 +279,20 @@ class Policy:
                 and any(parse_marking(m).id == workload.marking.id for m in scope.markings))
 
     def _plan_jurisdiction(self, workload: Workload, tenant: Any, flags: frozenset[str],
-                           jurisdiction: str, declarations: list[Declaration]) -> _JurisdictionPlan:
+                           jurisdiction: str, declarations: list[Declaration],
+                           common: tuple[Reason, ...]) -> _JurisdictionPlan:
+        """What pools of ``jurisdiction`` owe this workload: reasons that already deny
+        them, the declaration a crossing would use, and the accreditations to check."""
         direction = f"{tenant.home}->{jurisdiction}"
         crossing = next((d for d in declarations if direction in d.scope.directions), None)
-        reasons: list[Reason] = []
+        reasons: list[Reason] = list(common)
         checks: list[_AccreditationCheck] = []
         used: str | None = None
         if jurisdiction not in tenant.residency:
             if crossing is None:
-                reasons.append(Reason(R.RESIDENCY, "residency", {
-                    "tenant": tenant.id, "residency": ", ".join(tenant.residency)}))
+                reasons.append(Reason.of(R.RESIDENCY, "residency", tenant=tenant.id,
+                                         residency=", ".join(tenant.residency),
+                                         jurisdiction=jurisdiction))
             else:
                 used = crossing.id
         marking = workload.marking.id
@@ -305,28 +302,31 @@ class Policy:
                 checks.extend(self._checks(rule, subject))
                 continue
             if crossing is None:
-                reasons.append(Reason(R.WRONG_JURISDICTION, rule.id, {
-                    "subject": subject, "required": ", ".join(rule.jurisdictions)}))
+                reasons.append(Reason.of(R.WRONG_JURISDICTION, rule.id, subject=subject,
+                                         required=", ".join(rule.jurisdictions),
+                                         jurisdiction=jurisdiction))
                 continue
             equivalent = self._equivalent.get((marking, jurisdiction))
             if equivalent is None:
-                reasons.append(Reason(R.NO_EQUIVALENCE, rule.id, {
-                    "declaration": crossing.id, "marking": marking}))
+                reasons.append(Reason.of(R.NO_EQUIVALENCE, rule.id, declaration=crossing.id,
+                                         marking=marking, jurisdiction=jurisdiction))
                 continue
             used = crossing.id
             for eq_rule in self._applicable(self._rules_by_marking.get(equivalent, ()), jurisdiction):
                 eq_subject = f"{marking} data (as {equivalent})"
                 if eq_rule.jurisdictions is not None and jurisdiction not in eq_rule.jurisdictions:
-                    reasons.append(Reason(R.WRONG_JURISDICTION, eq_rule.id, {
-                        "subject": eq_subject, "required": ", ".join(eq_rule.jurisdictions)}))
+                    reasons.append(Reason.of(R.WRONG_JURISDICTION, eq_rule.id, subject=eq_subject,
+                                             required=", ".join(eq_rule.jurisdictions),
+                                             jurisdiction=jurisdiction))
                 else:
                     checks.extend(self._checks(eq_rule, eq_subject))
         for flag in sorted(flags):
             for rule in self._applicable(self._rules_by_flag.get(flag, ()), jurisdiction):
                 subject = f"{flag} data"
                 if rule.jurisdictions is not None and jurisdiction not in rule.jurisdictions:
-                    reasons.append(Reason(R.WRONG_JURISDICTION, rule.id, {
-                        "subject": subject, "required": ", ".join(rule.jurisdictions)}))
+                    reasons.append(Reason.of(R.WRONG_JURISDICTION, rule.id, subject=subject,
+                                             required=", ".join(rule.jurisdictions),
+                                             jurisdiction=jurisdiction))
                 else:
                     checks.extend(self._checks(rule, subject))
         return _JurisdictionPlan(tuple(reasons), used, tuple(checks))
@@ -336,8 +336,7 @@ class Policy:
         return [r for r in rules if r.pool_jurisdiction in (None, jurisdiction)]
 
     def _checks(self, rule: Requirement, subject: str) -> list[_AccreditationCheck]:
-        return [_AccreditationCheck(rule.id, subject, a, self._satisfied_by.get(a, (a,)))
-                for a in rule.accreditations]
+        return [(rule.id, subject, a, self._satisfied_by.get(a, (a,))) for a in rule.accreditations]
 
 
 def decide(policy: Policy, workload: Workload, pool: Pool | str, *,

@@ -14,7 +14,7 @@ from policies import BundleError, Policy, PolicyError, Workload, default_bundle_
 
 app = typer.Typer(help="Validate policy bundles and explain decisions.", no_args_is_help=True)
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)
 
 PolicyOption = Annotated[
     Optional[Path],
