@@ -1,0 +1,1 @@
+"""Model artifacts: the offline demo model, the packaged embedding model, digests."""
