@@ -1,0 +1,72 @@
+"""The sovereign gateway as a FastAPI app: OpenAI API, audit API, operator API, health, metrics."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from serving.gateway import admin_api, audit_api, openai_api
+from serving.gateway.errors import BadRequest, GatewayError, NotFound
+from serving.gateway.service import Gateway
+
+
+def create_app(gateway: Gateway) -> FastAPI:
+    """Build the app around ``gateway``; the upstream client opens and closes with the app."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.stop()
+
+    app = FastAPI(title="Corridor sovereign gateway", lifespan=lifespan, docs_url=None,
+                  redoc_url=None)
+    app.state.gateway = gateway
+    app.include_router(openai_api.router)
+    app.include_router(audit_api.router)
+    app.include_router(admin_api.router)
+
+    @app.exception_handler(GatewayError)
+    async def gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
+        return exc.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        param = str(first["loc"][-1]) if first.get("loc") else None
+        return BadRequest(f"invalid parameter '{param}': {first['msg']}", param=param,
+                          code="invalid_parameter").response()
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            return NotFound(f"no route {request.method} {request.url.path}",
+                            code="unknown_route").response()
+        error = GatewayError(str(exc.detail), code=f"http_{exc.status_code}")
+        error.status, error.type = exc.status_code, "invalid_request_error"
+        return error.response()
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        live = gateway.router.source.endpoints()
+        body: dict[str, Any] = {"status": "ready" if live else "waiting", "replicas": len(live),
+                                "policy_digest": gateway.policy.digest}
+        return JSONResponse(body, status_code=200 if live else 503)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,118 @@
+"""The auditor API: ledger entries, signed tree heads, proofs and exports (role ``auditor``).
+
+Shapes are those of DESIGN.md ("Auditor API"), served straight from the
+ledger's own dicts so that what an auditor verifies is what the ledger stored.
+An auditor scoped to some tenants sees only their entries; tree heads, the
+public key and proofs carry only hashes and are open to every auditor.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+
+from scheduler.ledger import NotFoundError, ProofInputError
+from serving.gateway.auth import Principal
+from serving.gateway.errors import BadRequest, Forbidden, NotFound
+from serving.gateway.service import Gateway
+
+router = APIRouter(prefix="/audit")
+
+
+def _tenant_filter(principal: Principal, tenant: str | None) -> str | None:
+    """The tenant filter an auditor may use: theirs, or any with the global scope."""
+    scope = principal.audit_scope
+    if scope is None:
+        return tenant
+    if tenant is None:
+        if len(scope) == 1:
+            return scope[0]
+        raise BadRequest(f"your audit scope covers several tenants ({', '.join(scope)}): "
+                         f"name one with ?tenant=", code="missing_required_parameter", param="tenant")
+    if tenant not in scope:
+        raise Forbidden(f"tenant '{tenant}' is outside your audit scope", code="outside_audit_scope",
+                        param="tenant")
+    return tenant
+
+
+def _time(name: str, value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise BadRequest(f"'{name}' must be an RFC 3339 time, got {value!r}", param=name,
+                         code="invalid_time") from exc
+    if moment.tzinfo is None:
+        raise BadRequest(f"'{name}' needs a time zone, e.g. 2026-11-28T12:00:00Z", param=name,
+                         code="invalid_time")
+    return moment
+
+
+def _auditor(request: Request) -> tuple[Gateway, Principal]:
+    gateway: Gateway = request.app.state.gateway
+    return gateway, gateway.authenticate(request, ("auditor",))
+
+
+@router.get("/entries")
+async def entries(request: Request, tenant: str | None = None, kind: str | None = None,
+                  jurisdiction: str | None = None, since: str | None = None,
+                  until: str | None = None, after: int | None = None, limit: int = 100) -> dict[str, Any]:
+    gateway, principal = _auditor(request)
+    try:
+        return gateway.ledger.entries(tenant=_tenant_filter(principal, tenant), kind=kind,
+                                      jurisdiction=jurisdiction, since=_time("since", since),
+                                      until=_time("until", until), after=after, limit=limit)
+    except ValueError as exc:
+        raise BadRequest(str(exc), code="invalid_parameter") from exc
+
+
+@router.get("/tree-head")
+async def tree_head(request: Request) -> dict[str, Any]:
+    gateway, _ = _auditor(request)
+    return gateway.ledger.latest_tree_head()
+
+
+@router.get("/public-key")
+async def public_key(request: Request) -> dict[str, str]:
+    gateway, _ = _auditor(request)
+    return gateway.ledger.public_key()
+
+
+@router.get("/proof/inclusion")
+async def inclusion(request: Request, index: int, tree_size: int) -> dict[str, Any]:
+    gateway, _ = _auditor(request)
+    try:
+        return gateway.ledger.inclusion_proof(index, tree_size)
+    except (ProofInputError, ValueError) as exc:
+        raise BadRequest(str(exc), code="invalid_proof_request") from exc
+    except NotFoundError as exc:
+        raise NotFound(str(exc), code="not_found") from exc
+
+
+@router.get("/proof/consistency")
+async def consistency(request: Request, first: int, second: int) -> dict[str, Any]:
+    gateway, _ = _auditor(request)
+    try:
+        return gateway.ledger.consistency_proof(first, second)
+    except (ProofInputError, ValueError) as exc:
+        raise BadRequest(str(exc), code="invalid_proof_request") from exc
+    except NotFoundError as exc:
+        raise NotFound(str(exc), code="not_found") from exc
+
+
+@router.get("/export")
+async def export(request: Request, tenant: str | None = None) -> StreamingResponse:
+    gateway, principal = _auditor(request)
+    chosen = _tenant_filter(principal, tenant)
+
+    def lines() -> Iterator[bytes]:
+        for item in gateway.ledger.export(tenant=chosen):
+            yield json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson")

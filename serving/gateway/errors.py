@@ -1,0 +1,77 @@
+"""Gateway errors in the OpenAI wire format: ``{"error": {"message", "type", "code", "param"}}``.
+
+Every refusal and every bad input leaves the gateway as one of these, with the
+HTTP status the official SDK maps to its own exception classes (400
+BadRequestError, 401 AuthenticationError, 403 PermissionDeniedError, 404
+NotFoundError, 413, 429 RateLimitError, 503 InternalServerError)::
+
+    GatewayError
+    ├── BadRequest          400 invalid_request_error
+    ├── PayloadTooLarge     413 invalid_request_error
+    ├── Unauthenticated     401 authentication_error
+    ├── Forbidden           403 permission_error (also policy refusals)
+    ├── NotFound            404 not_found_error
+    └── Unavailable         503 service_unavailable (allowed, but no live replica)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.responses import JSONResponse
+
+
+class GatewayError(Exception):
+    """An error answered to the caller in OpenAI's format."""
+
+    status = 500
+    type = "server_error"
+
+    def __init__(self, message: str, *, code: str | None = None, param: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message, self.code, self.param = message, code, param
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "code": self.code,
+                          "param": self.param}}
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
+
+
+class BadRequest(GatewayError):
+    """Malformed or invalid input."""
+
+    status, type = 400, "invalid_request_error"
+
+
+class PayloadTooLarge(GatewayError):
+    """A request body over the configured limit."""
+
+    status, type = 413, "invalid_request_error"
+
+
+class Unauthenticated(GatewayError):
+    """Missing or invalid credentials."""
+
+    status, type = 401, "authentication_error"
+
+
+class Forbidden(GatewayError):
+    """Authenticated, but not allowed: wrong role or tenant, or refused by the policy."""
+
+    status, type = 403, "permission_error"
+
+
+class NotFound(GatewayError):
+    """An unknown model, file, batch or route."""
+
+    status, type = 404, "not_found_error"
+
+
+class Unavailable(GatewayError):
+    """The policy allows the request but no live replica can take it now; retry later."""
+
+    status, type = 503, "service_unavailable"

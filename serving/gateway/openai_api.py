@@ -1,0 +1,201 @@
+"""The OpenAI-compatible inference API: models, chat completions, completions, embeddings.
+
+A request becomes a :class:`policies.Workload` (tenant from the credentials,
+marking from ``X-Corridor-Marking`` or the tenant's default, flags from
+``X-Corridor-Data``, the model from the body), the router picks an allowed
+live replica, and the body is proxied unchanged, streaming chunk by chunk.
+Every routed or refused request writes a ``routing`` entry to the ledger —
+tenant, workload attributes, pool, node, decision; never the prompt — which is
+durable before the response completes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+
+from policies import Evaluation, Workload
+from scheduler.ledger import LedgerEntryDraft
+from serving.gateway.errors import Forbidden, NotFound, Unavailable
+from serving.gateway.requests import data_flags_of, marking_of, parse_object, read_body, require_field
+from serving.gateway.routing import Endpoint, Route
+from serving.gateway.service import Gateway
+
+router = APIRouter()
+
+INFERENCE_ROLES = ("app", "admin")
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> dict[str, Any]:
+    """The models the caller's tenant may use."""
+    gateway: Gateway = request.app.state.gateway
+    principal = gateway.authenticate(request, INFERENCE_ROLES)
+    tenant = gateway.policy.tenants.get(principal.tenant or "")
+    models = [m for m in gateway.policy.bundle.models if tenant and m.id in tenant.models]
+    return {"object": "list", "data": [{"id": m.id, "object": "model", "created": 0,
+                                        "owned_by": "corridor"} for m in models]}
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(request: Request) -> Response:
+    return await _inference(request, "/v1/chat/completions", "messages", list)
+
+
+@router.post("/v1/completions")
+async def completions(request: Request) -> Response:
+    return await _inference(request, "/v1/completions", "prompt", (str, list))
+
+
+@router.post("/v1/embeddings")
+async def embeddings(request: Request) -> Response:
+    return await _inference(request, "/v1/embeddings", "input", (str, list))
+
+
+async def _inference(request: Request, path: str, field: str, kind: type | tuple[type, ...]) -> Response:
+    received = time.perf_counter()
+    gateway: Gateway = request.app.state.gateway
+    principal = gateway.authenticate(request, INFERENCE_ROLES)
+    body = await read_body(request, gateway.max_body_bytes)
+    payload = parse_object(body)
+    model = require_field(payload, "model", str)
+    require_field(payload, field, kind)
+    tenant = gateway.policy.tenants.get(principal.tenant or "")
+    marking = marking_of(request, tenant.default_marking if tenant else "PUBLIC")
+    workload = Workload(tenant=principal.tenant or "", marking=marking, kind="request",
+                        data_flags=data_flags_of(request), model=model)
+    if model not in gateway.policy.models:
+        raise NotFound(f"the model '{model}' does not exist", code="model_not_found", param="model")
+    route = gateway.router.route(workload)
+    decision_id = "dec_" + secrets.token_hex(12)
+    if not route.evaluation.allowed:
+        await _refuse(gateway, workload, route.evaluation, decision_id, path)
+    if not route.candidates:
+        await _record(gateway, workload, route, None, decision_id, path, reasons=["NO_LIVE_REPLICA"])
+        gateway.metrics.requests.labels(workload.tenant, model, "", "503").inc()
+        raise Unavailable(f"the policy allows this request but no replica of '{model}' in an allowed "
+                          f"pool ({', '.join(d.pool for d in route.evaluation.allowed)}) is live; "
+                          f"retry later", code="no_replica_available",
+                          headers={"Retry-After": "5", "X-Corridor-Decision": decision_id})
+    stream = payload.get("stream") is True
+    upstream, endpoint = await _open_upstream(gateway, route, path, body, received)
+    decision = route.decision_for(endpoint)
+    record = asyncio.ensure_future(_record(gateway, workload, route, endpoint, decision_id, path))
+    headers = {"X-Corridor-Pool": endpoint.pool, "X-Corridor-Jurisdiction": endpoint.jurisdiction,
+               "X-Corridor-Decision": decision_id}
+    if decision.declaration:
+        headers["X-Corridor-Declaration"] = decision.declaration
+        gateway.metrics.crossings.labels(decision.declaration).inc()
+    gateway.metrics.requests.labels(workload.tenant, model, endpoint.jurisdiction,
+                                    str(upstream.status_code)).inc()
+    media_type = upstream.headers.get("content-type", "application/json")
+    if stream and upstream.status_code == 200:
+        relay = _relay(gateway, upstream, endpoint, record, received)
+        return StreamingResponse(relay, status_code=200, media_type=media_type, headers=headers)
+    try:
+        content = await upstream.aread()
+    finally:
+        await upstream.aclose()
+        gateway.router.release(endpoint)
+    await record
+    return Response(content, status_code=upstream.status_code, media_type=media_type, headers=headers)
+
+
+async def _open_upstream(gateway: Gateway, route: Route, path: str, body: bytes,
+                         received: float) -> tuple[httpx.Response, Endpoint]:
+    """Send to the best candidate; if it fails before answering, once more to the next one."""
+    assert gateway.client is not None, "gateway not started"
+    last_error: Exception | None = None
+    for endpoint in route.candidates[:2]:
+        gateway.router.acquire(endpoint)
+        sent = time.perf_counter()
+        gateway.metrics.overhead.observe(sent - received)
+        try:
+            request = gateway.client.build_request(
+                "POST", endpoint.url + path, content=body, headers={"content-type": "application/json"})
+            upstream = await gateway.client.send(request, stream=True)
+        except httpx.TransportError as exc:
+            gateway.router.release(endpoint)
+            gateway.router.mark_failed(endpoint)
+            last_error = exc
+            continue
+        gateway.metrics.upstream.observe(time.perf_counter() - sent)
+        if upstream.status_code >= 500 and endpoint is not route.candidates[-1] and last_error is None:
+            await upstream.aclose()
+            gateway.router.release(endpoint)
+            last_error = RuntimeError(f"upstream answered {upstream.status_code}")
+            continue
+        return upstream, endpoint
+    raise Unavailable(f"no replica answered ({type(last_error).__name__}: {last_error}); retry later",
+                      code="upstream_unavailable", headers={"Retry-After": "2"})
+
+
+async def _relay(gateway: Gateway, upstream: httpx.Response, endpoint: Endpoint,
+                 record: asyncio.Future, received: float) -> AsyncIterator[bytes]:
+    """Pass the upstream stream through chunk by chunk; a failure mid-stream ends it with an
+    error event (the caller has already received the first bytes, so no retry)."""
+    first = True
+    try:
+        async for chunk in upstream.aiter_raw():
+            if first:
+                gateway.metrics.ttft.observe(time.perf_counter() - received)
+                first = False
+            yield chunk
+    except httpx.HTTPError as exc:
+        error = {"error": {"message": f"the replica failed mid-stream: {type(exc).__name__}",
+                           "type": "server_error", "code": "upstream_stream_error", "param": None}}
+        yield f"data: {json.dumps(error)}\n\n".encode()
+        gateway.router.mark_failed(endpoint)
+    finally:
+        await upstream.aclose()
+        gateway.router.release(endpoint)
+        await record
+
+
+async def _refuse(gateway: Gateway, workload: Workload, evaluation: Evaluation,
+                  decision_id: str, path: str) -> None:
+    """Write the refusal to the ledger, count it, and raise the 403 that names the rules."""
+    seen: dict[tuple[str, str], str] = {}
+    for decision in evaluation.decisions:
+        for reason in decision.reasons:
+            seen.setdefault((reason.code, reason.rule), reason.message)
+    codes = sorted({code for code, _ in seen})
+    for code in codes:
+        gateway.metrics.denials.labels(code).inc()
+    await gateway.ledger.append_async(LedgerEntryDraft(
+        kind="routing", decision_id=decision_id, tenant=workload.tenant or None,
+        workload=_ledger_workload(workload), allowed=False, reasons=codes,
+        policy_digest=evaluation.policy_digest, detail={"endpoint": path}))
+    gateway.metrics.requests.labels(workload.tenant, workload.model or "", "", "403").inc()
+    explanation = "; ".join(f"{code} ({rule}): {message}" for (code, rule), message in seen.items())
+    raise Forbidden(f"refused by policy ({evaluation.summary()}): {explanation}",
+                    code="policy_denied", headers={"X-Corridor-Decision": decision_id})
+
+
+async def _record(gateway: Gateway, workload: Workload, route: Route, endpoint: Endpoint | None,
+                  decision_id: str, path: str, reasons: list[str] | None = None) -> None:
+    decision = route.decision_for(endpoint) if endpoint else None
+    await gateway.ledger.append_async(LedgerEntryDraft(
+        kind="routing", decision_id=decision_id, tenant=workload.tenant or None,
+        workload=_ledger_workload(workload),
+        pool=endpoint.pool if endpoint else None,
+        jurisdiction=endpoint.jurisdiction if endpoint else None,
+        node_id=endpoint.node_id if endpoint else None,
+        allowed=endpoint is not None, reasons=reasons or [],
+        policy_digest=route.evaluation.policy_digest,
+        declaration=decision.declaration if decision else None,
+        detail={"endpoint": path, **({"replica": endpoint.replica_id} if endpoint else {})}))
+
+
+def _ledger_workload(workload: Workload) -> dict[str, Any]:
+    summary = workload.summary()
+    summary.pop("tenant")
+    return summary

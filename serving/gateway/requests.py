@@ -1,0 +1,73 @@
+"""Reading what a caller sent: bounded bodies, JSON objects, marking and data-flag headers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import Request
+
+from policies import Marking, PolicyError, parse_data_flags, parse_marking
+from serving.gateway.errors import BadRequest, PayloadTooLarge
+
+MARKING_HEADER = "x-corridor-marking"
+DATA_HEADER = "x-corridor-data"
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it exceeds ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit} bytes",
+                              code="request_too_large")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes",
+                                  code="request_too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_object(body: bytes) -> dict[str, Any]:
+    """Parse a JSON object; anything else is a 400 naming what is wrong."""
+    try:
+        value = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"malformed JSON body: {exc}", code="invalid_json") from exc
+    if not isinstance(value, dict):
+        raise BadRequest(f"the body must be a JSON object, got {type(value).__name__}",
+                         code="invalid_json")
+    return value
+
+
+def require_field(payload: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+    """A required field of the given JSON type, or a 400 naming it."""
+    if name not in payload:
+        raise BadRequest(f"missing required parameter '{name}'", code="missing_required_parameter",
+                         param=name)
+    value = payload[name]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        names = "/".join(k.__name__ for k in kinds)
+        raise BadRequest(f"parameter '{name}' must be {names}, got {type(value).__name__}",
+                         code="invalid_type", param=name)
+    return value
+
+
+def marking_of(request: Request, default: str) -> Marking:
+    """The marking header, or the tenant's default; an unknown marking is a 400."""
+    value = request.headers.get(MARKING_HEADER) or default
+    try:
+        return parse_marking(value)
+    except PolicyError as exc:
+        raise BadRequest(str(exc), code="unknown_marking", param="X-Corridor-Marking") from exc
+
+
+def data_flags_of(request: Request) -> frozenset[str]:
+    """The data-flag header (comma-separated); an unknown flag is a 400."""
+    try:
+        return parse_data_flags(request.headers.get(DATA_HEADER))
+    except PolicyError as exc:
+        raise BadRequest(str(exc), code="unknown_data_flag", param="X-Corridor-Data") from exc

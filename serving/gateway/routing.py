@@ -1,0 +1,119 @@
+"""Which replica serves a request: the rulebook's decision for each replica's pool, then load.
+
+The router never picks a replica whose pool the policy denies. Decisions are
+cached per (tenant, marking, flags, model) for ``cache_ttl`` seconds and
+dropped whenever the policy or the set of crisis declarations changes, so a
+revoked declaration stops crossings within that time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from policies import Declaration, Evaluation, Policy, Workload
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A live replica as the gateway sees it."""
+
+    replica_id: str
+    model: str
+    pool: str
+    jurisdiction: str
+    node_id: str | None
+    url: str  # base URL of its OpenAI-compatible server, e.g. http://127.0.0.1:8101
+
+
+class EndpointSource(Protocol):
+    """Where the gateway learns the live replicas (the scheduler's deployments)."""
+
+    def endpoints(self) -> Sequence[Endpoint]: ...
+
+
+@dataclass
+class StaticEndpoints:
+    """A fixed, replaceable list of endpoints (tests, and the adapter in ``corridor up``)."""
+
+    items: list[Endpoint] = field(default_factory=list)
+
+    def endpoints(self) -> Sequence[Endpoint]:
+        return self.items
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """The replicas a request may go to, best first, and the evaluation that allowed them."""
+
+    candidates: list[Endpoint]
+    evaluation: Evaluation
+
+    def decision_for(self, endpoint: Endpoint):
+        return next(d for d in self.evaluation.decisions if d.pool == endpoint.pool)
+
+
+class Router:
+    """Chooses replicas by policy, then by fewest outstanding requests."""
+
+    def __init__(self, policy: Policy, source: EndpointSource, *,
+                 declarations: Callable[[], Sequence[Declaration]] = tuple,
+                 cache_ttl: float = 1.0, failure_backoff: float = 5.0) -> None:
+        self.policy = policy
+        self.source = source
+        self.declarations = declarations
+        self.cache_ttl = cache_ttl
+        self.failure_backoff = failure_backoff
+        self.outstanding: dict[str, int] = {}
+        self._failed_until: dict[str, float] = {}
+        self._cache: dict[tuple, tuple[float, Evaluation]] = {}
+        self._cache_key: tuple = ()
+
+    def set_policy(self, policy: Policy) -> None:
+        self.policy = policy
+        self._cache.clear()
+
+    def evaluate(self, workload: Workload) -> Evaluation:
+        """The workload against every pool of the bundle (cached for ``cache_ttl``)."""
+        declarations = tuple(self.declarations())
+        version = (self.policy.digest, tuple((d.id, d.revoked_at, len(d.approvals))
+                                             for d in declarations))
+        if version != self._cache_key:
+            self._cache.clear()
+            self._cache_key = version
+        key = (workload.tenant, workload.marking.id, workload.data_flags, workload.model,
+               workload.model_digest)
+        now = time.monotonic()
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        evaluation = self.policy.decide_all(workload, at=dt.datetime.now(dt.timezone.utc),
+                                            declarations=declarations)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key] = (now + self.cache_ttl, evaluation)
+        return evaluation
+
+    def route(self, workload: Workload) -> Route:
+        """Allowed, live replicas of the workload's model, fewest outstanding first."""
+        evaluation = self.evaluate(workload)
+        allowed = {d.pool for d in evaluation.decisions if d.allowed}
+        now = time.monotonic()
+        candidates = [e for e in self.source.endpoints()
+                      if e.model == workload.model and e.pool in allowed
+                      and self._failed_until.get(e.replica_id, 0.0) <= now]
+        candidates.sort(key=lambda e: self.outstanding.get(e.replica_id, 0))
+        return Route(candidates, evaluation)
+
+    def acquire(self, endpoint: Endpoint) -> None:
+        self.outstanding[endpoint.replica_id] = self.outstanding.get(endpoint.replica_id, 0) + 1
+
+    def release(self, endpoint: Endpoint) -> None:
+        self.outstanding[endpoint.replica_id] = max(0, self.outstanding.get(endpoint.replica_id, 1) - 1)
+
+    def mark_failed(self, endpoint: Endpoint) -> None:
+        """Keep a replica out of rotation for ``failure_backoff`` seconds after it failed."""
+        self._failed_until[endpoint.replica_id] = time.monotonic() + self.failure_backoff

@@ -1,0 +1,80 @@
+"""What the gateway's handlers share: policy, ledger, auth, router, upstream client, metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+from fastapi import Request
+
+from policies import Policy
+from scheduler.ledger import Ledger
+from serving.gateway.auth import Authenticator, Principal
+from serving.gateway.errors import Forbidden, Unauthenticated
+from serving.gateway.metrics import GatewayMetrics
+from serving.gateway.routing import Router
+
+
+class OperatorView(Protocol):
+    """What operators see of the scheduler: pools with their nodes, and deployments."""
+
+    def pools(self) -> list[dict[str, Any]]: ...
+
+    def deployments(self) -> list[dict[str, Any]]: ...
+
+
+@dataclass
+class EmptyOperatorView:
+    """An operator view with nothing placed (a gateway without a scheduler)."""
+
+    def pools(self) -> list[dict[str, Any]]:
+        return []
+
+    def deployments(self) -> list[dict[str, Any]]:
+        return []
+
+
+@dataclass
+class Gateway:
+    """The gateway's services; one per app, reachable as ``request.app.state.gateway``."""
+
+    policy: Policy
+    ledger: Ledger
+    auth: Authenticator
+    router: Router
+    operator_view: OperatorView = field(default_factory=EmptyOperatorView)
+    max_body_bytes: int = 8 * 1024 * 1024
+    upstream_timeout: float = 600.0
+    metrics: GatewayMetrics = field(init=False)
+    client: httpx.AsyncClient | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.metrics = GatewayMetrics(ledger_size=lambda: self.ledger.size)
+
+    def start(self) -> None:
+        """Open the upstream connection pool (called by the app's lifespan)."""
+        self.client = httpx.AsyncClient(
+            timeout=httpx.Timeout(self.upstream_timeout, connect=5.0),
+            limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256),
+        )
+
+    async def stop(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+
+    def authenticate(self, request: Request, roles: Sequence[str]) -> Principal:
+        """The caller, who must hold one of ``roles``: 401 without valid credentials, else 403."""
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("missing bearer credentials: send 'Authorization: Bearer <api key>'",
+                                  code="invalid_api_key")
+        principal = self.auth.authenticate(token.strip())
+        if principal is None:
+            raise Unauthenticated("invalid API key or token", code="invalid_api_key")
+        if principal.role not in roles:
+            raise Forbidden(f"role '{principal.role}' may not call this endpoint "
+                            f"(needs {' or '.join(roles)})", code="wrong_role")
+        return principal

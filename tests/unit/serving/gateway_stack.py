@@ -1,0 +1,45 @@
+"""A gateway on loopback in front of stub upstreams, with keys for every role."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from policies import Policy
+from scheduler.ledger import Ledger
+from serving.gateway import Authenticator, Endpoint, Gateway, KeyStore, Router, StaticEndpoints, create_app
+from serving.stub_upstream import ServerThread, make_stub
+
+
+@dataclass
+class Stack:
+    url: str
+    keys: dict[str, str]
+    gateway: Gateway
+    ledger: Ledger
+    endpoints: StaticEndpoints
+    upstreams: dict[str, str]  # pool id -> stub URL
+
+
+def endpoint(pool: str, url: str, model: str = "corridor-tiny", replica: str | None = None) -> Endpoint:
+    jurisdiction = "FR" if pool.startswith("fr-") else "DE"
+    return Endpoint(replica or f"{model}@{pool}", model, pool, jurisdiction, f"node-{pool}", url)
+
+
+@contextlib.contextmanager
+def gateway_stack(home, *, pools=("fr-paris", "de-frankfurt"), max_body_bytes=64 * 1024) -> Iterator[Stack]:
+    policy = Policy.load()
+    keys = KeyStore()
+    issued = {f"{t}/{role}": keys.issue(role, tenant=t) for t in policy.tenants for role in ("app", "admin")}
+    issued["*/auditor"] = keys.issue("auditor", scope=("*",))
+    issued["fr-interior/auditor"] = keys.issue("auditor", scope=("fr-interior",))
+    issued["FR/operator"] = keys.issue("operator", jurisdiction="FR")
+    with contextlib.ExitStack() as stack:
+        ledger = stack.enter_context(Ledger.open(home))
+        upstreams = {pool: stack.enter_context(ServerThread(make_stub(pool))).url for pool in pools}
+        endpoints = StaticEndpoints([endpoint(pool, url) for pool, url in upstreams.items()])
+        gateway = Gateway(policy=policy, ledger=ledger, auth=Authenticator(keys),
+                          router=Router(policy, endpoints), max_body_bytes=max_body_bytes)
+        server = stack.enter_context(ServerThread(create_app(gateway)))
+        yield Stack(server.url, issued, gateway, ledger, endpoints, upstreams)
