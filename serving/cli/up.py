@@ -1,17 +1,15 @@
-"""``corridor up``: the embedded default installation.
-
-Today it prints the plan: the gateway, the replicas and the local Ray cluster
-come with the scheduler and serving work (see the README's status section).
-"""
+"""``corridor up``: start the embedded default (or join a Ray cluster) and serve the gateway."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+import uvicorn
 from rich.console import Console
 
-from policies import Policy, Workload
+from serving.embedded import Installation, UpConfig, corridor_home
 
 console = Console()
 
@@ -20,21 +18,28 @@ def up(
     port: Annotated[int, typer.Option(help="Gateway port on 127.0.0.1.")] = 8000,
     ray_address: Annotated[Optional[str], typer.Option(help="Join this Ray cluster instead of starting one.")] = None,
     autarky: Annotated[bool, typer.Option(help="Refuse unpinned models and unsigned bundles.")] = False,
+    policy_file: Annotated[Optional[Path], typer.Option("--policy", help="Policy bundle (YAML).")] = None,
+    home: Annotated[Optional[Path], typer.Option(help="State directory (default $CORRIDOR_HOME or .corridor/).")] = None,
 ) -> None:
     """Start the embedded default: local Ray cluster, FR and DE pools, demo model, gateway."""
-    policy = Policy.load()
-    console.print(f"[bold]Corridor[/] — policy {policy.bundle.name} {policy.digest}", highlight=False)
-    where = ray_address or "a local Ray cluster with one labelled node per pool"
-    console.print(f"Ray: {where}")
-    for pool in policy.bundle.pools:
-        console.print(f"  pool {pool.id:<13} {pool.jurisdiction}  {pool.gpu.count}× {pool.gpu.type}  "
-                      f"labels {pool.node_selector}", highlight=False)
-    plan = [("corridor-tiny", "fr-interior", "DR"), ("corridor-tiny", "de-federal-it", "VS-NfD"),
-            ("minilm", "eu-agency", "PUBLIC")]
-    for model, tenant, marking in plan:
-        evaluation = policy.decide_all(Workload.create(tenant, marking, kind="replica", model=model))
-        pools = ", ".join(d.pool for d in evaluation.allowed) or "nowhere"
-        console.print(f"  replica {model} for {tenant} ({marking}) may be placed on: {pools}")
-    console.print(f"Gateway: http://127.0.0.1:{port} (autarky {'on' if autarky else 'off'})")
-    console.print("[yellow]Not started yet:[/] placement on Ray and the gateway arrive with the "
-                  "scheduler and serving milestones; this prints the plan only.")
+    if autarky:
+        console.print("[yellow]--autarky is not implemented yet[/]: models are loaded from local "
+                      "directories and every library's offline switch is set, but bundle "
+                      "signatures and pinned digests are not enforced yet.")
+    config = UpConfig(home=home or corridor_home(), port=port, ray_address=ray_address,
+                      bundle=policy_file)
+    installation = Installation(config, console)
+    try:
+        installation.start()
+        console.print()
+        for line in installation.summary():
+            console.print(f"  {line}", highlight=False)
+        console.print(f"\nDemo API keys: {config.home / 'demo-keys.json'}")
+        for who in ("fr-interior/app", "de-federal-it/app", "*/auditor"):
+            console.print(f"  {who:<20} {installation.keys[who]}", highlight=False)
+        console.print(f"\n[bold green]Gateway[/] http://{config.host}:{config.port}/v1 — Ctrl-C stops everything")
+        uvicorn.run(installation.app(), host=config.host, port=config.port, log_level="warning",
+                    access_log=False)
+    finally:
+        console.print("stopping replicas and Ray …")
+        installation.stop()

@@ -16,7 +16,7 @@ async def pools(request: Request) -> dict[str, Any]:
     """Pools with their Ray nodes, GPUs free/total and quarantined nodes (role ``operator``)."""
     gateway: Gateway = request.app.state.gateway
     gateway.authenticate(request, ("operator",))
-    return {"data": gateway.operator_view.pools()}
+    return gateway.operator_view.pools()
 
 
 @router.get("/deployments")

@@ -20,7 +20,9 @@ from serving.gateway.routing import Router
 class OperatorView(Protocol):
     """What operators see of the scheduler: pools with their nodes, and deployments."""
 
-    def pools(self) -> list[dict[str, Any]]: ...
+    def pools(self) -> dict[str, Any]:
+        """``{"pools": [...], "quarantined": [...], "unpooled_nodes": [...]}``."""
+        ...
 
     def deployments(self) -> list[dict[str, Any]]: ...
 
@@ -29,8 +31,8 @@ class OperatorView(Protocol):
 class EmptyOperatorView:
     """An operator view with nothing placed (a gateway without a scheduler)."""
 
-    def pools(self) -> list[dict[str, Any]]:
-        return []
+    def pools(self) -> dict[str, Any]:
+        return {"pools": [], "quarantined": [], "unpooled_nodes": []}
 
     def deployments(self) -> list[dict[str, Any]]:
         return []

@@ -1,0 +1,307 @@
+"""``corridor up``: the whole platform on one machine, or on an existing Ray cluster.
+
+Steps, each shown as it runs:
+
+1. Ray: a local cluster with one node per pool of the bundle, labelled
+   ``corridor.eu/pool`` / ``corridor.eu/jurisdiction`` and declaring GPUs
+   that do not exist (or join ``--ray-address``; pools then come from the
+   real nodes' labels).
+2. Models: build the demo model ``corridor-tiny`` into ``$CORRIDOR_HOME``
+   unless present; find ``minilm`` in its package; compute artifact digests
+   and refuse a model whose digest does not match a pinned one (``security``
+   entry in the ledger).
+3. Ledger: open it (a second ``corridor up`` appends to the same log) and
+   record the policy bundle in force (``policy`` entry).
+4. Replicas: placed by the scheduler under the rulebook — ``corridor-tiny``
+   for the French tenants up to DR (lands in fr-paris), for the German
+   tenants up to VS-NfD (de-frankfurt), ``minilm`` for PUBLIC embeddings.
+5. Gateway on 127.0.0.1:8000, demo API keys in ``demo-keys.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from policies import Policy
+from scheduler.deployments import Deployments
+from scheduler.ledger import Ledger, LedgerEntryDraft
+from scheduler.spec import Audience, DeploymentSpec
+from serving.gateway import Authenticator, Endpoint, Gateway, KeyStore, Router, create_app
+from serving.models.artifacts import artifact_digest, minilm_directory
+from serving.models.demo import MODEL_ID as DEMO_MODEL, build_demo_model
+from serving.replica import OFFLINE_ENV, VLLMReplica
+
+
+def corridor_home() -> Path:
+    """``$CORRIDOR_HOME``, default ``.corridor/`` in the working directory."""
+    return Path(os.environ.get("CORRIDOR_HOME", ".corridor")).resolve()
+
+
+#: The demo deployments: (name, model, audiences).
+DEMO_DEPLOYMENTS: list[tuple[str, str, list[Audience]]] = [
+    ("chat-fr", DEMO_MODEL, [Audience("fr-interior", "DR"), Audience("fr-interior", "PUBLIC"),
+                             Audience("fr-health", "PUBLIC")]),
+    ("chat-de", DEMO_MODEL, [Audience("de-federal-it", "VS-NfD"), Audience("de-federal-it", "PUBLIC"),
+                             Audience("de-health", "PUBLIC")]),
+    ("embeddings", "minilm", [Audience("eu-agency", "PUBLIC"), Audience("fr-interior", "PUBLIC")]),
+]
+
+
+@dataclass
+class UpConfig:
+    """What ``corridor up`` starts, and with which limits."""
+
+    home: Path = field(default_factory=corridor_home)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    ray_address: str | None = None
+    bundle: Path | None = None
+    gpus_per_node: int = 2
+    kv_cache_gib: int = 1
+    max_model_len: int = 512
+    ready_timeout_s: float = 900.0
+    deployments: list[tuple[str, str, list[Audience]]] = field(
+        default_factory=lambda: list(DEMO_DEPLOYMENTS))
+
+
+class DeploymentEndpoints:
+    """The gateway's view of live replicas, refreshed from the scheduler in the background."""
+
+    def __init__(self, deployments: Deployments, period_s: float = 1.0) -> None:
+        self.deployments = deployments
+        self.period_s = period_s
+        self._items: list[Endpoint] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="corridor-endpoints")
+
+    def endpoints(self) -> list[Endpoint]:
+        return self._items
+
+    def refresh(self) -> list[Endpoint]:
+        self._items = [Endpoint(r.id, view.spec.model, r.pool, r.jurisdiction, r.node_id, r.endpoint)
+                       for view in self.deployments.list() for r in view.replicas
+                       if r.endpoint and r.state == "ALIVE"]
+        return self._items
+
+    def start(self) -> DeploymentEndpoints:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.period_s):
+            try:
+                self.refresh()
+            except Exception:  # noqa: BLE001 - keep the last known list; Ray may be restarting
+                pass
+
+
+@dataclass
+class SchedulerView:
+    """What operators see (``/admin/pools``, ``/admin/deployments``), read from the scheduler."""
+
+    scheduler: Deployments
+
+    def pools(self) -> dict[str, Any]:
+        return self.scheduler.inventory.snapshot(max_age_s=5.0).to_json()
+
+    def deployments(self) -> list[dict[str, Any]]:
+        return [view.to_json() for view in self.scheduler.list()]
+
+
+class Installation:
+    """A running Corridor: Ray, replicas, ledger and gateway app; stop() undoes start()."""
+
+    def __init__(self, config: UpConfig, console: Console | None = None) -> None:
+        self.config = config
+        self.console = console or Console(stderr=True)
+        self.policy = Policy.load(config.bundle)
+        self.cluster = None
+        self.ledger: Ledger | None = None
+        self.deployments: Deployments | None = None
+        self.endpoints: DeploymentEndpoints | None = None
+        self.gateway: Gateway | None = None
+        self.keys: dict[str, str] = {}
+
+    # -- start ----------------------------------------------------------------
+
+    def start(self) -> Installation:
+        home = self.config.home
+        home.mkdir(parents=True, exist_ok=True)
+        os.environ.update(OFFLINE_ENV)
+        self._step("Ray cluster", self._start_ray)
+        models = self._step("models", self._prepare_models)
+        self.ledger = Ledger.open(home)
+        self.ledger.append(LedgerEntryDraft(kind="policy", policy_digest=self.policy.digest,
+                                            detail={"bundle": self.policy.bundle.name,
+                                                    "version": self.policy.bundle.version}))
+        self.deployments = Deployments(self.policy, self.ledger, VLLMReplica)
+        self._step("replicas placed", lambda: self._deploy(models))
+        self.deployments.start()
+        self.endpoints = DeploymentEndpoints(self.deployments).start()
+        self._wait_ready()
+        self.gateway = Gateway(policy=self.policy, ledger=self.ledger,
+                               auth=Authenticator(self._keystore()),
+                               router=Router(self.policy, self.endpoints),
+                               operator_view=SchedulerView(self.deployments))
+        return self
+
+    def app(self):
+        assert self.gateway is not None, "start() first"
+        return create_app(self.gateway)
+
+    def _step(self, title: str, action):
+        started = time.monotonic()
+        with self.console.status(f"[bold]{title}[/] …"):
+            result = action()
+        self.console.print(f"[green]✓[/] {title} ({time.monotonic() - started:.0f} s)")
+        return result
+
+    def _start_ray(self) -> None:
+        import ray
+
+        if self.config.ray_address:
+            ray.init(address=self.config.ray_address, logging_level="WARNING")
+            return
+        from ray.cluster_utils import Cluster
+
+        self.cluster = Cluster(initialize_head=True,
+                               head_node_args={"num_cpus": 1, "num_gpus": 0,
+                                               "include_dashboard": False})
+        for pool in self.policy.bundle.pools:
+            self.cluster.add_node(num_cpus=1, num_gpus=self.config.gpus_per_node,
+                                  labels=dict(pool.node_selector))
+        ray.init(address=self.cluster.address, logging_level="WARNING")
+        self.cluster.wait_for_nodes()
+
+    def _prepare_models(self) -> dict[str, dict[str, Any]]:
+        """Model id → replica config; a pinned digest that does not match refuses the model."""
+        directories = {DEMO_MODEL: build_demo_model(self.config.home / "models" / DEMO_MODEL),
+                       "minilm": minilm_directory()}
+        configs = {}
+        for model_id, directory in directories.items():
+            model = self.policy.models.get(model_id)
+            if model is None:
+                continue
+            digest = artifact_digest(directory)
+            if model.digest and model.digest != digest:
+                self._security(f"model {model_id} artifact digest {digest} does not match the "
+                               f"pinned {model.digest}; not started", model=model_id, digest=digest)
+                continue
+            configs[model_id] = {
+                "model_path": str(directory), "task": model.task, "expected_digest": model.digest,
+                "engine_args": (["--max-model-len", str(self.config.max_model_len)]
+                                if model.task == "chat" else []),
+                "env": {"VLLM_CPU_KVCACHE_SPACE": str(self.config.kv_cache_gib)},
+                "ready_timeout_s": self.config.ready_timeout_s,
+                "log_dir": str(self.config.home / "logs"),
+            }
+        return configs
+
+    def _deploy(self, models: dict[str, dict[str, Any]]) -> None:
+        assert self.deployments is not None
+        for name, model, audiences in self.config.deployments:
+            if model not in models:
+                continue
+            spec = DeploymentSpec(name, model, audiences, replicas=1, gpus_per_replica=1,
+                                  replica_config=models[model])
+            view = self.deployments.deploy(spec)
+            for replica in view.replicas:
+                self.console.print(f"  {name}: {model} → pool {replica.pool} ({replica.jurisdiction}), "
+                                   f"node {replica.node_id[:12]}", highlight=False)
+
+    def _wait_ready(self) -> None:
+        assert self.deployments is not None and self.endpoints is not None
+        wanted = sum(view.spec.replicas for view in self.deployments.list())
+        deadline = time.monotonic() + self.config.ready_timeout_s
+        started = time.monotonic()
+        with self.console.status("[bold]vLLM servers starting[/] …") as status:
+            while time.monotonic() < deadline:
+                self.deployments.heal()
+                ready = len(self.endpoints.refresh())
+                status.update(f"[bold]vLLM servers starting[/] … {ready}/{wanted} ready "
+                              f"({time.monotonic() - started:.0f} s)")
+                if ready >= wanted:
+                    break
+                time.sleep(2.0)
+        ready = len(self.endpoints.endpoints())
+        colour = "green" if ready >= wanted else "yellow"
+        self.console.print(f"[{colour}]✓[/] {ready}/{wanted} replicas serving "
+                           f"({time.monotonic() - started:.0f} s)")
+
+    def _keystore(self) -> KeyStore:
+        """Demo keys for every role; reused from ``demo-keys.json`` when they still authenticate."""
+        store = KeyStore(self.config.home / "api-keys.json")
+        demo_path = self.config.home / "demo-keys.json"
+        if demo_path.exists():
+            existing = json.loads(demo_path.read_text("utf-8"))
+            if existing and all(store.authenticate(key) for key in existing.values()):
+                self.keys = existing
+                return store
+        keys = {}
+        for tenant in self.policy.tenants:
+            for role in ("app", "admin"):
+                keys[f"{tenant}/{role}"] = store.issue(role, tenant=tenant)
+        keys["*/auditor"] = store.issue("auditor", scope=("*",))
+        for jurisdiction in ("FR", "DE"):
+            keys[f"{jurisdiction}/operator"] = store.issue("operator", jurisdiction=jurisdiction)
+        fd = os.open(demo_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(keys, handle, indent=2)
+        self.keys = keys
+        return store
+
+    def _security(self, message: str, **detail: Any) -> None:
+        self.console.print(f"[bold red]security:[/] {message}", highlight=False)
+        if self.ledger is None:
+            self.ledger = Ledger.open(self.config.home)
+        self.ledger.append(LedgerEntryDraft(kind="security", policy_digest=self.policy.digest,
+                                            detail={"event": "model_digest_mismatch",
+                                                    "message": message, **detail}))
+
+    # -- stop -----------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop the replicas (and their vLLM servers), Ray, and close the ledger."""
+        import ray
+
+        if self.endpoints is not None:
+            self.endpoints.stop()
+        if self.deployments is not None:
+            try:
+                self.deployments.close(release=True)
+            except Exception as exc:  # noqa: BLE001 - keep tearing down
+                self.console.print(f"[yellow]while stopping replicas:[/] {exc}")
+        if ray.is_initialized():
+            ray.shutdown()
+        if self.cluster is not None:
+            self.cluster.shutdown()
+        if self.ledger is not None:
+            self.ledger.latest_tree_head()
+            self.ledger.close()
+
+    def __enter__(self) -> Installation:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def summary(self) -> list[str]:
+        """What runs where, for the console."""
+        lines = [f"policy {self.policy.bundle.name} {self.policy.digest}"]
+        assert self.deployments is not None
+        for view in self.deployments.list():
+            for r in view.replicas:
+                lines.append(f"{view.name:<11} {view.spec.model:<14} pool {r.pool:<13} {r.jurisdiction} "
+                             f"node {r.node_id[:12]}  {r.endpoint or '(not ready)'}")
+        return lines
