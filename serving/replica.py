@@ -52,6 +52,13 @@ OFFLINE_ENV = {
 }
 
 
+#: Runs the server under a shell that leads its process group: when the actor dies the
+#: shell gets SIGTERM (PR_SET_PDEATHSIG) and passes it to the whole group, engine
+#: processes included, then SIGKILLs whatever is left after 5 s.
+_GROUP_GUARD = ('trap \'trap "" TERM INT; kill -TERM 0; sleep 5; kill -KILL 0\' TERM INT; '
+                '"$@" & wait $!')
+
+
 def _die_with_parent() -> None:
     """In the child, before exec: receive SIGTERM when the actor process dies (Linux)."""
     try:
@@ -106,7 +113,8 @@ class VLLMReplica:
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"{self.replica_id}.log"
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+        guarded = ["/bin/sh", "-c", _GROUP_GUARD, "corridor-replica", *command]
+        self.process = subprocess.Popen(guarded, env=env, stdout=log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
                                         start_new_session=True)
         log.close()
