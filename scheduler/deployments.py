@@ -1,0 +1,468 @@
+"""Deployments: model replicas placed by the rulebook and kept placed when nodes fail.
+
+Who calls what:
+
+- the admin API and ``corridor up``: :meth:`Deployments.deploy`, :meth:`~Deployments.scale`,
+  :meth:`~Deployments.remove`, :meth:`~Deployments.list` (``GET /admin/deployments``);
+- the gateway: :meth:`~Deployments.list` to route a request to an allowed replica's endpoint;
+- a daemon thread (:meth:`~Deployments.start`), or tests, :meth:`~Deployments.heal`.
+
+Every placement cycle ends in the ledger: a ``placement`` entry per audience
+(allowed, with the Ray node the replica actually landed on) or a refusal
+(``allowed=false`` with the reasons per pool), a ``violation`` entry when
+Ray put a replica off its decision (it is killed before serving).
+
+Healing re-places lost replicas (node dead, actor dead) and evicts replicas
+the rulebook no longer allows where they run (e.g. a crisis declaration
+expired). It asks the same rulebook, so a replica crosses the border only
+under an active crisis declaration, named in the ledger; without compliant
+capacity the deployment is reported degraded, never moved elsewhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from policies import Declaration, Policy
+
+from scheduler.binding import Binder, BoundReplica, ReplicaBinding
+from scheduler.exceptions import (DuplicateDeploymentError, PlacementError, PlacementViolation,
+                                  SchedulerError, UnknownDeploymentError)
+from scheduler.inventory import Inventory, LedgerWriter
+from scheduler.ledger import LedgerEntryDraft
+from scheduler.placement import Admission, Assignment, Placement, Placer, Status
+from scheduler.spec import Audience, DeploymentSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaView:
+    """One replica as ``GET /admin/deployments`` shows it; ``state`` is Ray's actor state."""
+
+    id: str
+    deployment: str
+    model: str
+    pool: str
+    jurisdiction: str
+    node_id: str
+    actor_id: str
+    state: str
+    endpoint: str | None
+    declaration: str | None
+    decision_ids: tuple[str, ...]
+    placement_group: str | None  # Ray placement group id, with tensor parallelism
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "pool": self.pool, "jurisdiction": self.jurisdiction,
+                "node_id": self.node_id, "actor_id": self.actor_id, "state": self.state,
+                "endpoint": self.endpoint, "declaration": self.declaration,
+                "decision_ids": list(self.decision_ids), "placement_group": self.placement_group}
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentView:
+    """A deployment: ``ready`` when every wanted replica runs, else ``degraded`` with the reason."""
+
+    name: str
+    spec: DeploymentSpec
+    status: str
+    replicas: tuple[ReplicaView, ...]
+    reason: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The per-deployment shape of ``GET /admin/deployments``."""
+        return {"name": self.name, "model": self.spec.model, "status": self.status,
+                "audiences": [str(a) for a in self.spec.audiences],
+                "replicas_wanted": self.spec.replicas, "reason": self.reason,
+                "replicas": [r.to_json() for r in self.replicas]}
+
+
+@dataclass(frozen=True, slots=True)
+class HealReport:
+    """What one healing pass did: replicas lost, evicted and placed; deployments left short."""
+
+    lost: tuple[str, ...] = ()
+    evicted: tuple[str, ...] = ()
+    placed: tuple[str, ...] = ()
+    degraded: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Replica:
+    id: str
+    bound: BoundReplica
+    assignment: Assignment
+    endpoint: str | None
+
+
+@dataclass(slots=True)
+class _Deployment:
+    spec: DeploymentSpec
+    replicas: dict[str, _Replica] = field(default_factory=dict)
+    serial: int = 0
+    shortfall: str | None = None  # the refusal last written to the ledger while short
+
+    def next_id(self) -> str:
+        self.serial += 1
+        return f"{self.spec.name}-r{self.serial}"
+
+
+def _workload(spec: DeploymentSpec, audience: Audience) -> dict[str, Any]:
+    return {"kind": "replica", "model": spec.model, "marking": audience.marking.id,
+            "data_flags": sorted(audience.data_flags),
+            "resources": {"gpus": spec.gpus_per_replica,
+                          "tensor_parallel_size": spec.tensor_parallel_size}}
+
+
+def _codes(reasons: Sequence[Any]) -> list[str]:
+    return list(dict.fromkeys(str(r.code) for r in reasons))
+
+
+class Deployments:
+    """The deployments of one scheduler on one Ray cluster; thread-safe.
+
+    ``actor_class`` meets :class:`~scheduler.binding.ReplicaActor`.
+    ``declarations`` returns the crisis declarations held outside the bundle
+    (the operator API's), read at every cycle. Lifecycle calls and healing
+    passes run one at a time; :meth:`list` never waits for them.
+    """
+
+    def __init__(self, policy: Policy, ledger: LedgerWriter, actor_class: Any, *,
+                 inventory: Inventory | None = None, placer: Placer | None = None,
+                 binder: Binder | None = None,
+                 declarations: Callable[[], Sequence[Declaration]] | None = None,
+                 heal_period_s: float = 5.0) -> None:
+        if heal_period_s <= 0:
+            raise ValueError(f"heal_period_s: got {heal_period_s!r}, want seconds > 0, e.g. 5.0")
+        if inventory is not None and inventory.policy.digest != policy.digest:
+            raise ValueError("inventory: built for policy "
+                             f"{inventory.policy.digest}, want {policy.digest}; pass "
+                             "Inventory(policy, ledger=ledger)")
+        self.policy = policy
+        self.ledger = ledger
+        self.actor_class = actor_class
+        self.inventory = inventory or Inventory(policy, ledger=ledger)
+        self.placer = placer or Placer(policy)
+        self.binder = binder or Binder()
+        self.declarations = declarations or (lambda: ())
+        self.heal_period_s = heal_period_s
+        self._deployments: dict[str, _Deployment] = {}
+        self._ops = threading.RLock()  # one lifecycle call or healing pass at a time
+        self._view = threading.Lock()  # guards the replica maps for list()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def deploy(self, spec: DeploymentSpec) -> DeploymentView:
+        """Place and start every replica of ``spec``, or none.
+
+        Raises :class:`PlacementError` (the refusal is in the ledger) when the
+        replicas do not all fit on allowed pools; the inventory is not even
+        read when the rulebook allows no pool. A bind failure releases the
+        replicas started so far and is raised.
+        """
+        with self._ops:
+            if spec.name in self._deployments:
+                raise DuplicateDeploymentError(f"deployment {spec.name!r} exists; scale or remove it")
+            deployment = _Deployment(spec)
+            self._grow(deployment, spec.replicas, "deploy")
+            with self._view:
+                self._deployments[spec.name] = deployment
+            return self._view_of(deployment)
+
+    def scale(self, name: str, replicas: int) -> DeploymentView:
+        """Change the wanted replica count: place the new ones (all or none), or release the newest."""
+        with self._ops:
+            deployment = self._get(name)
+            spec = deployment.spec.with_replicas(replicas)
+            surplus = len(deployment.replicas) - replicas
+            if surplus < 0:
+                self._grow(deployment, -surplus, "scale")
+            for replica in list(deployment.replicas.values())[::-1][:max(surplus, 0)]:
+                self._drop(deployment, replica, graceful=True)
+            deployment.spec = spec
+            deployment.shortfall = None
+            return self._view_of(deployment)
+
+    def remove(self, name: str) -> None:
+        """Stop and release every replica of the deployment and forget it."""
+        with self._ops:
+            deployment = self._get(name)
+            for replica in list(deployment.replicas.values()):
+                self._drop(deployment, replica, graceful=True)
+            with self._view:
+                del self._deployments[name]
+
+    def get(self, name: str) -> DeploymentView:
+        """One deployment, with Ray's current state of each replica."""
+        with self._view:
+            deployment = self._deployments.get(name)
+        if deployment is None:
+            raise UnknownDeploymentError(name, list(self._deployments))
+        return self._view_of(deployment)
+
+    def list(self) -> list[DeploymentView]:
+        """Every deployment, with where each replica runs and Ray's state of its actor."""
+        with self._view:
+            deployments = list(self._deployments.values())
+        return [self._view_of(d) for d in deployments]
+
+    def close(self, *, release: bool = True) -> None:
+        """Stop healing; with ``release`` also stop and release every replica."""
+        self.stop()
+        if release:
+            with self._ops:
+                for name in list(self._deployments):
+                    self.remove(name)
+
+    # -- healing ------------------------------------------------------------
+
+    def heal(self) -> HealReport:
+        """One healing pass over every deployment (see the module docstring); returns what it did."""
+        with self._ops:
+            snapshot = self.inventory.refresh()
+            declarations = self.declarations()
+            lost: list[str] = []
+            evicted: list[str] = []
+            placed: list[str] = []
+            degraded: dict[str, str] = {}
+            for deployment in list(self._deployments.values()):
+                gone: list[str] = []
+                for replica in list(deployment.replicas.values()):
+                    if replica.bound.node_id not in snapshot.nodes:
+                        why = "node-lost"
+                    elif self.binder.actor_state(replica.bound.actor_id) == "DEAD":
+                        why = "actor-dead"
+                    else:
+                        continue
+                    log.warning("replica %s lost (%s) on node %s", replica.id, why,
+                                replica.bound.node_id)
+                    self._drop(deployment, replica, graceful=False)
+                    lost.append(replica.id)
+                    gone.append(f"{replica.id} ({why})")
+                admission = self.placer.admit(deployment.spec, declarations=declarations)
+                for replica in list(deployment.replicas.values()):
+                    if not admission.allows(replica.assignment.pool):
+                        self._evict(deployment, replica, admission)
+                        evicted.append(replica.id)
+                        gone.append(f"{replica.id} (evicted)")
+                missing = deployment.spec.replicas - len(deployment.replicas)
+                if missing <= 0:
+                    deployment.shortfall = None
+                    continue
+                placement = self.placer.place(
+                    admission, snapshot, missing, held=self._held(),
+                    existing=[r.bound.node_id for r in deployment.replicas.values()])
+                failures = []
+                for assignment in placement.assignments:
+                    replaces = gone.pop(0) if gone else None
+                    try:
+                        placed.append(self._bind(deployment, placement, assignment, "heal",
+                                                 replaces=replaces).id)
+                    except SchedulerError as exc:
+                        failures.append(str(exc))
+                        log.warning("healing %s: %s", deployment.spec.name, exc)
+                if placement.complete and not failures:
+                    deployment.shortfall = None
+                    continue
+                reason = placement.summary() if not placement.complete else "; ".join(failures)
+                degraded[deployment.spec.name] = reason
+                if not placement.complete and deployment.shortfall != reason:
+                    self._refuse(placement, "heal")
+                deployment.shortfall = reason
+            self._refresh_endpoints()
+            return HealReport(tuple(lost), tuple(evicted), tuple(placed), degraded)
+
+    def start(self) -> Deployments:
+        """Run :meth:`heal` every ``heal_period_s`` in a daemon thread until :meth:`stop`."""
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="corridor-healing", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the healing thread (waits for a pass in progress)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def __enter__(self) -> Deployments:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.heal_period_s):
+            try:
+                report = self.heal()
+                if report.lost or report.evicted or report.placed:
+                    log.info("healing: %s", report)
+            except Exception:  # noqa: BLE001 - keep healing; the next pass may succeed
+                log.exception("healing pass failed")
+
+    # -- internals ----------------------------------------------------------
+
+    def _get(self, name: str) -> _Deployment:
+        deployment = self._deployments.get(name)
+        if deployment is None:
+            raise UnknownDeploymentError(name, list(self._deployments))
+        return deployment
+
+    def _held(self) -> dict[str, float]:
+        held: Counter[str] = Counter()
+        for deployment in self._deployments.values():
+            for replica in deployment.replicas.values():
+                held[replica.bound.node_id] += deployment.spec.gpus_per_replica
+        return dict(held)
+
+    def _grow(self, deployment: _Deployment, count: int, action: str) -> None:
+        """Place ``count`` more replicas, all or none: refuse (ledger + raise) or bind them all."""
+        spec = deployment.spec
+        admission = self.placer.admit(spec, declarations=self.declarations())
+        placement = self.placer.place(
+            admission, self.inventory.refresh, count, held=self._held(),
+            existing=[r.bound.node_id for r in deployment.replicas.values()])
+        if not placement.complete:
+            self._refuse(placement, action)
+            raise PlacementError(spec.name, placement.summary(), placement.tally(), placement.codes(),
+                                 placed=len(placement.assignments), requested=count)
+        started: list[_Replica] = []
+        try:
+            for assignment in placement.assignments:
+                started.append(self._bind(deployment, placement, assignment, action))
+        except BaseException:
+            for replica in started:
+                self._drop(deployment, replica, graceful=True)
+            raise
+
+    def _bind(self, deployment: _Deployment, placement: Placement, assignment: Assignment,
+              action: str, *, replaces: str | None = None) -> _Replica:
+        """Bind, verify, record in the ledger, then start one replica."""
+        spec = deployment.spec
+        replica_id = deployment.next_id()
+        binding = ReplicaBinding.for_assignment(replica_id, assignment, spec)
+        kwargs = {"deployment": spec.name, "replica_id": replica_id, "model": spec.model,
+                  "pool": assignment.pool, "jurisdiction": assignment.jurisdiction,
+                  "tensor_parallel_size": spec.tensor_parallel_size,
+                  "config": dict(spec.replica_config)}
+        try:
+            bound = self.binder.bind(self.actor_class, binding, kwargs)
+        except PlacementViolation as exc:
+            self._record_violation(spec, assignment, binding, exc)
+            raise
+        try:
+            self.ledger.append_many([
+                LedgerEntryDraft(
+                    kind="placement", decision_id=decision.id, tenant=audience.tenant,
+                    workload=_workload(spec, audience), pool=assignment.pool,
+                    jurisdiction=assignment.jurisdiction, node_id=bound.node_id, allowed=True,
+                    reasons=[], policy_digest=decision.policy_digest,
+                    declaration=decision.declaration,
+                    detail={"action": action, "deployment": spec.name, "replica": replica_id,
+                            "actor_id": bound.actor_id, "replaces": replaces,
+                            "node_labels": dict(bound.labels),
+                            "label_selector": binding.selector.to_ray(),
+                            "summary": placement.summary(), "scores": dict(assignment.scores)})
+                for audience, decision in zip(spec.audiences, assignment.decisions)])
+            self.binder.start(bound)
+        except BaseException:
+            self.binder.release(bound, graceful=False)
+            raise
+        replica = _Replica(replica_id, bound, assignment, bound.description.get("endpoint"))
+        with self._view:
+            deployment.replicas[replica_id] = replica
+        log.info("replica %s of %s on %s (%s), node %s", replica_id, spec.name, assignment.pool,
+                 assignment.jurisdiction, bound.node_id)
+        return replica
+
+    def _drop(self, deployment: _Deployment, replica: _Replica, *, graceful: bool) -> None:
+        self.binder.release(replica.bound, graceful=graceful, wait_s=5.0 if graceful else 0.0)
+        with self._view:
+            deployment.replicas.pop(replica.id, None)
+
+    def _refuse(self, placement: Placement, action: str) -> None:
+        """Write the refusal: one ``placement`` entry with ``allowed=false`` per audience."""
+        spec = placement.spec
+        admission = placement.admission
+        scheduler_codes = [s.code for statuses in placement.rejected.values() for s in statuses
+                           if isinstance(s, Status)]
+        detail = {"action": action, "deployment": spec.name, "summary": placement.summary(),
+                  "pools": placement.codes(), "requested": placement.requested,
+                  "placed": len(placement.assignments)}
+        drafts = []
+        for audience, evaluation in zip(spec.audiences, admission.evaluations):
+            own = [r for d in evaluation.decisions if not d.allowed for r in d.reasons]
+            drafts.append(LedgerEntryDraft(
+                kind="placement", tenant=audience.tenant, workload=_workload(spec, audience),
+                allowed=False, reasons=list(dict.fromkeys(_codes(own) + scheduler_codes)),
+                policy_digest=admission.policy_digest, detail=detail))
+        self.ledger.append_many(drafts)
+
+    def _record_violation(self, spec: DeploymentSpec, assignment: Assignment,
+                          binding: ReplicaBinding, exc: PlacementViolation) -> None:
+        log.error("placement violation: %s", exc)
+        self.ledger.append_many([
+            LedgerEntryDraft(
+                kind="violation", decision_id=decision.id, tenant=audience.tenant,
+                workload=_workload(spec, audience), pool=assignment.pool,
+                jurisdiction=assignment.jurisdiction, node_id=exc.node_id, allowed=False,
+                reasons=[str(m.code) for m in exc.mismatches], policy_digest=decision.policy_digest,
+                declaration=decision.declaration,
+                detail={"action": "killed", "deployment": spec.name, "replica": binding.replica,
+                        "expected": binding.expected.to_ray(), "landed_labels": exc.labels,
+                        "mismatches": [{"code": str(m.code), "message": m.message}
+                                       for m in exc.mismatches]})
+            for audience, decision in zip(spec.audiences, assignment.decisions)])
+
+    def _evict(self, deployment: _Deployment, replica: _Replica, admission: Admission) -> None:
+        """Release a replica the rulebook no longer allows where it runs; the ledger says why."""
+        spec = deployment.spec
+        pool = replica.assignment.pool
+        decisions = admission.decisions_for(pool)
+        codes = _codes(admission.reasons(pool))
+        log.warning("evicting replica %s from %s: %s", replica.id, pool, ", ".join(codes))
+        self.ledger.append_many([
+            LedgerEntryDraft(
+                kind="placement", decision_id=decision.id, tenant=audience.tenant,
+                workload=_workload(spec, audience), pool=pool,
+                jurisdiction=replica.assignment.jurisdiction, node_id=replica.bound.node_id,
+                allowed=False, reasons=codes, policy_digest=admission.policy_digest,
+                declaration=replica.assignment.declaration,
+                detail={"action": "evict", "deployment": spec.name, "replica": replica.id,
+                        "actor_id": replica.bound.actor_id})
+            for audience, decision in zip(spec.audiences, decisions)])
+        self._drop(deployment, replica, graceful=True)
+
+    def _refresh_endpoints(self) -> None:
+        with self._view:
+            replicas = [r for d in self._deployments.values() for r in d.replicas.values()]
+        answers = self.binder.describe([r.bound for r in replicas])
+        for replica in replicas:
+            answer = answers.get(replica.bound.actor_id)
+            if answer is not None:
+                replica.endpoint = answer.get("endpoint")
+
+    def _view_of(self, deployment: _Deployment) -> DeploymentView:
+        with self._view:
+            spec = deployment.spec
+            replicas = list(deployment.replicas.values())
+            shortfall = deployment.shortfall
+        views = tuple(ReplicaView(
+            r.id, spec.name, spec.model, r.assignment.pool, r.assignment.jurisdiction,
+            r.bound.node_id, r.bound.actor_id, self.binder.actor_state(r.bound.actor_id),
+            r.endpoint, r.assignment.declaration, tuple(d.id for d in r.assignment.decisions),
+            r.bound.group.id.hex() if r.bound.group is not None else None)
+            for r in replicas)
+        whole = len(views) >= spec.replicas and all(v.state == "ALIVE" for v in views)
+        reason = None if whole else (shortfall or f"{len(views)} of {spec.replicas} replicas running")
+        return DeploymentView(spec.name, spec, "ready" if whole else "degraded", views, reason)

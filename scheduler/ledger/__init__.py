@@ -1,0 +1,49 @@
+"""The placement ledger: every decision, allow or deny, in an append-only RFC 6962 Merkle log.
+
+- :mod:`~scheduler.ledger.entry`: the entry; a leaf is the canonical JSON of one;
+- :mod:`~scheduler.ledger.merkle`: RFC 6962 / RFC 9162 hashing and proofs, pure;
+- :mod:`~scheduler.ledger.signing`: the Ed25519 key and signed tree heads;
+- :mod:`~scheduler.ledger.store`: SQLite storage behind a small interface;
+- :mod:`~scheduler.ledger.log`: :class:`Ledger`, the writer (group commit);
+- :mod:`~scheduler.ledger.reader`: :class:`LedgerReader`, queries, proofs, exports;
+- :mod:`~scheduler.ledger.verify`: full verification of a stored log or an export;
+- :mod:`~scheduler.ledger.exceptions`: the errors, and their hierarchy.
+
+>>> import tempfile
+>>> with tempfile.TemporaryDirectory() as home, Ledger.open(home) as ledger:
+...     item = ledger.append(LedgerEntryDraft(kind="placement", tenant="fr-interior", allowed=True))
+...     proof = ledger.inclusion_proof(item["index"], ledger.size)
+...     (item["index"], proof["inclusion_path"], ledger.verify().size)
+(0, [], 1)
+"""
+
+from scheduler.ledger.entry import EntryKind, LedgerEntry, LedgerEntryDraft, Workload
+from scheduler.ledger.exceptions import (
+    InvalidEntryError,
+    LedgerClosedError,
+    LedgerError,
+    LedgerLockedError,
+    LedgerStateError,
+    NotFoundError,
+    ProofError,
+    ProofInputError,
+    RootMismatchError,
+    SignatureError,
+    SigningKeyError,
+    StorageError,
+    VerificationError,
+)
+from scheduler.ledger.log import Ledger
+from scheduler.ledger.reader import DB_FILENAME, LedgerReader
+from scheduler.ledger.signing import KEY_FILENAME, PublicKey, TreeHead
+from scheduler.ledger.store import LedgerStore, SqliteStore
+from scheduler.ledger.verify import ExportReport, LogReport, verify_export, verify_log
+
+__all__ = [
+    "DB_FILENAME", "KEY_FILENAME", "EntryKind", "ExportReport", "InvalidEntryError", "Ledger",
+    "LedgerClosedError", "LedgerEntry", "LedgerEntryDraft", "LedgerError", "LedgerLockedError",
+    "LedgerReader", "LedgerStateError", "LedgerStore", "LogReport", "NotFoundError", "ProofError",
+    "ProofInputError", "PublicKey", "RootMismatchError", "SignatureError", "SigningKeyError",
+    "SqliteStore", "StorageError", "TreeHead", "VerificationError", "Workload", "verify_export",
+    "verify_log",
+]

@@ -1,0 +1,329 @@
+"""Storage of the ledger: a small interface, and SQLite in WAL mode behind it.
+
+The store keeps two append-only tables:
+
+- ``entries``: per leaf its index, the exact leaf bytes (canonical JSON), the
+  raw 32-byte leaf hash, the hashes of the complete subtrees this leaf
+  completes, and copies of tenant, kind, jurisdiction and timestamp for
+  filtering. Leaf ``i`` completes the subtrees ``(level, i >> level)`` for
+  ``level = 1 .. t``, ``t`` the number of trailing one bits of ``i``; their
+  hashes are stored concatenated, level 1 first (empty for even ``i``). So the
+  hash of subtree ``(level, index)`` (leaves ``[index * 2**level, (index + 1) * 2**level)``)
+  sits in row ``((index + 1) << level) - 1``, any range hash is composed from
+  O(log n) rows, and the subtree cache is written in the same row, hence the
+  same transaction, as the leaf that completes it;
+- ``tree_heads``: every signed tree head ever issued, in issue order.
+
+Durability: ``journal_mode=WAL`` and ``synchronous=FULL``, so :meth:`commit`
+returns only once the transaction is on disk. No code path updates or deletes
+a row, and triggers refuse both. One process at a time may write: the writer
+takes an exclusive ``flock`` on ``<db>.lock``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import threading
+from collections.abc import Collection, Iterator, Sequence
+from pathlib import Path
+from typing import NamedTuple, Protocol
+
+from scheduler.ledger.exceptions import LedgerLockedError, NotFoundError, StorageError
+from scheduler.ledger.signing import TreeHead
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    idx INTEGER PRIMARY KEY,
+    leaf BLOB NOT NULL,
+    leaf_hash BLOB NOT NULL,
+    subtrees BLOB NOT NULL,
+    tenant TEXT,
+    kind TEXT NOT NULL,
+    jurisdiction TEXT,
+    ts TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entries_by_tenant ON entries (tenant, idx);
+CREATE INDEX IF NOT EXISTS entries_by_kind ON entries (kind, idx);
+CREATE INDEX IF NOT EXISTS entries_by_ts ON entries (ts);
+CREATE TABLE IF NOT EXISTS tree_heads (
+    seq INTEGER PRIMARY KEY,
+    tree_size INTEGER NOT NULL,
+    root_hash TEXT NOT NULL,
+    timestamp TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    signature TEXT NOT NULL
+);
+"""
+
+_APPEND_ONLY = "".join(
+    f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
+    f"BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: {op} on {table} refused'); END;\n"
+    for table in ("entries", "tree_heads")
+    for op in ("UPDATE", "DELETE")
+)
+
+_LEAF_COLUMNS = "idx, leaf, leaf_hash, subtrees, tenant, kind, jurisdiction, ts"
+_HEAD_COLUMNS = "tree_size, root_hash, timestamp, key_id, signature"
+_ROWS_PER_STATEMENT = 256
+
+
+class StoredLeaf(NamedTuple):
+    """One row of ``entries``."""
+
+    index: int
+    leaf: bytes
+    """The exact leaf bytes: canonical JSON of the entry."""
+    leaf_hash: bytes
+    """SHA-256(0x00 || leaf), raw 32 bytes."""
+    subtrees: bytes
+    """Hashes of the complete subtrees this leaf completes, level 1 first, 32 bytes each."""
+    tenant: str | None
+    kind: str
+    jurisdiction: str | None
+    timestamp: str
+
+
+class LedgerStore(Protocol):
+    """What the ledger needs from storage; SQLite implements it, PostgreSQL could."""
+
+    def size(self) -> int:
+        """One past the highest stored index (0 when empty)."""
+
+    def commit(self, leaves: Sequence[StoredLeaf], tree_heads: Sequence[TreeHead]) -> None:
+        """Write leaves and tree heads in one durable transaction; raise
+        :class:`StorageError` (and write nothing) on failure."""
+
+    def leaf(self, index: int) -> StoredLeaf | None:
+        """The leaf at ``index``, or None."""
+
+    def scan(
+        self,
+        *,
+        after: int = -1,
+        below: int | None = None,
+        limit: int | None = None,
+        tenant: str | None = None,
+        kind: str | None = None,
+        jurisdiction: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+    ) -> Iterator[StoredLeaf]:
+        """Leaves with ``after < index < below`` matching every given filter, by index.
+
+        ``since`` (inclusive) and ``until`` (exclusive) are timestamps as the
+        entries write them, which sort like the instants they name.
+        """
+
+    def subtree_hashes(self, keys: Collection[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """Hashes of the complete subtrees ``(level, index)`` asked for (level 0: leaf hashes),
+        in one read; keys not stored are absent from the result."""
+
+    def tree_heads(self) -> list[TreeHead]:
+        """Every tree head issued, in issue order."""
+
+    def latest_tree_head(self) -> TreeHead | None:
+        """The last tree head issued, or None."""
+
+    def close(self) -> None:
+        """Release connections and locks."""
+
+
+class SqliteStore:
+    """:class:`LedgerStore` on one SQLite file.
+
+    ``writer=True`` creates the file and schema if needed and takes the writer
+    lock (:class:`LedgerLockedError` if another process has it); only the
+    thread that calls :meth:`commit` writes. ``writer=False`` opens an existing
+    file (:class:`NotFoundError` otherwise) with query-only connections, which
+    is safe while a writer appends in another process. Every thread reads
+    through its own connection.
+    """
+
+    def __init__(self, path: Path | str, *, writer: bool) -> None:
+        self.path = Path(path)
+        self.writer = writer
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._lock_fd: int | None = None
+        self._write_connection: sqlite3.Connection | None = None
+        if writer:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._take_lock()
+            try:
+                self._write_connection = self._connect(query_only=False)
+                self._write_connection.executescript(_SCHEMA + _APPEND_ONLY)
+                self._write_connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            except (sqlite3.Error, StorageError) as exc:
+                self.close()
+                raise StorageError(f"cannot open ledger database {self.path}: {exc}") from exc
+        elif not self.path.is_file():
+            raise NotFoundError(f"no ledger database at {self.path}")
+
+    def _take_lock(self) -> None:
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            os.close(fd)
+            raise LedgerLockedError(
+                f"{self.path} is open for writing in another process; stop it or open the ledger read-only"
+            ) from exc
+        self._lock_fd = fd
+
+    def _connect(self, *, query_only: bool) -> sqlite3.Connection:
+        uri = f"file:{self.path}?mode={'rw' if query_only else 'rwc'}"
+        try:
+            connection = sqlite3.connect(
+                uri,
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+                cached_statements=_ROWS_PER_STATEMENT + 16,
+            )
+            connection.execute("PRAGMA busy_timeout = 10000")
+            if not query_only:
+                connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = FULL")
+            if query_only:
+                connection.execute("PRAGMA query_only = ON")
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open ledger database {self.path}: {exc}") from exc
+        with self._connections_lock:
+            self._connections.append(connection)
+        return connection
+
+    def _reader(self) -> sqlite3.Connection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._connect(query_only=True)
+            self._local.connection = connection
+        return connection
+
+    def size(self) -> int:
+        (highest,) = self._reader().execute("SELECT max(idx) FROM entries").fetchone()
+        return 0 if highest is None else highest + 1
+
+    def commit(self, leaves: Sequence[StoredLeaf], tree_heads: Sequence[TreeHead]) -> None:
+        connection = self._write_connection
+        if connection is None:
+            raise StorageError(f"{self.path} is not open for writing")
+        try:
+            if len(leaves) <= _ROWS_PER_STATEMENT and not tree_heads:
+                # One statement in autocommit mode is its own durable transaction.
+                _insert_leaves(connection, leaves)
+                return
+            connection.execute("BEGIN IMMEDIATE")
+            for start in range(0, len(leaves), _ROWS_PER_STATEMENT):
+                _insert_leaves(connection, leaves[start : start + _ROWS_PER_STATEMENT])
+            connection.executemany(
+                f"INSERT INTO tree_heads ({_HEAD_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
+                [(h.tree_size, h.root_hash, h.timestamp, h.key_id, h.signature) for h in tree_heads],
+            )
+            connection.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise StorageError(f"commit of {len(leaves)} entries to {self.path} failed: {exc}") from exc
+
+    def leaf(self, index: int) -> StoredLeaf | None:
+        row = self._reader().execute(f"SELECT {_LEAF_COLUMNS} FROM entries WHERE idx = ?", (index,)).fetchone()
+        return None if row is None else StoredLeaf(*row)
+
+    def scan(
+        self,
+        *,
+        after: int = -1,
+        below: int | None = None,
+        limit: int | None = None,
+        tenant: str | None = None,
+        kind: str | None = None,
+        jurisdiction: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+    ) -> Iterator[StoredLeaf]:
+        clauses = ["idx > ?"]
+        params: list[object] = [after]
+        for clause, value in (
+            ("idx < ?", below),
+            ("tenant = ?", tenant),
+            ("kind = ?", kind),
+            ("jurisdiction = ?", jurisdiction),
+            ("ts >= ?", since),
+            ("ts < ?", until),
+        ):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        sql = f"SELECT {_LEAF_COLUMNS} FROM entries WHERE {' AND '.join(clauses)} ORDER BY idx"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        cursor = self._reader().execute(sql, params)
+        cursor.arraysize = 512
+        while rows := cursor.fetchmany():
+            for row in rows:
+                yield StoredLeaf(*row)
+
+    def subtree_hashes(self, keys: Collection[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        wanted: dict[int, list[tuple[int, int]]] = {}
+        for level, index in keys:
+            wanted.setdefault(((index + 1) << level) - 1, []).append((level, index))
+        found: dict[tuple[int, int], bytes] = {}
+        if not wanted:
+            return found
+        marks = ",".join("?" * len(wanted))
+        query = f"SELECT idx, leaf_hash, subtrees FROM entries WHERE idx IN ({marks})"
+        for row_index, value, completed in self._reader().execute(query, list(wanted)):
+            for level, index in wanted[row_index]:
+                if level == 0:
+                    found[(level, index)] = value
+                elif len(completed) >= 32 * level:
+                    found[(level, index)] = completed[32 * (level - 1) : 32 * level]
+        return found
+
+    def tree_heads(self) -> list[TreeHead]:
+        rows = self._reader().execute(f"SELECT {_HEAD_COLUMNS} FROM tree_heads ORDER BY seq")
+        return [_tree_head(row) for row in rows]
+
+    def latest_tree_head(self) -> TreeHead | None:
+        row = self._reader().execute(
+            f"SELECT {_HEAD_COLUMNS} FROM tree_heads ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else _tree_head(row)
+
+    def close(self) -> None:
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            connection.close()
+        self._write_connection = None
+        self._local = threading.local()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+
+_ROW_MARKS = "(" + ", ".join("?" * len(StoredLeaf._fields)) + ")"
+
+
+def _insert_leaves(connection: sqlite3.Connection, leaves: Sequence[StoredLeaf]) -> None:
+    """One multi-row INSERT: a single SQLite step where ``executemany`` takes one per row
+    (each step releases and retakes the GIL, which dominates with many writer threads)."""
+    if not leaves:
+        return
+    params = [value for leaf in leaves for value in leaf]
+    connection.execute(f"INSERT INTO entries ({_LEAF_COLUMNS}) VALUES " + ", ".join([_ROW_MARKS] * len(leaves)), params)
+
+
+def _tree_head(row: tuple) -> TreeHead:
+    """A stored head as it is, unvalidated: verification must see tampered values, not fail to load them."""
+    tree_size, root_hash, timestamp, key, signature = row
+    return TreeHead.model_construct(
+        tree_size=tree_size, root_hash=root_hash, timestamp=timestamp, key_id=key, signature=signature
+    )
