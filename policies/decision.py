@@ -59,8 +59,8 @@ _MESSAGES: dict[str, str] = {
     "{jurisdiction}",
     "NO_EQUIVALENCE": "declaration {declaration} covers {marking} but the bundle declares no "
     "{jurisdiction} equivalent of it; it cannot cross",
-    "MISSING_ACCREDITATION": "{subject} needs {accreditation} and pool {pool} does not hold it",
-    "EXPIRED_ACCREDITATION": "{subject} needs {accreditation}; pool {pool} held it until "
+    "MISSING_ACCREDITATION": "{subject} needs {accreditation}, which the pool does not hold",
+    "EXPIRED_ACCREDITATION": "{subject} needs {accreditation}; the pool held it until "
     "{valid_until}, it has expired",
     "EVALUATION_ERROR": "the policy could not be evaluated ({error}); denied (fail closed)",
 }

@@ -28,7 +28,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -65,22 +65,26 @@ class _CompiledPool:
     pool: Pool
     jurisdiction: str
     expiry: dict[str, float]  # accreditation id -> first instant (epoch s) it is no longer valid
+    profile: int  # pools of one jurisdiction with the same accreditations and expiries share it
+
+
+#: Builds a Decision from a tuple of its fields without the keyword handling of its __new__.
+_decision = functools.partial(tuple.__new__, Decision)
 
 
 def _end_of_day_ts(day: dt.date) -> float:
     return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.timezone.utc).timestamp()
 
 
-@lru_cache(maxsize=65_536)
-def _accreditation_reason(rule: str, subject: str, accreditation: str, pool: str,
+@functools.lru_cache(maxsize=4096)
+def _accreditation_reason(rule: str, subject: str, accreditation: str,
                           expired_until: float | None) -> Reason:
     """The reason for a missing or expired accreditation (cached: the same facts recur)."""
     if expired_until is None:
-        return Reason.of(R.MISSING_ACCREDITATION, rule, subject=subject,
-                         accreditation=accreditation, pool=pool)
+        return Reason.of(R.MISSING_ACCREDITATION, rule, subject=subject, accreditation=accreditation)
     end = dt.datetime.fromtimestamp(expired_until, dt.timezone.utc).date()
     return Reason.of(R.EXPIRED_ACCREDITATION, rule, subject=subject, accreditation=accreditation,
-                     pool=pool, valid_until=(end - dt.timedelta(days=1)).isoformat())
+                     valid_until=(end - dt.timedelta(days=1)).isoformat())
 
 
 class Policy:
@@ -93,10 +97,13 @@ class Policy:
     def __init__(self, bundle: Bundle) -> None:
         self.bundle = bundle
         self.digest = bundle.digest()
-        self.pools = {pool.id: _CompiledPool(pool, pool.jurisdiction,
-                                             {a.id: _end_of_day_ts(a.valid_until)
-                                              for a in pool.accreditations})
-                      for pool in bundle.pools}
+        profiles: dict[tuple, int] = {}
+        self.pools: dict[str, _CompiledPool] = {}
+        for pool in bundle.pools:
+            expiry = {a.id: _end_of_day_ts(a.valid_until) for a in pool.accreditations}
+            key = (pool.jurisdiction, tuple(sorted(expiry.items())))
+            profile = profiles.setdefault(key, len(profiles))
+            self.pools[pool.id] = _CompiledPool(pool, pool.jurisdiction, expiry, profile)
         self.tenants = {tenant.id: tenant for tenant in bundle.tenants}
         self.models = {model.id: model for model in bundle.models}
         self._tenant_markings = {t.id: frozenset(parse_marking(m).id for m in t.markings)
@@ -167,10 +174,11 @@ class Policy:
             return Evaluation(workload, self.digest,
                               [self._error_decision(workload, p, at, exc) for p in pool_ids])
         evaluate = self._evaluate
+        verdicts: dict[int, tuple[tuple[Reason, ...], str | None]] = {}
         decisions = []
         for pool_id in pool_ids:
             try:
-                decisions.append(evaluate(plan, pool_id))
+                decisions.append(evaluate(plan, pool_id, verdicts))
             except Exception as exc:  # noqa: BLE001 - fail closed
                 decisions.append(self._error_decision(workload, pool_id, at, exc))
         return Evaluation(workload, self.digest, decisions)
@@ -183,14 +191,28 @@ class Policy:
 
     # -- evaluation ---------------------------------------------------------
 
-    def _evaluate(self, plan: _Plan, pool_id: str) -> Decision:
+    def _evaluate(self, plan: _Plan, pool_id: str,
+                  verdicts: dict[int, tuple[tuple[Reason, ...], str | None]] | None = None) -> Decision:
+        """One pool's decision; ``verdicts`` shares the work between pools of one profile."""
         compiled = self.pools.get(pool_id)
         if compiled is None:
             reason = Reason.of(R.UNKNOWN_POOL, "pool-known", pool=pool_id)
             return Decision(False, pool_id, None, (*plan.common, reason), None, self.digest,
                             plan.workload, plan.at)
-        jurisdiction = compiled.jurisdiction
-        jplan = plan.jurisdictions[jurisdiction]
+        verdict = verdicts.get(compiled.profile) if verdicts is not None else None
+        if verdict is None:
+            verdict = self._verdict(plan, compiled)
+            if verdicts is not None:
+                verdicts[compiled.profile] = verdict
+        reasons, declaration = verdict
+        return _decision((not reasons, pool_id, compiled.jurisdiction, reasons, declaration,
+                          self.digest, plan.workload, plan.at))
+
+    @staticmethod
+    def _verdict(plan: _Plan, compiled: _CompiledPool) -> tuple[tuple[Reason, ...], str | None]:
+        """The reasons that deny a pool of this profile (none: allowed) and the declaration
+        an allowed crossing uses."""
+        jplan = plan.jurisdictions[compiled.jurisdiction]
         reasons = jplan.reasons
         if jplan.checks:
             expiry = compiled.expiry
@@ -204,13 +226,8 @@ class Policy:
                             break
                         expired_until = until
                 else:
-                    reasons += (_accreditation_reason(rule, subject, accreditation, pool_id,
-                                                      expired_until),)
-        if reasons:
-            return Decision(False, pool_id, jurisdiction, reasons, None, self.digest,
-                            plan.workload, plan.at)
-        return Decision(True, pool_id, jurisdiction, (), jplan.declaration, self.digest,
-                        plan.workload, plan.at)
+                    reasons += (_accreditation_reason(rule, subject, accreditation, expired_until),)
+        return reasons, (None if reasons else jplan.declaration)
 
     def _error_decision(self, workload: Any, pool_id: str, at: dt.datetime,
                         exc: Exception) -> Decision:

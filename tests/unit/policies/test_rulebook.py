@@ -107,6 +107,7 @@ def test_an_expired_accreditation_counts_as_absent_and_says_it_expired():
     assert reasons(decision) == {(R.EXPIRED_ACCREDITATION, "dr-national")}
     assert decision.reasons[0].details["valid_until"] == "2026-01-31"
     assert "held it until 2026-01-31" in decision.reasons[0].message
+    assert decision.pool == "fr-paris"
 
 
 def test_an_accreditation_is_valid_through_its_last_day_and_not_after():

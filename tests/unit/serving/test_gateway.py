@@ -13,6 +13,7 @@ from policies.canonical import canonical_json
 from serving.stub_upstream import ServerThread, make_stub
 
 from gateway_stack import endpoint, gateway_stack
+from rfc6962_reference import accepts_inclusion
 
 PROMPT = "Résumez le dossier 4711 du préfet"
 
@@ -238,6 +239,15 @@ class TestAuditApi:
         assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_proof_request"
         lines = self.get(stack, "/audit/export", tenant="fr-interior").text.splitlines()
         assert lines and all(json.loads(line)["entry"]["tenant"] == "fr-interior" for line in lines)
+        proven = [json.loads(line) for line in
+                  self.get(stack, "/audit/export", tenant="fr-interior", tree_size=size).text.splitlines()]
+        head = self.get(stack, "/audit/tree-head").json()
+        root = bytes.fromhex(stack.ledger.root_hash(size))
+        for item in proven:
+            assert item["tree_size"] == size
+            assert accepts_inclusion(item["index"], size, bytes.fromhex(item["leaf_hash"]),
+                                     [bytes.fromhex(h) for h in item["inclusion_path"]], root)
+        assert head["tree_size"] >= size
 
     def test_a_non_integer_index_is_a_400(self, stack):
         response = self.get(stack, "/audit/proof/inclusion", index="one", tree_size=1)
