@@ -49,6 +49,12 @@ class Gateway:
     operator_view: OperatorView = field(default_factory=EmptyOperatorView)
     max_body_bytes: int = 8 * 1024 * 1024
     upstream_timeout: float = 600.0
+    # Optional services, each owned by its own module and attached by whoever builds the
+    # gateway (``serving.embedded`` for ``corridor up``); None means the feature is off.
+    batches: Any = None  # serving.batch: the OpenAI Batch API's store and executor
+    crisis: Any = None  # serving.crisis: crisis declarations held outside the bundle
+    events: Any = None  # serving.events: the security event feed for the defence centre
+    limiter: Any = None  # serving.gateway.limits: per-tenant rate limits
     metrics: GatewayMetrics = field(init=False)
     client: httpx.AsyncClient | None = field(default=None, init=False)
 
