@@ -71,6 +71,9 @@ def run_gateway(upstream: str, model: str, port: int, home: str, keys_path: str)
     endpoints = StaticEndpoints([Endpoint("bench", model, "fr-paris", "FR", "node-bench", upstream)])
     gateway = Gateway(policy=policy, ledger=Ledger.open(home), auth=Authenticator(KeyStore(Path(keys_path))),
                       router=Router(policy, endpoints))
+    import gc
+
+    gc.freeze()
     uvicorn.run(create_app(gateway), host="127.0.0.1", port=port, log_level="warning",
                 access_log=False, loop="uvloop", http="httptools")
 

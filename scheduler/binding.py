@@ -203,7 +203,9 @@ class ReplicaBinding:
 
     def actor_options(self, group: PlacementGroup | None = None) -> dict[str, Any]:
         """Keyword arguments of ``ActorClass.options`` (``group`` required with tensor parallelism)."""
-        options: dict[str, Any] = {"num_cpus": self.cpus, "max_restarts": 0}
+        # Named after the replica so operators (and tests) can find it: ray.get_actor("corridor:<id>").
+        options: dict[str, Any] = {"num_cpus": self.cpus, "max_restarts": 0,
+                                   "name": f"corridor:{self.replica}"}
         if self.tensor_parallel_size == 1:
             options.update(num_gpus=self.gpus, label_selector=self.selector.to_ray())
             return options

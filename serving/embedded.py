@@ -20,6 +20,7 @@ Steps, each shown as it runs:
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import threading
@@ -154,6 +155,9 @@ class Installation:
                                auth=Authenticator(self._keystore()),
                                router=Router(self.policy, self.endpoints),
                                operator_view=SchedulerView(self.deployments))
+        # The policy and the other long-lived objects never die: keep the collector's full
+        # passes off them (on a large bundle they cost tens of milliseconds of p99).
+        gc.freeze()
         return self
 
     def app(self):

@@ -139,8 +139,8 @@ def test_an_auditor_verifies_a_request_with_an_independent_rfc6962_implementatio
 
 def test_a_killed_replica_is_not_routed_to_and_nothing_moves_to_the_other_jurisdiction(corridor):
     """Runs last in the module: it takes the French chat replica away."""
-    french = next(iter(corridor.deployments._deployments["chat-fr"].replicas.values()))
-    ray.kill(french.bound.actor, no_restart=True)
+    french = next(v for v in corridor.deployments.list() if v.name == "chat-fr").replicas[0]
+    ray.kill(ray.get_actor(f"corridor:{french.id}"), no_restart=True)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and any(e.pool == "fr-paris" and e.model == "corridor-tiny"
                                               for e in corridor.endpoints.refresh()):

@@ -27,7 +27,7 @@ def test_a_single_gpu_replica_is_one_actor_pinned_by_label_selector() -> None:
     binding = ReplicaBinding.for_assignment("chat-r1", assignment(), spec())
     assert binding.placement_group_options() is None
     assert binding.actor_options() == {"num_cpus": 0.0, "num_gpus": 1, "max_restarts": 0,
-                                       "label_selector": PARIS_NODE}
+                                       "name": "corridor:chat-r1", "label_selector": PARIS_NODE}
 
 
 def test_a_tensor_parallel_replica_is_a_strict_pack_group_with_a_selector_per_bundle() -> None:
@@ -43,7 +43,7 @@ def test_the_tensor_parallel_actor_sits_in_bundle_zero_and_captures_child_tasks(
     group = PlacementGroup.empty()
     options = binding.actor_options(group)
     strategy = options.pop("scheduling_strategy")
-    assert options == {"num_cpus": 0.0, "num_gpus": 0, "max_restarts": 0}
+    assert options == {"num_cpus": 0.0, "num_gpus": 0, "max_restarts": 0, "name": "corridor:chat-r1"}
     assert isinstance(strategy, PlacementGroupSchedulingStrategy)
     assert (strategy.placement_group, strategy.placement_group_bundle_index,
             strategy.placement_group_capture_child_tasks) == (group, 0, True)
