@@ -115,6 +115,22 @@ async def load(url: str, body: bytes, headers: dict[str, str], concurrency: int,
     return result
 
 
+def interleaved(direct: str, gateway: str, body: bytes, auth: dict[str, str], concurrency: int,
+                n: int, stream: bool, rounds: int = 4) -> tuple[dict[str, float], dict[str, float]]:
+    """Direct and gateway in alternating rounds, so drift on a noisy machine hits both alike;
+    per-round medians and rates are combined by their medians."""
+    results: dict[str, list[dict[str, float]]] = {"direct": [], "gateway": []}
+    per_round = max(n // rounds, concurrency * 2)
+    for _ in range(rounds):
+        results["direct"].append(asyncio.run(load(direct, body, auth, concurrency, per_round, stream)))
+        results["gateway"].append(asyncio.run(load(gateway, body, auth, concurrency, per_round, stream)))
+    combined = []
+    for kind in ("direct", "gateway"):
+        rows = results[kind]
+        combined.append({key: statistics.median(row[key] for row in rows) for key in rows[0]})
+    return combined[0], combined[1]
+
+
 def measure(direct: str, gateway: str, key: str, model: str, requests: int, chat_tokens: int) -> None:
     auth = {"Authorization": f"Bearer {key}", "Content-Type": "application/json",
             "X-Corridor-Marking": "DR"}
@@ -127,8 +143,7 @@ def measure(direct: str, gateway: str, key: str, model: str, requests: int, chat
             n = max(requests if concurrency > 1 else requests // 2, concurrency * 4)
             asyncio.run(load(direct, body, auth, concurrency, min(n, 50), stream))  # warm-up
             asyncio.run(load(gateway, body, auth, concurrency, min(n, 50), stream))
-            d = asyncio.run(load(direct, body, auth, concurrency, n, stream))
-            g = asyncio.run(load(gateway, body, auth, concurrency, n, stream))
+            d, g = interleaved(direct, gateway, body, auth, concurrency, n, stream)
             ttft = f"{(g['ttft'] - d['ttft']) * 1e3:>8.2f}" if stream else f"{'':>8}"
             print(f"{concurrency:>4} {str(stream):>6} {d['p50'] * 1e3:>9.2f}m {d['p99'] * 1e3:>7.2f}m "
                   f"{d['rps']:>7.0f} │ {g['p50'] * 1e3:>7.2f}m {g['p99'] * 1e3:>7.2f}m {g['rps']:>7.0f} │ "

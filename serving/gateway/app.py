@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serving.gateway import admin_api, audit_api, openai_api
+from serving.gateway import admin_api, audit_api, crisis_api, openai_api
 from serving.gateway.errors import BadRequest, GatewayError, NotFound
 from serving.gateway.service import Gateway
 
@@ -21,7 +21,7 @@ def create_app(gateway: Gateway) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        gateway.start()
+        await gateway.start()
         try:
             yield
         finally:
@@ -33,6 +33,7 @@ def create_app(gateway: Gateway) -> FastAPI:
     app.include_router(openai_api.router)
     app.include_router(audit_api.router)
     app.include_router(admin_api.router)
+    app.include_router(crisis_api.router)
 
     @app.exception_handler(GatewayError)
     async def gateway_error(request: Request, exc: GatewayError) -> JSONResponse:

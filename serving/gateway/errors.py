@@ -11,6 +11,8 @@ NotFoundError, 413, 429 RateLimitError, 503 InternalServerError)::
     ├── Unauthenticated     401 authentication_error
     ├── Forbidden           403 permission_error (also policy refusals)
     ├── NotFound            404 not_found_error
+    ├── Conflict            409 invalid_request_error (not possible in the current state)
+    ├── RateLimited         429 requests (quota used up, or too many failed logins)
     └── Unavailable         503 service_unavailable (allowed, but no live replica)
 """
 
@@ -69,6 +71,19 @@ class NotFound(GatewayError):
     """An unknown model, file, batch or route."""
 
     status, type = 404, "not_found_error"
+
+
+class Conflict(GatewayError):
+    """A valid request that the resource's current state does not allow (e.g. approving a
+    revoked declaration); the caller reads the state and decides anew."""
+
+    status, type = 409, "invalid_request_error"
+
+
+class RateLimited(GatewayError):
+    """Too many requests; retry after the ``Retry-After`` header's seconds."""
+
+    status, type = 429, "requests"
 
 
 class Unavailable(GatewayError):

@@ -18,7 +18,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
@@ -28,6 +27,7 @@ from serving.gateway.errors import Forbidden, NotFound, Unavailable
 from serving.gateway.requests import data_flags_of, marking_of, parse_object, read_body, require_field
 from serving.gateway.routing import Endpoint, Route
 from serving.gateway.service import Gateway
+from serving.gateway.upstream import UpstreamBroken, UpstreamResponse, UpstreamUnreachable
 
 router = APIRouter()
 
@@ -86,76 +86,88 @@ async def _inference(request: Request, path: str, field: str, kind: type | tuple
                           f"retry later", code="no_replica_available",
                           headers={"Retry-After": "5", "X-Corridor-Decision": decision_id})
     stream = payload.get("stream") is True
-    upstream, endpoint = await _open_upstream(gateway, route, path, body, received)
+    # The routing entry's durable write overlaps the upstream call; the response completes
+    # only once it is durable. A retry on another replica is a second entry, same decision id.
+    first = route.candidates[0]
+    record = asyncio.ensure_future(_record(gateway, workload, route, first, decision_id, path))
+    try:
+        upstream, endpoint = await _open_upstream(gateway, route, path, body, received)
+    except Unavailable:
+        await record
+        raise
+    if endpoint is not first:
+        retried = _record(gateway, workload, route, endpoint, decision_id, path, attempt=2)
+        record = asyncio.gather(record, retried)
     decision = route.decision_for(endpoint)
-    record = asyncio.ensure_future(_record(gateway, workload, route, endpoint, decision_id, path))
     headers = {"X-Corridor-Pool": endpoint.pool, "X-Corridor-Jurisdiction": endpoint.jurisdiction,
                "X-Corridor-Decision": decision_id}
     if decision.declaration:
         headers["X-Corridor-Declaration"] = decision.declaration
         gateway.metrics.crossings.labels(decision.declaration).inc()
     gateway.metrics.requests.labels(workload.tenant, model, endpoint.jurisdiction,
-                                    str(upstream.status_code)).inc()
-    media_type = upstream.headers.get("content-type", "application/json")
-    if stream and upstream.status_code == 200:
+                                    str(upstream.status)).inc()
+    if stream and upstream.status == 200:
         relay = _relay(gateway, upstream, endpoint, record, received)
-        return StreamingResponse(relay, status_code=200, media_type=media_type, headers=headers)
+        return StreamingResponse(relay, status_code=200, media_type=upstream.content_type,
+                                 headers=headers)
     try:
-        content = await upstream.aread()
+        content = await upstream.read()
+    except UpstreamBroken as exc:
+        gateway.router.mark_failed(endpoint)
+        raise Unavailable(f"the replica failed while answering ({exc}); retry later",
+                          code="upstream_unavailable", headers={"Retry-After": "2"}) from exc
     finally:
-        await upstream.aclose()
+        upstream.release()
         gateway.router.release(endpoint)
-    await record
-    return Response(content, status_code=upstream.status_code, media_type=media_type, headers=headers)
+        await record
+    return Response(content, status_code=upstream.status, media_type=upstream.content_type,
+                    headers=headers)
 
 
 async def _open_upstream(gateway: Gateway, route: Route, path: str, body: bytes,
-                         received: float) -> tuple[httpx.Response, Endpoint]:
+                         received: float) -> tuple[UpstreamResponse, Endpoint]:
     """Send to the best candidate; if it fails before answering, once more to the next one."""
-    assert gateway.client is not None, "gateway not started"
     last_error: Exception | None = None
     for endpoint in route.candidates[:2]:
         gateway.router.acquire(endpoint)
         sent = time.perf_counter()
         gateway.metrics.overhead.observe(sent - received)
         try:
-            request = gateway.client.build_request(
-                "POST", endpoint.url + path, content=body, headers={"content-type": "application/json"})
-            upstream = await gateway.client.send(request, stream=True)
-        except httpx.TransportError as exc:
+            upstream = await gateway.upstream.post(endpoint.url + path, body)
+        except UpstreamUnreachable as exc:
             gateway.router.release(endpoint)
             gateway.router.mark_failed(endpoint)
             last_error = exc
             continue
         gateway.metrics.upstream.observe(time.perf_counter() - sent)
-        if upstream.status_code >= 500 and endpoint is not route.candidates[-1] and last_error is None:
-            await upstream.aclose()
+        if upstream.status >= 500 and endpoint is not route.candidates[-1] and last_error is None:
+            upstream.release()
             gateway.router.release(endpoint)
-            last_error = RuntimeError(f"upstream answered {upstream.status_code}")
+            last_error = RuntimeError(f"upstream answered {upstream.status}")
             continue
         return upstream, endpoint
     raise Unavailable(f"no replica answered ({type(last_error).__name__}: {last_error}); retry later",
                       code="upstream_unavailable", headers={"Retry-After": "2"})
 
 
-async def _relay(gateway: Gateway, upstream: httpx.Response, endpoint: Endpoint,
+async def _relay(gateway: Gateway, upstream: UpstreamResponse, endpoint: Endpoint,
                  record: asyncio.Future, received: float) -> AsyncIterator[bytes]:
     """Pass the upstream stream through chunk by chunk; a failure mid-stream ends it with an
     error event (the caller has already received the first bytes, so no retry)."""
     first = True
     try:
-        async for chunk in upstream.aiter_raw():
+        async for chunk in upstream.chunks():
             if first:
                 gateway.metrics.ttft.observe(time.perf_counter() - received)
                 first = False
             yield chunk
-    except httpx.HTTPError as exc:
-        error = {"error": {"message": f"the replica failed mid-stream: {type(exc).__name__}",
+    except UpstreamBroken as exc:
+        error = {"error": {"message": f"the replica failed mid-stream: {exc}",
                            "type": "server_error", "code": "upstream_stream_error", "param": None}}
         yield f"data: {json.dumps(error)}\n\n".encode()
         gateway.router.mark_failed(endpoint)
     finally:
-        await upstream.aclose()
+        upstream.release()
         gateway.router.release(endpoint)
         await record
 
@@ -181,7 +193,8 @@ async def _refuse(gateway: Gateway, workload: Workload, evaluation: Evaluation,
 
 
 async def _record(gateway: Gateway, workload: Workload, route: Route, endpoint: Endpoint | None,
-                  decision_id: str, path: str, reasons: list[str] | None = None) -> None:
+                  decision_id: str, path: str, reasons: list[str] | None = None,
+                  attempt: int = 1) -> None:
     decision = route.decision_for(endpoint) if endpoint else None
     await gateway.ledger.append_async(LedgerEntryDraft(
         kind="routing", decision_id=decision_id, tenant=workload.tenant or None,
@@ -192,7 +205,8 @@ async def _record(gateway: Gateway, workload: Workload, route: Route, endpoint: 
         allowed=endpoint is not None, reasons=reasons or [],
         policy_digest=route.evaluation.policy_digest,
         declaration=decision.declaration if decision else None,
-        detail={"endpoint": path, **({"replica": endpoint.replica_id} if endpoint else {})}))
+        detail={"endpoint": path, **({"replica": endpoint.replica_id, "attempt": attempt}
+                                     if endpoint else {})}))
 
 
 def _ledger_workload(workload: Workload) -> dict[str, Any]:

@@ -98,14 +98,19 @@ class Router:
         return evaluation
 
     def route(self, workload: Workload) -> Route:
-        """Allowed, live replicas of the workload's model, fewest outstanding first."""
+        """Allowed, live replicas of the workload's model, fewest outstanding first; replicas
+        that only a crisis declaration allows come after every other (cross only when needed)."""
         evaluation = self.evaluate(workload)
         allowed = {d.pool for d in evaluation.decisions if d.allowed}
         now = time.monotonic()
         candidates = [e for e in self.source.endpoints()
                       if e.model == workload.model and e.pool in allowed
                       and self._failed_until.get(e.replica_id, 0.0) <= now]
-        candidates.sort(key=lambda e: self.outstanding.get(e.replica_id, 0))
+        crossing = {d.pool for d in evaluation.decisions if d.declaration}
+        if crossing:
+            candidates.sort(key=lambda e: (e.pool in crossing, self.outstanding.get(e.replica_id, 0)))
+        else:
+            candidates.sort(key=lambda e: self.outstanding.get(e.replica_id, 0))
         return Route(candidates, evaluation)
 
     def acquire(self, endpoint: Endpoint) -> None:

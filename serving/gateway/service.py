@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import httpx
 from fastapi import Request
 
 from policies import Policy
@@ -15,6 +14,7 @@ from serving.gateway.auth import Authenticator, Principal
 from serving.gateway.errors import Forbidden, Unauthenticated
 from serving.gateway.metrics import GatewayMetrics
 from serving.gateway.routing import Router
+from serving.gateway.upstream import UpstreamPool
 
 
 class OperatorView(Protocol):
@@ -56,21 +56,18 @@ class Gateway:
     events: Any = None  # serving.events: the security event feed for the defence centre
     limiter: Any = None  # serving.gateway.limits: per-tenant rate limits
     metrics: GatewayMetrics = field(init=False)
-    client: httpx.AsyncClient | None = field(default=None, init=False)
+    upstream: UpstreamPool = field(init=False)
 
     def __post_init__(self) -> None:
         self.metrics = GatewayMetrics(ledger_size=lambda: self.ledger.size)
+        self.upstream = UpstreamPool(read_timeout=self.upstream_timeout)
 
-    def start(self) -> None:
+    async def start(self) -> None:
         """Open the upstream connection pool (called by the app's lifespan)."""
-        self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(self.upstream_timeout, connect=5.0),
-            limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256),
-        )
+        await self.upstream.start()
 
     async def stop(self) -> None:
-        if self.client is not None:
-            await self.client.aclose()
+        await self.upstream.close()
 
     def authenticate(self, request: Request, roles: Sequence[str]) -> Principal:
         """The caller, who must hold one of ``roles``: 401 without valid credentials, else 403."""

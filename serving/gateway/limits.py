@@ -1,0 +1,168 @@
+"""Rate limits: a token bucket per tenant, and throttling of sources that keep failing to log in.
+
+Per tenant, a bucket holds up to ``quotas.requests_per_minute`` tokens (a
+minute's worth) and refills at that rate; each inference request takes one.
+An empty bucket is a 429 whose ``Retry-After`` says when the next token
+comes. A quota of 0 refuses every request of the tenant.
+
+Per source address, ``failures`` failed authentications within
+``window_s`` throttle the source for ``window_s``: every request from it is
+a 429 before its credentials are even looked at (so guessing keys gains
+nothing), and the burst is written to the ledger as a ``security`` entry
+(``detail.event = "auth_failure_burst"``), which the security feed reports.
+
+Both run on the gateway's event loop; nothing here blocks except the one
+ledger write per burst.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from policies import Policy
+from scheduler.ledger import LedgerEntryDraft
+from serving.events import SecurityFeed, rate_limited_record
+from serving.gateway.errors import RateLimited
+
+_MAX_SOURCES = 10_000
+
+
+@dataclass(slots=True)
+class TokenBucket:
+    """``capacity`` tokens, refilled at ``rate`` per second; :meth:`take` returns the wait."""
+
+    capacity: float
+    rate: float
+    tokens: float
+    updated: float
+
+    def take(self, now: float) -> float:
+        """Take one token and return 0.0, or return the seconds until one is available.
+
+        >>> bucket = TokenBucket(capacity=2, rate=1 / 30, tokens=2, updated=0.0)
+        >>> [bucket.take(0.0), bucket.take(0.0), round(bucket.take(0.0))]
+        [0.0, 0.0, 30]
+        """
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0.0
+        if self.rate <= 0:
+            return 60.0
+        return (1.0 - self.tokens) / self.rate
+
+
+class RateLimiter:
+    """Per-tenant request quotas and per-source authentication throttling (see the module docstring).
+
+    ``ledger`` (optional) receives the ``security`` entry of each burst;
+    ``feed`` (optional) the ``rate_limited`` record when a tenant starts being
+    throttled (once per episode, not per 429).
+    """
+
+    def __init__(self, policy: Policy, *, ledger: Any = None, feed: SecurityFeed | None = None,
+                 auth_failures: int = 10, auth_window_s: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if auth_failures < 1 or auth_window_s <= 0:
+            raise ValueError(f"auth throttle: got failures={auth_failures}, window_s={auth_window_s}; "
+                             f"want failures >= 1 and window_s > 0, e.g. 10 and 60.0")
+        self.policy = policy
+        self.ledger = ledger
+        self.feed = feed
+        self.auth_failures = auth_failures
+        self.auth_window_s = auth_window_s
+        self.clock = clock
+        self._buckets: dict[str, TokenBucket] = {}
+        self._limited: set[str] = set()
+        self._failures: dict[str, deque[float]] = {}
+        self._blocked_until: dict[str, float] = {}
+
+    def set_policy(self, policy: Policy) -> None:
+        """Apply new quotas (buckets restart full)."""
+        self.policy = policy
+        self._buckets.clear()
+
+    # -- tenants ------------------------------------------------------------
+
+    def admit(self, tenant: str, *, endpoint: str | None = None, source: str | None = None) -> None:
+        """Take one request from ``tenant``'s bucket, or raise :class:`RateLimited` (429)."""
+        known = self.policy.tenants.get(tenant)
+        if known is None:
+            return  # the rulebook refuses unknown tenants with its own reason
+        rpm = known.quotas.requests_per_minute
+        now = self.clock()
+        bucket = self._buckets.get(tenant)
+        if bucket is None:
+            bucket = self._buckets[tenant] = TokenBucket(rpm, rpm / 60.0, rpm, now)
+        wait = bucket.take(now)
+        if wait <= 0.0:
+            if tenant in self._limited:
+                self._limited.discard(tenant)
+            return
+        retry_after = max(1, math.ceil(wait))
+        if tenant not in self._limited:
+            self._limited.add(tenant)
+            if self.feed is not None:
+                self.feed.emit(rate_limited_record(tenant, limit_per_minute=rpm,
+                                                   retry_after_s=retry_after, endpoint=endpoint,
+                                                   source=source))
+        raise RateLimited(
+            f"rate limit reached for tenant {tenant}: {rpm} requests per minute; "
+            f"retry after {retry_after} s", code="rate_limit_exceeded",
+            headers={"Retry-After": str(retry_after), "X-RateLimit-Limit-Requests": str(rpm),
+                     "X-RateLimit-Remaining-Requests": "0"})
+
+    # -- sources that fail to authenticate ------------------------------------
+
+    def check_source(self, source: str | None) -> None:
+        """Raise :class:`RateLimited` if ``source`` is throttled for failing to authenticate."""
+        if source is None or not self._blocked_until:
+            return
+        until = self._blocked_until.get(source)
+        if until is None:
+            return
+        now = self.clock()
+        if now >= until:
+            del self._blocked_until[source]
+            return
+        retry_after = max(1, math.ceil(until - now))
+        raise RateLimited(
+            f"too many failed authentications from {source}; retry after {retry_after} s",
+            code="too_many_authentication_failures", headers={"Retry-After": str(retry_after)})
+
+    def auth_failed(self, source: str | None, *, endpoint: str | None = None) -> None:
+        """Count a failed authentication; at the threshold, throttle the source and report it."""
+        if source is None:
+            return
+        now = self.clock()
+        failures = self._failures.get(source)
+        if failures is None:
+            if len(self._failures) >= _MAX_SOURCES:
+                self._forget_quiet(now)
+            failures = self._failures[source] = deque()
+        failures.append(now)
+        while failures and failures[0] <= now - self.auth_window_s:
+            failures.popleft()
+        if len(failures) < self.auth_failures:
+            return
+        count = len(failures)
+        del self._failures[source]
+        self._blocked_until[source] = now + self.auth_window_s
+        if self.ledger is not None:
+            self.ledger.append(LedgerEntryDraft(
+                kind="security", allowed=False, reasons=["AUTH_FAILURE_BURST"],
+                policy_digest=self.policy.digest,
+                detail={"event": "auth_failure_burst", "source": source, "failures": count,
+                        "window_s": self.auth_window_s, "endpoint": endpoint}))
+
+    def _forget_quiet(self, now: float) -> None:
+        for source in [s for s, f in self._failures.items() if not f or f[-1] <= now - self.auth_window_s]:
+            del self._failures[source]
+        if len(self._failures) >= _MAX_SOURCES:
+            self._failures.clear()
