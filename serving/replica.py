@@ -3,10 +3,10 @@
 It meets :class:`scheduler.binding.ReplicaActor`: the constructor only records
 what it was given; ``start()`` checks the model artifact's digest and launches
 ``python -m vllm.entrypoints.openai.api_server`` on its node as a child
-process; a thread waits for ``/health`` and then publishes the endpoint in
-``describe()``; ``stop()`` ends the server and its engine processes. The child
-is tied to the actor's life (``PR_SET_PDEATHSIG``), so a killed actor leaves
-no server behind.
+process group under :mod:`serving.replica_guard`; a thread waits for
+``/health`` and then publishes the endpoint in ``describe()``; ``stop()`` ends
+the whole group (server, engine core, workers). The guard ends the group when
+the actor dies, so a killed actor leaves no server behind.
 
 The same code runs on GPU clusters with the ``gpu`` extra: vLLM then uses the
 GPUs Ray assigned (``CUDA_VISIBLE_DEVICES``); with ``tensor_parallel_size > 1``
@@ -26,7 +26,6 @@ it runs its workers in the placement group the scheduler created.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import socket
@@ -52,19 +51,14 @@ OFFLINE_ENV = {
 }
 
 
-#: Runs the server under a shell that leads its process group: when the actor dies the
-#: shell gets SIGTERM (PR_SET_PDEATHSIG) and passes it to the whole group, engine
-#: processes included, then SIGKILLs whatever is left after 5 s.
-_GROUP_GUARD = ('trap \'trap "" TERM INT; kill -TERM 0; sleep 5; kill -KILL 0\' TERM INT; '
-                '"$@" & wait $!')
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: receive SIGTERM when the actor process dies (Linux)."""
+def _group_alive(pgid: int) -> bool:
     try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _free_port(host: str) -> int:
@@ -87,7 +81,7 @@ class VLLMReplica:
         self.error: str | None = None
         self.digest: str | None = None
         self.endpoint: str | None = None
-        self.process: subprocess.Popen | None = None
+        self.pgid: int | None = None  # the server's process group
         self.log_path: Path | None = None
 
     def describe(self) -> dict[str, Any]:
@@ -97,12 +91,12 @@ class VLLMReplica:
         return {"node_id": context.get_node_id(), "labels": dict(context.get_node_labels()),
                 "endpoint": self.endpoint, "state": self.state, "error": self.error,
                 "digest": self.digest, "model": self.model, "replica_id": self.replica_id,
-                "pid": self.process.pid if self.process else None,
+                "pgid": self.pgid,
                 "log": str(self.log_path) if self.log_path else None}
 
     def start(self) -> None:
         """Verify the artifact, launch the server, and return; readiness comes later."""
-        if self.process is not None:
+        if self.pgid is not None:
             return
         try:
             command, env, host, port = self._command()
@@ -112,31 +106,35 @@ class VLLMReplica:
         log_dir = Path(self.config.get("log_dir") or tempfile.mkdtemp(prefix="corridor-replica-"))
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"{self.replica_id}.log"
-        log = self.log_path.open("ab")
-        guarded = ["/bin/sh", "-c", _GROUP_GUARD, "corridor-replica", *command]
-        self.process = subprocess.Popen(guarded, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
-                                        start_new_session=True)
-        log.close()
+        with self.log_path.open("ab") as log:
+            launcher = subprocess.Popen(
+                [sys.executable, "-m", "serving.replica_guard", "--watch", str(os.getpid()),
+                 "--", *command],
+                env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True)
+            launcher.wait(timeout=30)  # returns once the guard has detached
+        self.pgid = launcher.pid
         self.state = "starting"
         url = f"http://{self._advertised(host)}:{port}"
         threading.Thread(target=self._wait_ready, args=(url,), daemon=True).start()
 
     def stop(self) -> None:
-        """Stop the server and every process of its session (engine core, workers)."""
-        process, self.process = self.process, None
+        """Stop the server and every process of its group (engine core, workers)."""
+        pgid, self.pgid = self.pgid, None
         self.endpoint = None
         self.state = "stopped"
-        if process is None or process.poll() is not None:
+        if pgid is None:
             return
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
+        for sig, wait_s in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
             try:
-                os.killpg(process.pid, signal.SIGKILL)
+                os.killpg(pgid, sig)
             except ProcessLookupError:
-                pass
+                return
+            deadline = time.monotonic() + wait_s
+            while time.monotonic() < deadline:
+                if not _group_alive(pgid):
+                    return
+                time.sleep(0.2)
 
     # -- internals ----------------------------------------------------------
 
@@ -173,14 +171,11 @@ class VLLMReplica:
         return ray.util.get_node_ip_address()
 
     def _wait_ready(self, url: str) -> None:
-        deadline = time.monotonic() + float(self.config.get("ready_timeout_s", 600))
+        timeout = float(self.config.get("ready_timeout_s", 600))
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            process = self.process
-            if process is None:
-                return
-            if process.poll() is not None:
-                self.state = "failed"
-                self.error = f"vLLM server exited with code {process.returncode}; see {self.log_path}"
+            pgid = self.pgid
+            if pgid is None:
                 return
             try:
                 with urllib.request.urlopen(url + "/health", timeout=2) as response:
@@ -188,9 +183,12 @@ class VLLMReplica:
                         self.endpoint, self.state = url, "ready"
                         return
             except OSError:
-                pass
+                if not _group_alive(pgid):
+                    self.state = "failed"
+                    self.error = f"vLLM server exited; see {self.log_path}"
+                    self.pgid = None
+                    return
             time.sleep(1.0)
-        self.state = "failed"
-        self.error = f"vLLM server not ready within {self.config.get('ready_timeout_s', 600)} s"
         self.stop()
         self.state = "failed"
+        self.error = f"vLLM server not ready within {timeout:g} s"

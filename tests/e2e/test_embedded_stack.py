@@ -18,6 +18,7 @@ import pytest
 import ray
 
 from serving.embedded import Installation, UpConfig
+from serving.replica_guard import group_members
 from serving.stub_upstream import ServerThread
 
 from rfc6962_reference import MTH, accepts_inclusion, leaf_bytes, signature_verifies
@@ -140,7 +141,10 @@ def test_an_auditor_verifies_a_request_with_an_independent_rfc6962_implementatio
 def test_a_killed_replica_is_not_routed_to_and_nothing_moves_to_the_other_jurisdiction(corridor):
     """Runs last in the module: it takes the French chat replica away."""
     french = next(v for v in corridor.deployments.list() if v.name == "chat-fr").replicas[0]
-    ray.kill(ray.get_actor(f"corridor:{french.id}"), no_restart=True)
+    actor = ray.get_actor(f"corridor:{french.id}")
+    server_group = ray.get(actor.describe.remote(), timeout=30)["pgid"]
+    assert group_members(server_group), "the French vLLM server runs"
+    ray.kill(actor, no_restart=True)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and any(e.pool == "fr-paris" and e.model == "corridor-tiny"
                                               for e in corridor.endpoints.refresh()):
@@ -155,4 +159,8 @@ def test_a_killed_replica_is_not_routed_to_and_nothing_moves_to_the_other_jurisd
     routed = [i["entry"] for i in corridor.ledger.entries(kind="routing", after=before - 1, limit=100)["data"]]
     assert routed and all(e["jurisdiction"] in (None, "FR") for e in routed)
     assert not any(e["allowed"] and e["pool"] != "fr-paris" for e in routed)
+    deadline = time.monotonic() + 30
+    while group_members(server_group) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not group_members(server_group), "the killed replica's vLLM processes must not survive it"
 
