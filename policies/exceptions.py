@@ -7,7 +7,8 @@ evaluated, and callers translate them into their own error format::
     PolicyError
     ├── UnknownMarkingError   a marking string that names no known marking
     ├── UnknownDataFlagError  a data flag that is not health/personal/sensitive
-    └── BundleError           a policy bundle that fails to load or validate
+    ├── BundleError           a policy bundle that fails to load or validate
+    └── BundleSignatureError  a bundle without a valid signature of a trusted operator key
 """
 
 from __future__ import annotations
@@ -57,3 +58,16 @@ class BundleError(PolicyError):
         self.issues = issues
         lines = "\n".join(f"  {issue}" for issue in issues)
         super().__init__(f"invalid policy bundle ({len(issues)} problem(s)):\n{lines}")
+
+
+class BundleSignatureError(PolicyError):
+    """A bundle whose detached signature is missing, malformed, untrusted or wrong.
+
+    ``code`` says which: ``UNSIGNED``, ``MALFORMED``, ``UNTRUSTED_KEY``,
+    ``BAD_SIGNATURE``. Callers refuse the bundle; an operator fixes it by
+    signing with a listed key (``corridor policy sign``) or listing the key.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(f"{code}: {message}")

@@ -2,6 +2,9 @@
 
 Steps, each shown as it runs:
 
+0. Autarky mode only (``--autarky`` or the bundle's setting): the bundle's
+   signature, local endpoints, every offline switch (``serving.autarky``);
+   after step 2, every served model pinned and matching — else refuse.
 1. Ray: a local cluster with one node per pool of the bundle, labelled
    ``corridor.eu/pool`` / ``corridor.eu/jurisdiction`` and declaring GPUs
    that do not exist (or join ``--ray-address``; pools then come from the
@@ -11,11 +14,13 @@ Steps, each shown as it runs:
    and refuse a model whose digest does not match a pinned one (``security``
    entry in the ledger).
 3. Ledger: open it (a second ``corridor up`` appends to the same log) and
-   record the policy bundle in force (``policy`` entry).
+   record the policy bundle in force (``policy`` entry); the security feed
+   follows it; crisis declarations are read from ``crisis.json``.
 4. Replicas: placed by the scheduler under the rulebook — ``corridor-tiny``
    for the French tenants up to DR (lands in fr-paris), for the German
    tenants up to VS-NfD (de-frankfurt), ``minilm`` for PUBLIC embeddings.
-5. Gateway on 127.0.0.1:8000, demo API keys in ``demo-keys.json``.
+5. Gateway on 127.0.0.1:8000 with crisis declarations, the security feed and
+   per-tenant rate limits; demo API keys in ``demo-keys.json``.
 """
 
 from __future__ import annotations
@@ -31,11 +36,19 @@ from typing import Any
 
 from rich.console import Console
 
-from policies import Policy
+from policies import Policy, default_bundle_path
 from scheduler.deployments import Deployments
+from scheduler.exceptions import PlacementError
 from scheduler.ledger import Ledger, LedgerEntryDraft
 from scheduler.spec import Audience, DeploymentSpec
+from serving.autarky import (AutarkyError, AutarkyReport, apply_offline_env, check_bundle,
+                             endpoint_problems, model_problems)
+from serving.batch import BatchService, DeploymentProvisioner
+from serving.config import load_run_config
+from serving.crisis import STORE_FILENAME, CrisisRegistry, HealOnChange
+from serving.events import open_feed
 from serving.gateway import Authenticator, Endpoint, Gateway, KeyStore, Router, create_app
+from serving.gateway.limits import RateLimiter
 from serving.models.artifacts import artifact_digest, minilm_directory
 from serving.models.demo import MODEL_ID as DEMO_MODEL, build_demo_model
 from serving.replica import OFFLINE_ENV, VLLMReplica
@@ -64,7 +77,17 @@ class UpConfig:
     host: str = "127.0.0.1"
     port: int = 8000
     ray_address: str | None = None
+    #: Address the replicas' vLLM servers bind: 127.0.0.1 in the embedded cluster, 0.0.0.0
+    #: (advertised as the node's address) when joining ``ray_address``, where they run elsewhere.
+    replica_host: str | None = None
+    #: Where the demo model is built or found prebuilt (the images): ``$CORRIDOR_MODELS``,
+    #: default ``<home>/models``. On a real cluster the path must be the same on every node.
+    models: Path | None = None
     bundle: Path | None = None
+    #: Autarky mode (also on when the bundle's ``settings.autarky`` is): see ``serving.autarky``.
+    autarky: bool = False
+    #: The running configuration (operator keys, security feed); default ``<home>/corridor.yaml``.
+    config_file: Path | None = None
     gpus_per_node: int = 2
     kv_cache_gib: int = 1
     max_model_len: int = 512
@@ -127,6 +150,12 @@ class Installation:
         self.config = config
         self.console = console or Console(stderr=True)
         self.policy = Policy.load(config.bundle)
+        self.run_config = load_run_config(config.config_file, config.home)
+        self.autarky = config.autarky or self.policy.bundle.settings.autarky
+        self.autarky_report: AutarkyReport | None = None
+        self.model_digests: dict[str, str] = {}
+        self.crisis: CrisisRegistry | None = None
+        self.events = self.follower = self.heal_on_change = None
         self.cluster = None
         self.ledger: Ledger | None = None
         self.deployments: Deployments | None = None
@@ -140,21 +169,49 @@ class Installation:
         home = self.config.home
         home.mkdir(parents=True, exist_ok=True)
         os.environ.update(OFFLINE_ENV)
+        if self.autarky:
+            self._step("autarky: signed bundle, local endpoints, offline switches", self._check_autarky)
         self._step("Ray cluster", self._start_ray)
         models = self._step("models", self._prepare_models)
-        self.ledger = Ledger.open(home)
+        if self.autarky:
+            problems = (model_problems(self.policy, self.model_digests)
+                        + endpoint_problems(replica_configs=models.values()))
+            if problems:
+                self._refuse(problems)
+            self.autarky_report.pinned = dict(self.model_digests)
+        self.ledger = self.ledger or Ledger.open(home)
         self.ledger.append(LedgerEntryDraft(kind="policy", policy_digest=self.policy.digest,
                                             detail={"bundle": self.policy.bundle.name,
-                                                    "version": self.policy.bundle.version}))
-        self.deployments = Deployments(self.policy, self.ledger, VLLMReplica)
+                                                    "version": self.policy.bundle.version,
+                                                    "path": str(self.config.bundle or default_bundle_path()),
+                                                    "autarky": self.autarky,
+                                                    **(self.autarky_report.to_json()
+                                                       if self.autarky_report else {})}))
+        self.events, self.follower = open_feed(home, file=self.run_config.security_events.file,
+                                               syslog=self.run_config.security_events.syslog,
+                                               ledger=self.ledger)
+        self.crisis = CrisisRegistry(self.policy, self.ledger, home / STORE_FILENAME).start()
+        self.deployments = Deployments(self.policy, self.ledger, VLLMReplica,
+                                       declarations=self.crisis.declarations)
+        self.heal_on_change = HealOnChange(self.deployments.heal)
+        self.crisis.subscribe(self.heal_on_change)
         self._step("replicas placed", lambda: self._deploy(models))
         self.deployments.start()
         self.endpoints = DeploymentEndpoints(self.deployments).start()
         self._wait_ready()
         self.gateway = Gateway(policy=self.policy, ledger=self.ledger,
                                auth=Authenticator(self._keystore()),
-                               router=Router(self.policy, self.endpoints),
-                               operator_view=SchedulerView(self.deployments))
+                               router=Router(self.policy, self.endpoints,
+                                             declarations=self.crisis.declarations),
+                               operator_view=SchedulerView(self.deployments),
+                               crisis=self.crisis, events=self.events,
+                               limiter=RateLimiter(self.policy, ledger=self.ledger, feed=self.events,
+                                                   auth_failures=self.run_config.auth_throttle.failures,
+                                                   auth_window_s=self.run_config.auth_throttle.window_s),
+                               model_digests=dict(self.model_digests))
+        # Batches resume where they stopped: their state is in the home directory.
+        self.gateway.batches = BatchService.open(
+            home, provisioner=DeploymentProvisioner(self.deployments, models))
         # The policy and the other long-lived objects never die: keep the collector's full
         # passes off them (on a large bundle they cost tens of milliseconds of p99).
         gc.freeze()
@@ -179,25 +236,28 @@ class Installation:
             return
         from ray.cluster_utils import Cluster
 
+        loopback = {"node_ip_address": "127.0.0.1"} if self.autarky else {}
         self.cluster = Cluster(initialize_head=True,
                                head_node_args={"num_cpus": 1, "num_gpus": 0,
-                                               "include_dashboard": False})
+                                               "include_dashboard": False, **loopback})
         for pool in self.policy.bundle.pools:
             self.cluster.add_node(num_cpus=1, num_gpus=self.config.gpus_per_node,
-                                  labels=dict(pool.node_selector))
+                                  labels=dict(pool.node_selector), **loopback)
         ray.init(address=self.cluster.address, logging_level="WARNING")
         self.cluster.wait_for_nodes()
 
     def _prepare_models(self) -> dict[str, dict[str, Any]]:
         """Model id → replica config; a pinned digest that does not match refuses the model."""
-        directories = {DEMO_MODEL: build_demo_model(self.config.home / "models" / DEMO_MODEL),
-                       "minilm": minilm_directory()}
+        models = self.config.models or Path(os.environ.get("CORRIDOR_MODELS") or self.config.home / "models")
+        directories = {DEMO_MODEL: build_demo_model(models / DEMO_MODEL), "minilm": minilm_directory()}
+        host = self.config.replica_host or ("0.0.0.0" if self.config.ray_address else "127.0.0.1")
         configs = {}
         for model_id, directory in directories.items():
             model = self.policy.models.get(model_id)
             if model is None:
                 continue
             digest = artifact_digest(directory)
+            self.model_digests[model_id] = digest
             if model.digest and model.digest != digest:
                 self._security(f"model {model_id} artifact digest {digest} does not match the "
                                f"pinned {model.digest}; not started", model=model_id, digest=digest)
@@ -208,7 +268,7 @@ class Installation:
                                 if model.task == "chat" else []),
                 "env": {"VLLM_CPU_KVCACHE_SPACE": str(self.config.kv_cache_gib)},
                 "ready_timeout_s": self.config.ready_timeout_s,
-                "log_dir": str(self.config.home / "logs"),
+                "log_dir": str(self.config.home / "logs"), "host": host,
             }
         return configs
 
@@ -218,8 +278,13 @@ class Installation:
             if model not in models:
                 continue
             spec = DeploymentSpec(name, model, audiences, replicas=1, gpus_per_replica=1,
+                                  model_digest=self.model_digests.get(model),
                                   replica_config=models[model])
-            view = self.deployments.deploy(spec)
+            try:
+                view = self.deployments.deploy(spec)
+            except PlacementError as exc:  # e.g. a jurisdiction's own cluster has no pool for it
+                self.console.print(f"  [yellow]{name}: not placed[/] — {exc}", highlight=False)
+                continue
             for replica in view.replicas:
                 self.console.print(f"  {name}: {model} → pool {replica.pool} ({replica.jurisdiction}), "
                                    f"node {replica.node_id[:12]}", highlight=False)
@@ -273,6 +338,37 @@ class Installation:
                                             detail={"event": "model_digest_mismatch",
                                                     "message": message, **detail}))
 
+    def _check_autarky(self) -> None:
+        """Before anything starts: the bundle's signature, local endpoints, offline switches."""
+        problems = endpoint_problems(ray_address=self.config.ray_address,
+                                     syslog=self.run_config.security_events.syslog)
+        try:
+            bundle = check_bundle(self.config.bundle or default_bundle_path(), self.policy,
+                                  self.run_config.operator_keys)
+        except AutarkyError as exc:
+            problems = exc.problems + problems
+        if problems:
+            self._refuse(problems)
+        env = apply_offline_env(loopback=self.config.ray_address is None)
+        self.autarky_report = AutarkyReport(bundle, env=env)
+
+    def _refuse(self, problems: list[str]) -> None:
+        """Record an autarky refusal (ledger ``security`` entry, security feed), then raise it."""
+        self.ledger = self.ledger or Ledger.open(self.config.home)
+        feed, follower = open_feed(self.config.home, file=self.run_config.security_events.file,
+                                   syslog=self.run_config.security_events.syslog,
+                                   ledger=self.ledger, start=False)
+        try:
+            self.ledger.append(LedgerEntryDraft(
+                kind="security", allowed=False, reasons=["AUTARKY_REFUSED"],
+                policy_digest=self.policy.digest,
+                detail={"event": "autarky_refused", "message": "; ".join(problems),
+                        "problems": problems}))
+            follower.poll()
+        finally:
+            feed.close()
+        raise AutarkyError(problems)
+
     # -- stop -----------------------------------------------------------------
 
     def stop(self) -> None:
@@ -281,6 +377,9 @@ class Installation:
 
         if self.endpoints is not None:
             self.endpoints.stop()
+        for service in (self.heal_on_change, self.crisis):
+            if service is not None:
+                service.stop()
         if self.deployments is not None:
             try:
                 self.deployments.close(release=True)
@@ -290,6 +389,10 @@ class Installation:
             ray.shutdown()
         if self.cluster is not None:
             self.cluster.shutdown()
+        if self.follower is not None:
+            self.follower.stop()
+        if self.events is not None:
+            self.events.close()
         if self.ledger is not None:
             self.ledger.latest_tree_head()
             self.ledger.close()

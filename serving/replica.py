@@ -48,6 +48,9 @@ OFFLINE_ENV = {
     "VLLM_NO_USAGE_STATS": "1",
     "DO_NOT_TRACK": "1",
     "VLLM_DO_NOT_TRACK": "1",
+    # Ray reports "usage stats disabled" and probes cloud metadata unless told not to.
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_USAGE_STATS_PROMPT_ENABLED": "0",
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from serving.cli import audit, policy, up
+from serving.cli import audit, batch, crisis, policy, status, up
 
 app = typer.Typer(
     name="corridor",
@@ -14,7 +14,10 @@ app = typer.Typer(
 )
 app.add_typer(policy.app, name="policy")
 app.add_typer(audit.app, name="audit")
+app.add_typer(crisis.app, name="crisis")
+app.add_typer(batch.app, name="batch")
 app.command("up")(up.up)
+app.command("status")(status.status)
 
 
 def main() -> None:

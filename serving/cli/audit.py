@@ -43,6 +43,7 @@ from scheduler.ledger import (
     verify_export,
 )
 from scheduler.ledger.signing import load_signing_key
+from serving.events import report_tamper
 
 app = typer.Typer(
     help="Verify, export and sign the placement ledger.",
@@ -165,6 +166,10 @@ def verify(
     try:
         report = reader.verify()
     except VerificationError as exc:
+        reported = report_tamper(home, check=exc.check, message=exc.message, index=exc.index,
+                                 tree_size=exc.tree_size)
+        if reported is not None:
+            _err().print(f"  reported to the security feed {escape(str(reported))}")
         raise _failed(exc) from exc
     except NotFoundError as exc:
         raise _die(f"{exc}: pass --public-key") from exc

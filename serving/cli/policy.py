@@ -1,8 +1,10 @@
-"""``corridor policy check|explain``: validate a bundle, explain a workload against every pool."""
+"""``corridor policy check|explain|keygen|sign|verify|pin``: validate a bundle, explain a workload
+against every pool; operator keys, detached bundle signatures and pinned model digests (autarky)."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -83,3 +85,139 @@ def explain(
     for rule in fired:
         console.print(f"[dim]{rule}: {sources[rule]}[/]", highlight=False)
     console.print(f"[dim]policy {policy.digest}[/]", highlight=False)
+
+
+# -- signatures and pinned digests (autarky mode) ------------------------------------------
+
+
+@app.command()
+def keygen(
+    out: Annotated[Path, typer.Argument(help="Private key file to create (PEM, mode 0600).")],
+    name: Annotated[str, typer.Option(help="Who holds the key, e.g. fr-ops-duty.")],
+    jurisdiction: Annotated[str, typer.Option(help="FR or DE.")],
+) -> None:
+    """Create an operator signing key; print its operator_keys entry for corridor.yaml."""
+    from policies.signing import OperatorKey, write_private_key
+
+    if jurisdiction not in ("FR", "DE"):
+        errors.print(f"[bold red]error:[/] --jurisdiction: got {jurisdiction!r}, want FR or DE")
+        raise typer.Exit(2)
+    try:
+        key = write_private_key(out)
+    except FileExistsError as exc:
+        errors.print(f"[bold red]error:[/] {out} exists; choose another file")
+        raise typer.Exit(2) from exc
+    entry = OperatorKey.of(name, jurisdiction, key.public_key())
+    errors.print(f"private key written to {out} (keep it offline); key id {entry.key_id}")
+    typer.echo("operator_keys:\n"
+               f"  - {{name: {entry.name}, jurisdiction: {entry.jurisdiction}, "
+               f"public_key: {entry.public_key}}}")
+
+
+@app.command()
+def sign(
+    file: Annotated[Path, typer.Argument(help="Policy bundle (YAML) to sign.")],
+    key: Annotated[Path, typer.Option("--key", help="Operator private key (PEM).")],
+) -> None:
+    """Sign a valid bundle's exact bytes with an operator key; writes FILE.sig."""
+    from policies.signing import sign_bundle, signature_path, load_private_key
+
+    try:
+        data = file.read_bytes()
+        bundle = load_bundle(file, text=data.decode("utf-8"))
+        private = load_private_key(key)
+    except BundleError as exc:
+        errors.print(f"[bold red]{file}: not signed, {len(exc.issues)} problem(s)[/]")
+        for issue in exc.issues:
+            errors.print(f"  {issue}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from exc
+    except (OSError, ValueError) as exc:
+        errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from exc
+    signature = sign_bundle(data, private, bundle_digest=bundle.digest())
+    target = signature_path(file)
+    target.write_text(signature.to_text(), "utf-8")
+    console.print(f"[bold green]signed[/] {file} → {target}", highlight=False, soft_wrap=True)
+    console.print(f"key {signature.key_id} · bundle {bundle.digest()}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def verify(
+    file: Annotated[Path, typer.Argument(help="Policy bundle (YAML) whose FILE.sig to check.")],
+    config_file: Annotated[Optional[Path], typer.Option(
+        "--config", help="Running configuration with operator_keys (default $CORRIDOR_HOME/corridor.yaml).")] = None,
+    home: Annotated[Optional[Path], typer.Option(
+        "--home", envvar="CORRIDOR_HOME", help="State directory (default .corridor).")] = None,
+) -> None:
+    """Check FILE.sig against the trusted operator keys: exit 0 with the signer, else 1."""
+    from policies.exceptions import BundleSignatureError
+    from policies.signing import verify_bundle_file
+    from serving.config import ConfigError, load_run_config
+
+    try:
+        trusted = load_run_config(config_file, home or Path(".corridor")).operator_keys
+        _, signer = verify_bundle_file(file, trusted)
+    except BundleSignatureError as exc:
+        errors.print(f"[bold red]✗ {file}[/]: {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from exc
+    except (ConfigError, OSError) as exc:
+        errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from exc
+    console.print(f"[bold green]✓[/] {file} signed by {signer.name} ({signer.jurisdiction}, "
+                  f"key {signer.key_id})", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def pin(
+    file: Annotated[Path, typer.Argument(help="Policy bundle (YAML) to pin.")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the pinned bundle.")],
+    model: Annotated[Optional[list[str]], typer.Option(
+        "--model", help="ID=DIRECTORY of a model artifact (repeat); default: the models "
+        "`corridor up` serves, where present.")] = None,
+    home: Annotated[Optional[Path], typer.Option(
+        "--home", envvar="CORRIDOR_HOME", help="State directory with the built demo model.")] = None,
+    autarky: Annotated[bool, typer.Option(help="Also set settings.autarky.")] = True,
+) -> None:
+    """Write a copy of a bundle with each model's artifact digest pinned (comments are not kept)."""
+    import yaml
+
+    from serving.autarky import local_model_directories
+    from serving.models.artifacts import artifact_digest
+    from serving.models.demo import MODEL_ID as DEMO_MODEL, build_demo_model
+
+    home = home or Path(".corridor")
+    directories = local_model_directories(home)
+    if DEMO_MODEL not in directories and not any(m.startswith(DEMO_MODEL + "=") for m in model or []):
+        target = Path(os.environ.get("CORRIDOR_MODELS") or home / "models") / DEMO_MODEL
+        errors.print(f"building {DEMO_MODEL} into {target} (as `corridor up` would) …")
+        directories[DEMO_MODEL] = build_demo_model(target)
+    for item in model or []:
+        model_id, sep, directory = item.partition("=")
+        if not sep:
+            errors.print(f"[bold red]error:[/] --model: got {item!r}, want ID=DIRECTORY")
+            raise typer.Exit(2)
+        directories[model_id] = Path(directory)
+    try:
+        document = yaml.safe_load(file.read_text("utf-8"))
+        load_bundle(file)
+    except BundleError as exc:
+        errors.print(f"[bold red]{file}: {len(exc.issues)} problem(s)[/]")
+        for issue in exc.issues:
+            errors.print(f"  {issue}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from exc
+    pinned = {}
+    for entry in document.get("models", []):
+        directory = directories.get(entry["id"])
+        if directory is None:
+            errors.print(f"[yellow]{entry['id']}: no artifact found here; left as it was[/]")
+            continue
+        entry["digest"] = pinned[entry["id"]] = artifact_digest(directory)
+    if autarky:
+        document.setdefault("settings", {})["autarky"] = True
+    text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
+    load_bundle(out, text=text)
+    out.write_text(text, "utf-8")
+    for model_id, digest in pinned.items():
+        console.print(f"pinned {model_id} {digest}", highlight=False, soft_wrap=True)
+    console.print(f"[bold green]written[/] {out}; sign it: corridor policy sign {out} --key KEY.pem",
+                  highlight=False, soft_wrap=True)

@@ -9,28 +9,39 @@ import typer
 import uvicorn
 from rich.console import Console
 
+from policies import PolicyError
+from serving.autarky import AutarkyError
+from serving.config import ConfigError
 from serving.embedded import Installation, UpConfig, corridor_home
 
 console = Console()
 
 
 def up(
-    port: Annotated[int, typer.Option(help="Gateway port on 127.0.0.1.")] = 8000,
+    port: Annotated[int, typer.Option(help="Gateway port.")] = 8000,
+    host: Annotated[str, typer.Option(help="Gateway address (0.0.0.0 in a container).")] = "127.0.0.1",
     ray_address: Annotated[Optional[str], typer.Option(help="Join this Ray cluster instead of starting one.")] = None,
-    autarky: Annotated[bool, typer.Option(help="Refuse unpinned models and unsigned bundles.")] = False,
+    autarky: Annotated[bool, typer.Option(help="Autarky mode: only a bundle signed by a listed operator key, "
+                                          "pinned model digests, local endpoints, every offline switch.")] = False,
     policy_file: Annotated[Optional[Path], typer.Option("--policy", help="Policy bundle (YAML).")] = None,
     home: Annotated[Optional[Path], typer.Option(help="State directory (default $CORRIDOR_HOME or .corridor/).")] = None,
+    config_file: Annotated[Optional[Path], typer.Option(
+        "--config", help="Running configuration: operator keys, security feed (default <home>/corridor.yaml).")] = None,
 ) -> None:
     """Start the embedded default: local Ray cluster, FR and DE pools, demo model, gateway."""
-    if autarky:
-        console.print("[yellow]--autarky is not implemented yet[/]: models are loaded from local "
-                      "directories and every library's offline switch is set, but bundle "
-                      "signatures and pinned digests are not enforced yet.")
-    config = UpConfig(home=home or corridor_home(), port=port, ray_address=ray_address,
-                      bundle=policy_file)
-    installation = Installation(config, console)
+    config = UpConfig(home=home or corridor_home(), host=host, port=port, ray_address=ray_address,
+                      bundle=policy_file, autarky=autarky, config_file=config_file)
     try:
-        installation.start()
+        installation = Installation(config, console)
+    except (ConfigError, PolicyError) as exc:
+        console.print(f"error: {exc}", style="bold red", markup=False, highlight=False)
+        raise typer.Exit(2) from exc
+    try:
+        try:
+            installation.start()
+        except AutarkyError as exc:
+            console.print(str(exc), style="bold red", markup=False, highlight=False)
+            raise typer.Exit(1) from exc
         console.print()
         for line in installation.summary():
             console.print(f"  {line}", highlight=False)

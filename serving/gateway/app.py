@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from serving.batch import api as batch_api
 from serving.gateway import admin_api, audit_api, crisis_api, openai_api
 from serving.gateway.errors import BadRequest, GatewayError, NotFound
 from serving.gateway.service import Gateway
@@ -34,6 +35,7 @@ def create_app(gateway: Gateway) -> FastAPI:
     app.include_router(audit_api.router)
     app.include_router(admin_api.router)
     app.include_router(crisis_api.router)
+    app.include_router(batch_api.router)
 
     @app.exception_handler(GatewayError)
     async def gateway_error(request: Request, exc: GatewayError) -> JSONResponse:

@@ -23,6 +23,7 @@ from fastapi.responses import StreamingResponse
 
 from policies import Evaluation, Workload
 from scheduler.ledger import LedgerEntryDraft
+from serving.events import policy_refusal_record
 from serving.gateway.errors import Forbidden, NotFound, Unavailable
 from serving.gateway.requests import data_flags_of, marking_of, parse_object, read_body, require_field
 from serving.gateway.routing import Endpoint, Route
@@ -64,6 +65,9 @@ async def _inference(request: Request, path: str, field: str, kind: type | tuple
     received = time.perf_counter()
     gateway: Gateway = request.app.state.gateway
     principal = gateway.authenticate(request, INFERENCE_ROLES)
+    if gateway.limiter is not None:
+        gateway.limiter.admit(principal.tenant or "", endpoint=path,
+                              source=request.client.host if request.client else None)
     body = await read_body(request, gateway.max_body_bytes)
     payload = parse_object(body)
     model = require_field(payload, "model", str)
@@ -71,7 +75,8 @@ async def _inference(request: Request, path: str, field: str, kind: type | tuple
     tenant = gateway.policy.tenants.get(principal.tenant or "")
     marking = marking_of(request, tenant.default_marking if tenant else "PUBLIC")
     workload = Workload(tenant=principal.tenant or "", marking=marking, kind="request",
-                        data_flags=data_flags_of(request), model=model)
+                        data_flags=data_flags_of(request), model=model,
+                        model_digest=gateway.model_digests.get(model))
     if model not in gateway.policy.models:
         raise NotFound(f"the model '{model}' does not exist", code="model_not_found", param="model")
     route = gateway.router.route(workload)
@@ -182,10 +187,12 @@ async def _refuse(gateway: Gateway, workload: Workload, evaluation: Evaluation,
     codes = sorted({code for code, _ in seen})
     for code in codes:
         gateway.metrics.denials.labels(code).inc()
-    await gateway.ledger.append_async(LedgerEntryDraft(
+    item = await gateway.ledger.append_async(LedgerEntryDraft(
         kind="routing", decision_id=decision_id, tenant=workload.tenant or None,
         workload=_ledger_workload(workload), allowed=False, reasons=codes,
         policy_digest=evaluation.policy_digest, detail={"endpoint": path}))
+    if gateway.events is not None:
+        gateway.events.emit(policy_refusal_record(item, endpoint=path))
     gateway.metrics.requests.labels(workload.tenant, workload.model or "", "", "403").inc()
     explanation = "; ".join(f"{code} ({rule}): {message}" for (code, rule), message in seen.items())
     raise Forbidden(f"refused by policy ({evaluation.summary()}): {explanation}",

@@ -55,6 +55,9 @@ class Gateway:
     crisis: Any = None  # serving.crisis: crisis declarations held outside the bundle
     events: Any = None  # serving.events: the security event feed for the defence centre
     limiter: Any = None  # serving.gateway.limits: per-tenant rate limits
+    # Digest of each served model's loaded artifact; request workloads carry it, so the
+    # rulebook's ``model-pinned`` rule checks it (required in autarky mode).
+    model_digests: dict[str, str] = field(default_factory=dict)
     metrics: GatewayMetrics = field(init=False)
     upstream: UpstreamPool = field(init=False)
 
@@ -71,6 +74,9 @@ class Gateway:
 
     def authenticate(self, request: Request, roles: Sequence[str]) -> Principal:
         """The caller, who must hold one of ``roles``: 401 without valid credentials, else 403."""
+        limiter = self.limiter
+        if limiter is not None:
+            limiter.check_source(request.client.host if request.client else None)
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -78,6 +84,9 @@ class Gateway:
                                   code="invalid_api_key")
         principal = self.auth.authenticate(token.strip())
         if principal is None:
+            if limiter is not None:
+                limiter.auth_failed(request.client.host if request.client else None,
+                                    endpoint=request.url.path)
             raise Unauthenticated("invalid API key or token", code="invalid_api_key")
         if principal.role not in roles:
             raise Forbidden(f"role '{principal.role}' may not call this endpoint "

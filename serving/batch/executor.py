@@ -1,0 +1,660 @@
+"""The batch executor: runs the lines of active batches on replicas the rulebook allows.
+
+One asyncio task in the gateway's event loop does everything, in cycles
+woken by new batches, cancellations and finished lines:
+
+1. **Validate** new batches (in a thread): all lines good, or the batch fails
+   and nothing runs.
+2. **Expire and cancel**: past ``expires_at``, or once cancelled, no new line
+   starts; pending lines get the error ``batch_expired`` / ``batch_cancelled``;
+   lines in flight finish.
+3. **Dispatch** lines, fairly: the tenant with the fewest lines in flight
+   goes next (round robin over its batches), never above its bundle quota
+   ``quotas.batch_concurrency``. A line goes to the least loaded live replica
+   of an allowed pool (the gateway router's choice, so the rulebook decides)
+   that has a free batch slot: at most ``replica_batch_slots`` batch lines
+   per replica, and none while the replica already has ``replica_slots``
+   requests in flight, so interactive traffic keeps priority. When the
+   rulebook allows pools but none has a live replica of the model, a batch
+   replica is placed (:mod:`serving.batch.provisioning`).
+4. **Record** answers in groups (one transaction per ``flush_lines`` answers
+   or ``flush_interval_s``); a line that got no answer (replica gone) runs
+   again, at most ``line_attempts`` times.
+5. **Finalize**: write the output and error files, set the final status.
+
+The first use of a replica by a batch is a ``placement`` entry in the ledger
+(kind ``batch``, pool, node, decision), written before the line is sent; once
+per batch and replica, never per line. After a restart, lines without a
+stored answer run again; answers are stored once (see
+:mod:`serving.batch.store`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import secrets
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import Counter as MetricCounter
+from prometheus_client import Gauge
+
+from policies import Evaluation, Workload, parse_marking
+from scheduler.ledger import LedgerEntryDraft
+from serving.batch.provisioning import ProvisionRefused, Provisioner
+from serving.batch.records import (CANCELLED, CANCELLING, COMPLETED, EXPIRED, FAILED, FINALIZING,
+                                   IN_PROGRESS, VALIDATING, BatchError, BatchRecord, FileRecord,
+                                   LineResult, new_id)
+from serving.batch.store import BatchStore
+from serving.batch.validation import InputLimits, validate_input
+from serving.gateway.routing import Endpoint
+from serving.gateway.upstream import UpstreamBroken, UpstreamUnreachable
+
+log = logging.getLogger(__name__)
+
+_ENDINGS = {CANCELLED: ("batch_cancelled", "the batch was cancelled before this request ran"),
+            EXPIRED: ("batch_expired", "the batch's completion window ended before this request ran")}
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionSettings:
+    """How the executor shares replicas and how often it writes.
+
+    ``replica_batch_slots``: batch lines in flight on one replica at most;
+    ``replica_slots``: no batch line starts on a replica with this many
+    requests (interactive and batch) in flight; ``line_attempts``: tries of a
+    line whose replica did not answer; ``provision_retry_s``: wait after a
+    batch replica could not be placed; ``provision_idle_s``: a batch replica
+    no batch needs is released after this long.
+    """
+
+    replica_batch_slots: int = 64
+    replica_slots: int = 256
+    line_attempts: int = 3
+    flush_lines: int = 256
+    flush_interval_s: float = 0.05
+    poll_interval_s: float = 0.5
+    provision_retry_s: float = 30.0
+    provision_idle_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        for name in ("replica_batch_slots", "replica_slots", "line_attempts", "flush_lines"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: got {value!r}, want an integer >= 1, "
+                                 f"e.g. ExecutionSettings(replica_batch_slots=64)")
+        for name in ("flush_interval_s", "poll_interval_s", "provision_retry_s",
+                     "provision_idle_s"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"{name}: got {value!r}, want seconds > 0")
+
+
+@dataclass(eq=False)
+class _Run:
+    """An active batch as the executor holds it in memory."""
+
+    record: BatchRecord
+    workload: Workload | None = None
+    queue: deque = field(default_factory=deque)  # (line, custom_id, body) ready to start
+    cursor: int = 0  # highest line number read from the store
+    exhausted: bool = False  # the store has no pending line after the cursor
+    inflight: set[int] = field(default_factory=set)
+    attempts: Counter = field(default_factory=Counter)
+    replicas: set[str] = field(default_factory=set)  # replicas already in the ledger for it
+    noting: dict[str, asyncio.Future] = field(default_factory=dict)
+    busy: str | None = None  # "validating", "closing" or "finalizing" while a thread works
+    closed: bool = False  # pending lines were given the ending's error
+    waiting: str | None = None  # why no line can start, when none can
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    def next_line(self, store: BatchStore, chunk: int) -> tuple[int, str, str] | None:
+        if not self.queue and not self.exhausted:
+            rows = store.pending_lines(self.id, after=self.cursor, limit=chunk)
+            for row in rows:
+                if row[0] not in self.inflight:
+                    self.queue.append(row)
+            if rows:
+                self.cursor = rows[-1][0]
+            else:
+                self.exhausted = True
+        return self.queue.popleft() if self.queue else None
+
+    @property
+    def drained(self) -> bool:
+        return not self.inflight and not self.queue and (self.exhausted or self.closed)
+
+
+@dataclass
+class _BatchReplica:
+    """A replica placed for batches of one audience and model."""
+
+    name: str | None = None  # None while being placed
+    idle_since: float | None = None
+
+
+class BatchExecutor:
+    """Runs every active batch of one store; started and stopped with the gateway app."""
+
+    def __init__(self, store: BatchStore, *, settings: ExecutionSettings = ExecutionSettings(),
+                 limits: InputLimits = InputLimits(), provisioner: Provisioner | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.settings = settings
+        self.limits = limits
+        self.provisioner = provisioner
+        self.clock = clock
+        self.gateway: Any = None
+        self._runs: dict[str, _Run] = {}
+        self._tenant_inflight: Counter[str] = Counter()
+        self._replica_inflight: Counter[str] = Counter()
+        self._served: dict[str, float] = {}
+        self._results: list[LineResult] = []
+        self._oldest_result = 0.0
+        self._tasks: set[asyncio.Task] = set()
+        self._replicas: dict[tuple, _BatchReplica] = {}
+        self._provision_after: dict[tuple, float] = {}
+        self._wake: asyncio.Event | None = None
+        self._main: asyncio.Task | None = None
+        self._lines_metric: Any = None
+        self._inflight_metric: Any = None
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def start(self, gateway: Any) -> None:
+        """Resume every active batch of the store and start working (the app's lifespan)."""
+        self.gateway = gateway
+        self._register_metrics(gateway.metrics.registry)
+        self._wake = asyncio.Event()
+        for record, replicas in await asyncio.to_thread(self._load_active):
+            self._adopt(record).replicas = replicas
+        self._main = asyncio.create_task(self._loop(), name="corridor-batch-executor")
+
+    async def stop(self) -> None:
+        """Stop: lines in flight are abandoned (they run again after the next start)."""
+        if self._main is not None:
+            self._main.cancel()
+            await asyncio.gather(self._main, return_exceptions=True)
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._flush(force=True)
+        for replica in list(self._replicas.values()):
+            if replica.name and self.provisioner is not None:
+                await asyncio.to_thread(self.provisioner.release, replica.name)
+        self._replicas.clear()
+
+    def submit(self, record: BatchRecord) -> None:
+        """Take a new batch (status ``validating``), stored already."""
+        self._adopt(record)
+        self.wake()
+
+    def cancel(self, batch_id: str) -> BatchRecord | None:
+        """Cancel an active batch: no new line starts; returns its record, None if not active."""
+        run = self._runs.get(batch_id)
+        if run is None or run.record.status == FINALIZING or run.record.ending is not None:
+            return run.record if run is not None else None
+        now = int(self.clock())
+        run.record.ending, run.record.status, run.record.cancelling_at = CANCELLED, CANCELLING, now
+        self.store.update_batch(batch_id, ending=CANCELLED, status=CANCELLING, cancelling_at=now)
+        self.wake()
+        return run.record
+
+    def wake(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    def waiting(self, batch_id: str) -> str | None:
+        """Why the batch has no line running now, if it is waiting (for status displays)."""
+        run = self._runs.get(batch_id)
+        return run.waiting if run is not None else None
+
+    # -- the loop -------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        assert self._wake is not None
+        while True:
+            self._wake.clear()
+            try:
+                self._cycle()
+            except Exception:  # noqa: BLE001 - keep serving the other batches
+                log.exception("batch executor cycle failed")
+            timeout = self.settings.poll_interval_s
+            if self._results:
+                timeout = min(timeout, self.settings.flush_interval_s)
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+            except TimeoutError:
+                pass
+
+    def _cycle(self) -> None:
+        now = self.clock()
+        self._flush(force=False)
+        for run in list(self._runs.values()):
+            record = run.record
+            if run.busy:
+                continue
+            if record.status == VALIDATING:
+                self._spawn(run, "validating", self._validate(run))
+                continue
+            if (record.ending is None and record.status == IN_PROGRESS
+                    and now >= record.expires_at):
+                record.ending = EXPIRED
+                self.store.update_batch(run.id, ending=EXPIRED)
+            if record.ending is not None and not run.closed:
+                self._flush(force=True)
+                run.queue.clear()
+                self._spawn(run, "closing", self._close(run))
+                continue
+            if record.status == FINALIZING or run.drained:
+                self._flush(force=True)
+                if self.store.pending_count(run.id) == 0:
+                    self._spawn(run, "finalizing", self._finalize(run))
+                else:  # a line left behind (e.g. a cancelled task): read the store again
+                    run.cursor, run.exhausted = 0, False
+        self._dispatch()
+        self._release_idle_replicas(now)
+
+    def _spawn(self, run: _Run, what: str, work) -> None:
+        run.busy = what
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- validation -----------------------------------------------------------
+
+    async def _validate(self, run: _Run) -> None:
+        try:
+            router = self.gateway.router
+            declarations = tuple(router.declarations())
+            await asyncio.to_thread(self._validate_now, run.record, router.policy, declarations)
+            record = await asyncio.to_thread(self.store.get_batch, run.id)
+            if record is None or record.status == FAILED:
+                self._runs.pop(run.id, None)
+                return
+            run.record = record
+            run.workload = self._workload(record)
+        except Exception:  # noqa: BLE001 - retried at the next cycle
+            log.exception("validating batch %s failed", run.id)
+        finally:
+            run.busy = None
+            self.wake()
+
+    def _validate_now(self, record: BatchRecord, policy: Any, declarations: tuple) -> None:
+        """Validate the input file; store its lines (in progress) or fail the batch. In a thread."""
+        path = self.store.file_path(record.input_file_id)
+        base = self._workload(record)
+
+        def evaluate(workload: Workload) -> Evaluation:
+            return policy.decide_all(workload, at=dt.datetime.now(dt.UTC), declarations=declarations)
+
+        try:
+            with path.open("rb") as handle:
+                result = validate_input(handle, endpoint=record.endpoint, workload=base,
+                                        policy=policy, evaluate=evaluate, limits=self.limits)
+        except FileNotFoundError:
+            result = None
+        now = int(self.clock())
+        if result is None or not result.ok:
+            errors = (result.errors if result is not None else
+                      [BatchError("input_file_missing",
+                                  f"the input file {record.input_file_id} was deleted")])
+            if result is not None and result.refusal is not None:
+                self.gateway.ledger.append(refusal_entry(record.id, result.refusal, "validate"))
+            self.store.update_batch(record.id, status=FAILED, failed_at=now, errors=errors,
+                                    model=result.model if result else None)
+            return
+        assert result.model is not None
+        self.store.start_lines(record.id, result.model, result.lines, now)
+
+    # -- ending: cancel and expiry --------------------------------------------
+
+    async def _close(self, run: _Run) -> None:
+        ending = run.record.ending
+        assert ending is not None
+        code, message = _ENDINGS[ending]
+        try:
+            if run.record.status != VALIDATING:
+                await asyncio.to_thread(self.store.close_pending, run.id, code, message,
+                                        keep=set(run.inflight))
+            run.closed = True
+            record = await asyncio.to_thread(self.store.get_batch, run.id)
+            if record is not None:
+                record.ending = ending
+                run.record = record
+        except Exception:  # noqa: BLE001 - retried at the next cycle
+            log.exception("closing batch %s failed", run.id)
+        finally:
+            run.busy = None
+            self.wake()
+
+    # -- finalization ---------------------------------------------------------
+
+    async def _finalize(self, run: _Run) -> None:
+        try:
+            await asyncio.to_thread(self._finalize_now, run.id)
+            self._runs.pop(run.id, None)
+        except Exception:  # noqa: BLE001 - retried at the next cycle
+            log.exception("finalizing batch %s failed", run.id)
+        finally:
+            run.busy = None
+            self.wake()
+
+    def _finalize_now(self, batch_id: str) -> None:
+        """Write the output and error files and set the final status. In a thread."""
+        record = self.store.get_batch(batch_id)
+        assert record is not None
+        now = int(self.clock())
+        if record.ending is None and record.status != FINALIZING:
+            self.store.update_batch(batch_id, status=FINALIZING, finalizing_at=now)
+        files: dict[bool, FileRecord] = {}
+        for ok, suffix in ((True, "output"), (False, "error")):
+            file_id = new_id("file-")
+            target = self.store.file_path(file_id)
+            staging = target.with_suffix(".tmp")
+            if self.store.write_results(batch_id, ok, staging) == 0:
+                staging.unlink()
+                continue
+            os.replace(staging, target)
+            files[ok] = FileRecord(file_id, record.tenant, f"batch_{batch_id}_{suffix}.jsonl",
+                                   "batch_output", target.stat().st_size, now)
+        _fsync_directory(self.store.files_dir)
+        status = record.ending or COMPLETED
+        self.store.finish(batch_id, files.values(), status=status, **{f"{status}_at": now},
+                          output_file_id=files[True].id if True in files else None,
+                          error_file_id=files[False].id if False in files else None)
+
+    # -- dispatch -------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        by_tenant: dict[str, deque[_Run]] = {}
+        for run in self._runs.values():
+            if (run.busy is None and run.workload is not None and run.record.ending is None
+                    and run.record.status == IN_PROGRESS and not (run.exhausted and not run.queue)):
+                by_tenant.setdefault(run.record.tenant, deque()).append(run)
+        blocked: set[str] = set()
+        while by_tenant:
+            chosen = None
+            for tenant in sorted(by_tenant, key=lambda t: (self._tenant_inflight[t],
+                                                           self._served.get(t, 0.0))):
+                if self._tenant_inflight[tenant] >= self._quota(tenant):
+                    continue
+                runs = by_tenant[tenant]
+                for _ in range(len(runs)):
+                    run = runs[0]
+                    runs.rotate(-1)
+                    if run.id in blocked:
+                        continue
+                    endpoint = self._pick(run)
+                    item = run.next_line(self.store, 512) if endpoint is not None else None
+                    if endpoint is None or item is None:
+                        blocked.add(run.id)
+                        continue
+                    chosen = (tenant, run, endpoint, item)
+                    break
+                if chosen is not None:
+                    break
+            if chosen is None:
+                return
+            tenant, run, endpoint, item = chosen
+            self._start_line(tenant, run, endpoint, item)
+
+    def _quota(self, tenant: str) -> int:
+        known = self.gateway.router.policy.tenants.get(tenant)
+        return known.quotas.batch_concurrency if known is not None else 0
+
+    def _pick(self, run: _Run) -> Endpoint | None:
+        """The least loaded allowed replica with a free batch slot, or None (and why in ``waiting``)."""
+        router = self.gateway.router
+        route = router.route(run.workload)
+        if not route.evaluation.allowed:
+            run.waiting = f"no pool allowed now ({route.evaluation.summary()})"
+            return None
+        if not route.candidates:
+            allowed = {d.pool for d in route.evaluation.allowed}
+            if any(e.model == run.workload.model and e.pool in allowed
+                   for e in router.source.endpoints()):
+                run.waiting = "the allowed replicas did not answer; retrying shortly"
+                return None
+            run.waiting = (f"no live replica of '{run.workload.model}' in an allowed pool "
+                           f"({', '.join(sorted(allowed))})")
+            self._want_replica(run)
+            return None
+        run.waiting = None
+        for endpoint in route.candidates:
+            if (self._replica_inflight[endpoint.replica_id] < self.settings.replica_batch_slots
+                    and router.outstanding.get(endpoint.replica_id, 0) < self.settings.replica_slots):
+                return endpoint
+        return None
+
+    def _start_line(self, tenant: str, run: _Run, endpoint: Endpoint, item: tuple[int, str, str]) -> None:
+        run.inflight.add(item[0])
+        self._tenant_inflight[tenant] += 1
+        self._replica_inflight[endpoint.replica_id] += 1
+        self._served[tenant] = time.monotonic()
+        self.gateway.router.acquire(endpoint)
+        if self._inflight_metric is not None:
+            self._inflight_metric.inc()
+        task = asyncio.create_task(self._execute(run, endpoint, item))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _execute(self, run: _Run, endpoint: Endpoint, item: tuple[int, str, str]) -> None:
+        """Send one line; record its answer, or put it back to run again."""
+        line, custom_id, body = item
+        result: LineResult | None = None
+        problem: str | None = None
+        cancelled = False
+        try:
+            await self._note_replica(run, endpoint)
+            response = await self.gateway.upstream.post(endpoint.url + run.record.endpoint,
+                                                        body.encode("utf-8"))
+            try:
+                content = await response.read()
+            finally:
+                response.release()
+            if response.status >= 500 and run.attempts[line] + 1 < self.settings.line_attempts:
+                problem = f"the replica answered {response.status}"
+            else:
+                result = LineResult.response(run.id, line, custom_id, response.status, content)
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
+        except (UpstreamUnreachable, UpstreamBroken) as exc:
+            self.gateway.router.mark_failed(endpoint)
+            problem = f"the replica did not answer ({exc})"
+        except Exception as exc:  # noqa: BLE001 - e.g. the ledger refused the entry: retry later
+            log.warning("batch %s line %d not sent: %s", run.id, line, exc)
+            problem = f"{type(exc).__name__}: {exc}"
+        finally:
+            run.inflight.discard(line)
+            self._tenant_inflight[run.record.tenant] -= 1
+            self._replica_inflight[endpoint.replica_id] -= 1
+            self.gateway.router.release(endpoint)
+            if self._inflight_metric is not None:
+                self._inflight_metric.dec()
+            if not cancelled:
+                if problem is not None:
+                    run.attempts[line] += 1
+                    if run.record.ending is not None:
+                        result = LineResult.failure(run.id, line, custom_id, *_ENDINGS[run.record.ending])
+                    elif run.attempts[line] >= self.settings.line_attempts:
+                        result = LineResult.failure(
+                            run.id, line, custom_id, "replica_unavailable",
+                            f"no replica answered after {run.attempts[line]} attempts: {problem}")
+                    else:
+                        run.queue.appendleft(item)
+                if result is not None:
+                    if not self._results:
+                        self._oldest_result = time.monotonic()
+                    self._results.append(result)
+                    if self._lines_metric is not None:
+                        self._lines_metric.labels(run.record.tenant,
+                                                  "completed" if result.ok else "failed").inc()
+                self.wake()
+
+    def _flush(self, *, force: bool) -> None:
+        """Commit buffered answers when enough wait or the oldest waited long enough."""
+        if not self._results:
+            return
+        if (not force and len(self._results) < self.settings.flush_lines
+                and time.monotonic() - self._oldest_result < self.settings.flush_interval_s):
+            return
+        results, self._results = self._results, []
+        self.store.record_results(results)
+
+    # -- the ledger -----------------------------------------------------------
+
+    async def _note_replica(self, run: _Run, endpoint: Endpoint) -> None:
+        """Make sure the ledger has this batch's use of this replica, once."""
+        key = f"{endpoint.replica_id}@{endpoint.node_id}"
+        if key in run.replicas:
+            return
+        future = run.noting.get(key)
+        if future is None:
+            future = run.noting[key] = asyncio.ensure_future(self._write_placement(run, endpoint, key))
+        try:
+            await asyncio.shield(future)
+        except Exception:
+            run.noting.pop(key, None)
+            raise
+
+    async def _write_placement(self, run: _Run, endpoint: Endpoint, key: str) -> None:
+        router = self.gateway.router
+        assert run.workload is not None
+        evaluation = router.policy.decide_all(run.workload, at=dt.datetime.now(dt.UTC),
+                                              declarations=tuple(router.declarations()))
+        decision = next(d for d in evaluation.decisions if d.pool == endpoint.pool)
+        if not decision.allowed:
+            raise RuntimeError(f"pool {endpoint.pool} is no longer allowed for batch {run.id}: "
+                               f"{', '.join(decision.codes)}")
+        record = run.record
+        await self.gateway.ledger.append_async(LedgerEntryDraft(
+            kind="placement", decision_id=decision.id, tenant=record.tenant,
+            workload=_ledger_workload(run.workload), pool=endpoint.pool,
+            jurisdiction=endpoint.jurisdiction, node_id=endpoint.node_id, allowed=True,
+            reasons=[], policy_digest=evaluation.policy_digest, declaration=decision.declaration,
+            detail={"action": "batch", "batch": record.id, "replica": endpoint.replica_id,
+                    "endpoint": record.endpoint, "lines": record.total}))
+        await asyncio.to_thread(self.store.add_replica, run.id, key)
+        run.replicas.add(key)
+
+    # -- batch replicas -------------------------------------------------------
+
+    def _want_replica(self, run: _Run) -> None:
+        if self.provisioner is None or run.workload is None:
+            return
+        key = _audience(run.workload)
+        if key in self._replicas or self.clock() < self._provision_after.get(key, 0.0):
+            return
+        self._replicas[key] = _BatchReplica()
+        task = asyncio.create_task(self._provision(run, key))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _provision(self, run: _Run, key: tuple) -> None:
+        assert self.provisioner is not None and run.workload is not None
+        try:
+            name = await asyncio.to_thread(self.provisioner.provision, run.id, run.workload)
+        except ProvisionRefused as exc:
+            self._replicas.pop(key, None)
+            self._provision_after[key] = self.clock() + self.settings.provision_retry_s
+            run.waiting = f"no batch replica could be placed: {exc}"
+            return
+        except Exception as exc:  # noqa: BLE001 - same as a refusal, with the trace in the log
+            log.exception("placing a batch replica for %s failed", run.id)
+            self._replicas.pop(key, None)
+            self._provision_after[key] = self.clock() + self.settings.provision_retry_s
+            run.waiting = f"no batch replica could be placed: {exc}"
+            return
+        self._replicas[key].name = name
+        log.info("batch replica %s placed for batch %s", name, run.id)
+        self.wake()
+
+    def _release_idle_replicas(self, now: float) -> None:
+        if not self._replicas or self.provisioner is None:
+            return
+        wanted = {_audience(r.workload) for r in self._runs.values() if r.workload is not None}
+        for key, replica in list(self._replicas.items()):
+            if replica.name is None:
+                continue
+            if key in wanted:
+                replica.idle_since = None
+            elif replica.idle_since is None:
+                replica.idle_since = now
+            elif now - replica.idle_since >= self.settings.provision_idle_s:
+                del self._replicas[key]
+                task = asyncio.create_task(asyncio.to_thread(self.provisioner.release, replica.name))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    # -- bookkeeping ----------------------------------------------------------
+
+    def _adopt(self, record: BatchRecord) -> _Run:
+        run = _Run(record)
+        if record.model is not None:
+            run.workload = self._workload(record)
+        self._runs[record.id] = run
+        return run
+
+    def _load_active(self) -> list[tuple[BatchRecord, set[str]]]:
+        """After a start: every active batch, with the replicas the ledger has for it."""
+        self.store.remove_orphans()
+        return [(record, self.store.replicas_of(record.id)) for record in self.store.active_batches()]
+
+    def _workload(self, record: BatchRecord) -> Workload:
+        """The batch as the rulebook sees it, with the served artifact's digest of its model."""
+        digests = getattr(self.gateway, "model_digests", None) or {}
+        return Workload(tenant=record.tenant, marking=parse_marking(record.marking), kind="batch",
+                        data_flags=frozenset(record.data_flags), model=record.model,
+                        model_digest=digests.get(record.model) if record.model else None)
+
+    def _register_metrics(self, registry: Any) -> None:
+        try:
+            self._lines_metric = MetricCounter(
+                "corridor_batch_lines", "Batch lines answered, by tenant and outcome.",
+                ["tenant", "outcome"], registry=registry)
+            self._inflight_metric = Gauge("corridor_batch_lines_in_flight",
+                                          "Batch lines sent to replicas and not yet answered.",
+                                          registry=registry)
+        except ValueError:  # registered by an earlier start of this app
+            pass
+
+
+def refusal_entry(batch_id: str, evaluation: Evaluation, action: str) -> LedgerEntryDraft:
+    """The ledger's ``placement`` refusal of a batch: every reason code the rulebook gave."""
+    workload = evaluation.workload
+    return LedgerEntryDraft(
+        kind="placement", decision_id="dec_" + secrets.token_hex(12), tenant=workload.tenant,
+        workload=_ledger_workload(workload), allowed=False,
+        reasons=sorted({r.code for d in evaluation.decisions for r in d.reasons}),
+        policy_digest=evaluation.policy_digest,
+        detail={"action": action, "batch": batch_id, "summary": evaluation.summary()})
+
+
+def _audience(workload: Workload) -> tuple:
+    return workload.tenant, workload.marking.id, workload.data_flags, workload.model
+
+
+def _ledger_workload(workload: Workload) -> dict[str, Any]:
+    summary = workload.summary()
+    summary.pop("tenant")
+    return summary
+
+
+def _fsync_directory(path: os.PathLike) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,286 @@
+"""The Batch API's operations on files and batches, for one tenant at a time.
+
+Called by the HTTP handlers of :mod:`serving.batch.api` with the
+authenticated principal; every lookup is scoped to the principal's tenant, so
+another tenant's file or batch is simply not found. Inputs are checked here
+and refused with the gateway's OpenAI-format errors; a batch the rulebook
+refuses outright (its marking may go nowhere) is a 403 naming the rules and a
+``placement`` refusal in the ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from policies import PolicyError, Workload, parse_data_flags, parse_marking
+from serving.batch.executor import BatchExecutor, ExecutionSettings, refusal_entry
+from serving.batch.provisioning import Provisioner
+from serving.batch.records import (CANCELLED, CANCELLING, ENDPOINTS, TERMINAL, VALIDATING,
+                                   BatchRecord, FileRecord, new_id)
+from serving.batch.store import BatchStore
+from serving.batch.validation import InputLimits
+from serving.gateway.auth import Principal
+from serving.gateway.errors import BadRequest, Forbidden, GatewayError, NotFound, PayloadTooLarge
+
+_WINDOW = re.compile(r"^([1-9][0-9]*)([smh])$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600}
+_CREATE_FIELDS = frozenset({"input_file_id", "endpoint", "completion_window", "metadata"})
+MARKING_KEY = "corridor_marking"
+DATA_KEY = "corridor_data"
+
+
+class Conflict(GatewayError):
+    """The batch is in a state that does not allow the operation (e.g. cancel a completed one)."""
+
+    status, type = 409, "invalid_request_error"
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSettings:
+    """Limits of the Batch API and how its executor runs.
+
+    ``max_window_s`` bounds ``completion_window``, which takes ``<n>s``,
+    ``<n>m`` or ``<n>h`` (OpenAI's ``24h`` included).
+    """
+
+    max_file_bytes: int = 200 * 1024 * 1024
+    max_window_s: int = 7 * 24 * 3600
+    limits: InputLimits = field(default_factory=InputLimits)
+    execution: ExecutionSettings = field(default_factory=ExecutionSettings)
+
+    def __post_init__(self) -> None:
+        for name in ("max_file_bytes", "max_window_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: got {value!r}, want an integer >= 1, "
+                                 f"e.g. BatchSettings(max_file_bytes=200 * 1024 * 1024)")
+
+
+def completion_window_seconds(value: Any, maximum: int) -> int:
+    """Seconds of a completion window, or a 400.
+
+    >>> completion_window_seconds("24h", 7 * 24 * 3600)
+    86400
+    """
+    match = _WINDOW.match(value) if isinstance(value, str) else None
+    seconds = int(match.group(1)) * _UNIT_S[match.group(2)] if match else 0
+    if not match or seconds > maximum:
+        raise BadRequest(f"completion_window: got {value!r}, want a duration such as '24h', "
+                         f"'90m' or '30s', at most {maximum // 3600} h",
+                         code="invalid_completion_window", param="completion_window")
+    return seconds
+
+
+class BatchService:
+    """Files and batches of every tenant: a :class:`BatchStore` and its :class:`BatchExecutor`."""
+
+    def __init__(self, store: BatchStore, *, settings: BatchSettings | None = None,
+                 provisioner: Provisioner | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.settings = settings or BatchSettings()
+        self.clock = clock
+        self.executor = BatchExecutor(store, settings=self.settings.execution,
+                                      limits=self.settings.limits, provisioner=provisioner,
+                                      clock=clock)
+        self.gateway: Any = None
+
+    @classmethod
+    def open(cls, home: Path | str, **options: Any) -> BatchService:
+        """The service on ``home/batches.db`` and ``home/files/`` (``$CORRIDOR_HOME``)."""
+        return cls(BatchStore(home), **options)
+
+    async def start(self, gateway: Any) -> None:
+        """Resume unfinished batches and start executing (the app's lifespan calls this)."""
+        self.gateway = gateway
+        await self.executor.start(gateway)
+
+    async def stop(self) -> None:
+        await self.executor.stop()
+        self.store.close()
+
+    # -- files ----------------------------------------------------------------
+
+    async def upload(self, principal: Principal, filename: str, purpose: Any,
+                     source: BinaryIO) -> FileRecord:
+        """Store an uploaded file (``purpose`` must be ``batch``) under the caller's tenant."""
+        if purpose != "batch":
+            raise BadRequest(f"purpose: got {purpose!r}, want 'batch' (the only purpose served)",
+                             code="invalid_purpose", param="purpose")
+        file_id = new_id("file-")
+        target = self.store.file_path(file_id)
+        size = await asyncio.to_thread(_copy_bounded, source, target.with_suffix(".tmp"), target,
+                                       self.settings.max_file_bytes)
+        record = FileRecord(file_id, _tenant(principal), os.path.basename(filename or "input.jsonl"),
+                            "batch", size, int(self.clock()))
+        try:
+            await asyncio.to_thread(self.store.add_file, record)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+        return record
+
+    def file(self, principal: Principal, file_id: str) -> FileRecord:
+        record = self.store.get_file(file_id, _tenant(principal))
+        if record is None:
+            raise NotFound(f"no file '{file_id}'", code="file_not_found", param="file_id")
+        return record
+
+    def files(self, principal: Principal, *, after: str | None, limit: int, order: str,
+              purpose: str | None) -> tuple[list[FileRecord], bool]:
+        return self.store.list_files(_tenant(principal), after=after, limit=limit,
+                                     descending=order == "desc", purpose=purpose)
+
+    def content(self, principal: Principal, file_id: str) -> Path:
+        """Where the file's bytes are (after checking the caller may read it)."""
+        record = self.file(principal, file_id)
+        return self.store.file_path(record.id)
+
+    def delete_file(self, principal: Principal, file_id: str) -> None:
+        if not self.store.delete_file(file_id, _tenant(principal)):
+            raise NotFound(f"no file '{file_id}'", code="file_not_found", param="file_id")
+
+    # -- batches --------------------------------------------------------------
+
+    async def create(self, principal: Principal, payload: Mapping[str, Any], *,
+                     marking_header: str | None, data_header: str | None) -> BatchRecord:
+        """Accept a batch (status ``validating``): its lines are checked before any runs."""
+        tenant_id = _tenant(principal)
+        unknown = sorted(set(payload) - _CREATE_FIELDS)
+        if unknown:
+            raise BadRequest(f"unknown parameter '{unknown[0]}'; a batch takes input_file_id, "
+                             f"endpoint, completion_window and metadata", code="unknown_parameter",
+                             param=unknown[0])
+        input_file_id = payload.get("input_file_id")
+        if not isinstance(input_file_id, str) or not input_file_id:
+            raise BadRequest("missing required parameter 'input_file_id'",
+                             code="missing_required_parameter", param="input_file_id")
+        endpoint = payload.get("endpoint")
+        if endpoint not in ENDPOINTS:
+            raise BadRequest(f"endpoint: got {endpoint!r}, want one of {', '.join(ENDPOINTS)}",
+                             code="invalid_endpoint", param="endpoint")
+        window = payload.get("completion_window")
+        seconds = completion_window_seconds(window, self.settings.max_window_s)
+        metadata = _metadata(payload.get("metadata"))
+        source = self.store.get_file(input_file_id, tenant_id)
+        if source is None:
+            raise NotFound(f"no file '{input_file_id}'", code="file_not_found", param="input_file_id")
+        if source.purpose != "batch":
+            raise BadRequest(f"file '{input_file_id}' has purpose '{source.purpose}', want 'batch'",
+                             code="invalid_input_file", param="input_file_id")
+        policy = self.gateway.router.policy
+        tenant = policy.tenants.get(tenant_id)
+        marking_value = _one_of(marking_header, (metadata or {}).get(MARKING_KEY),
+                                "X-Corridor-Marking", f"metadata.{MARKING_KEY}")
+        data_value = _one_of(data_header, (metadata or {}).get(DATA_KEY),
+                             "X-Corridor-Data", f"metadata.{DATA_KEY}")
+        try:
+            marking = parse_marking(marking_value or (tenant.default_marking if tenant else "PUBLIC"))
+        except PolicyError as exc:
+            raise BadRequest(str(exc), code="unknown_marking", param="X-Corridor-Marking") from exc
+        try:
+            flags = parse_data_flags(data_value)
+        except PolicyError as exc:
+            raise BadRequest(str(exc), code="unknown_data_flag", param="X-Corridor-Data") from exc
+        workload = Workload(tenant=tenant_id, marking=marking, kind="batch", data_flags=flags)
+        now = int(self.clock())
+        batch_id = new_id("batch_")
+        evaluation = self.gateway.router.policy.decide_all(
+            workload, declarations=tuple(self.gateway.router.declarations()))
+        if not evaluation.allowed:
+            await self.gateway.ledger.append_async(refusal_entry(batch_id, evaluation, "create"))
+            seen = {(r.code, r.rule): r.message for d in evaluation.decisions for r in d.reasons}
+            explanation = "; ".join(f"{code} ({rule}): {message}" for (code, rule), message in seen.items())
+            raise Forbidden(f"refused by policy ({evaluation.summary()}): {explanation}",
+                            code="policy_denied")
+        if tenant is None or tenant.quotas.batch_concurrency < 1:
+            raise Forbidden(f"tenant '{tenant_id}' has no batch capacity "
+                            f"(quotas.batch_concurrency is 0 in the policy bundle)",
+                            code="batch_quota_exhausted")
+        record = BatchRecord(id=batch_id, tenant=tenant_id, input_file_id=input_file_id,
+                             endpoint=endpoint, completion_window=window, marking=marking.id,
+                             data_flags=tuple(sorted(flags)), created_at=now,
+                             expires_at=now + seconds, metadata=metadata)
+        await asyncio.to_thread(self.store.add_batch, record)
+        self.executor.submit(record)
+        return record
+
+    def batch(self, principal: Principal, batch_id: str) -> BatchRecord:
+        record = self.store.get_batch(batch_id, _tenant(principal))
+        if record is None:
+            raise NotFound(f"no batch '{batch_id}'", code="batch_not_found", param="batch_id")
+        return record
+
+    def batches(self, principal: Principal, *, after: str | None,
+                limit: int) -> tuple[list[BatchRecord], bool]:
+        return self.store.list_batches(_tenant(principal), after=after, limit=limit)
+
+    def cancel(self, principal: Principal, batch_id: str) -> BatchRecord:
+        """Stop starting lines of the batch; lines in flight finish, then it is ``cancelled``."""
+        record = self.batch(principal, batch_id)
+        if record.status in (CANCELLING, CANCELLED):
+            return record
+        if record.status in TERMINAL:
+            raise Conflict(f"batch '{batch_id}' is {record.status}; only a batch that has not "
+                           f"ended can be cancelled", code="batch_not_cancellable")
+        return self.executor.cancel(batch_id) or self.batch(principal, batch_id)
+
+    def to_openai(self, record: BatchRecord) -> dict[str, Any]:
+        """The batch object, with why it waits (``corridor.waiting``) when no line can run."""
+        body = record.to_openai()
+        if record.status not in TERMINAL and record.status != VALIDATING:
+            body["corridor"]["waiting"] = self.executor.waiting(record.id)
+        return body
+
+
+def _tenant(principal: Principal) -> str:
+    if not principal.tenant:
+        raise Forbidden("this key belongs to no tenant", code="wrong_role")
+    return principal.tenant
+
+
+def _one_of(header: str | None, metadata: Any, header_name: str, key: str) -> str | None:
+    """The header's value or the metadata's; both given and different is a 400."""
+    if header and metadata and header != metadata:
+        raise BadRequest(f"{header_name} '{header}' and {key} '{metadata}' disagree; give one",
+                         code="conflicting_parameters", param=key)
+    return header or metadata or None
+
+
+def _metadata(value: Any) -> dict[str, str] | None:
+    """OpenAI's metadata rules: at most 16 string pairs, keys <= 64 and values <= 512 chars."""
+    if value is None:
+        return None
+    if (not isinstance(value, dict) or len(value) > 16
+            or not all(isinstance(k, str) and isinstance(v, str) and len(k) <= 64 and len(v) <= 512
+                       for k, v in value.items())):
+        raise BadRequest("metadata must be an object of at most 16 string pairs (keys up to 64 "
+                         "characters, values up to 512)", code="invalid_metadata", param="metadata")
+    return dict(value)
+
+
+def _copy_bounded(source: BinaryIO, staging: Path, target: Path, limit: int) -> int:
+    """Copy ``source`` to ``target`` through ``staging``, durably; 413 beyond ``limit`` bytes."""
+    size = 0
+    try:
+        with staging.open("wb") as out:
+            while chunk := source.read(1024 * 1024):
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"the file exceeds the limit of {limit} bytes",
+                                          code="file_too_large", param="file")
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(staging, target)
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
+    return size
+

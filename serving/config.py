@@ -1,0 +1,91 @@
+"""The running configuration: whom an installation trusts and where it reports, beside the bundle.
+
+Read from ``$CORRIDOR_HOME/corridor.yaml`` when present (or the file given to
+``corridor up --config``), validated as strictly as a policy bundle: an
+unknown field or a wrong type is an error naming the file and the path::
+
+    operator_keys:                 # may sign policy bundles (required in autarky mode)
+      - {name: fr-ops, jurisdiction: FR, public_key: <base64 raw key>}
+    security_events:
+      file: security-events.jsonl  # relative to $CORRIDOR_HOME
+      syslog: udp://127.0.0.1:5514 # optional RFC 5424 target, udp:// or tcp://
+    auth_throttle:
+      failures: 10                 # failed authentications from one source …
+      window_s: 60                 # … within this window: throttled (429) and reported
+
+Every field has a default, so no file means: no trusted keys, the feed in
+``security-events.jsonl``, no syslog.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from policies.exceptions import BundleError
+from policies.loading import load_yaml_model
+from policies.signing import OperatorKey
+
+CONFIG_FILENAME = "corridor.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message lists every problem."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecurityEventsConfig(_Strict):
+    """Where the security event feed goes."""
+
+    file: str = Field(default="security-events.jsonl",
+                      description="JSON-lines file, relative to $CORRIDOR_HOME unless absolute.")
+    syslog: str | None = Field(default=None, description="RFC 5424 target, e.g. udp://127.0.0.1:514.")
+
+    @field_validator("syslog")
+    @classmethod
+    def _syslog_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("udp", "tcp") or not parts.hostname or parts.port is None:
+            raise ValueError(f"got {value!r}, want udp://HOST:PORT or tcp://HOST:PORT, "
+                             f"e.g. udp://127.0.0.1:514")
+        return value
+
+
+class AuthThrottleConfig(_Strict):
+    """When repeated authentication failures from one source are throttled."""
+
+    failures: int = Field(default=10, ge=1)
+    window_s: float = Field(default=60.0, gt=0)
+
+
+class RunConfig(_Strict):
+    """The whole running configuration (see the module docstring)."""
+
+    operator_keys: list[OperatorKey] = Field(default_factory=list)
+    security_events: SecurityEventsConfig = Field(default_factory=SecurityEventsConfig)
+    auth_throttle: AuthThrottleConfig = Field(default_factory=AuthThrottleConfig)
+
+    def events_path(self, home: Path) -> Path:
+        path = Path(self.security_events.file)
+        return path if path.is_absolute() else Path(home) / path
+
+
+def load_run_config(path: str | Path | None, home: str | Path) -> RunConfig:
+    """``path``, else ``home/corridor.yaml`` if it exists, else the defaults."""
+    if path is None:
+        candidate = Path(home) / CONFIG_FILENAME
+        if not candidate.exists():
+            return RunConfig()
+        path = candidate
+    try:
+        return load_yaml_model(path, RunConfig)
+    except BundleError as exc:
+        lines = "\n".join(f"  {issue}" for issue in exc.issues)
+        raise ConfigError(f"invalid configuration ({len(exc.issues)} problem(s)):\n{lines}") from exc
