@@ -34,6 +34,7 @@ from scheduler.binding import Binder, BoundReplica, ReplicaBinding
 from scheduler.exceptions import (DuplicateDeploymentError, PlacementError, PlacementViolation,
                                   SchedulerError, UnknownDeploymentError)
 from scheduler.inventory import Inventory, LedgerWriter
+from scheduler.periodic import Periodic
 from scheduler.ledger import LedgerEntryDraft
 from scheduler.placement import Admission, Assignment, Placement, Placer, Status
 from scheduler.spec import Audience, DeploymentSpec
@@ -155,8 +156,8 @@ class Deployments:
         self._deployments: dict[str, _Deployment] = {}
         self._ops = threading.RLock()  # one lifecycle call or healing pass at a time
         self._view = threading.Lock()  # guards the replica maps for list()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._healer = Periodic(self._heal_and_log, heal_period_s, "corridor-healing", log,
+                                "healing pass failed")
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -282,18 +283,12 @@ class Deployments:
 
     def start(self) -> Deployments:
         """Run :meth:`heal` every ``heal_period_s`` in a daemon thread until :meth:`stop`."""
-        if self._thread is None or not self._thread.is_alive():
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._loop, name="corridor-healing", daemon=True)
-            self._thread.start()
+        self._healer.start()
         return self
 
     def stop(self) -> None:
         """Stop the healing thread (waits for a pass in progress)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        self._healer.stop()
 
     def __enter__(self) -> Deployments:
         return self.start()
@@ -301,14 +296,10 @@ class Deployments:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.heal_period_s):
-            try:
-                report = self.heal()
-                if report.lost or report.evicted or report.placed:
-                    log.info("healing: %s", report)
-            except Exception:  # noqa: BLE001 - keep healing; the next pass may succeed
-                log.exception("healing pass failed")
+    def _heal_and_log(self) -> None:
+        report = self.heal()
+        if report.lost or report.evicted or report.placed:
+            log.info("healing: %s", report)
 
     # -- internals ----------------------------------------------------------
 

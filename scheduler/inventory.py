@@ -28,6 +28,7 @@ from policies.bundle import JURISDICTION_LABEL, POOL_LABEL
 
 from scheduler.exceptions import InventoryError
 from scheduler.ledger import LedgerEntryDraft
+from scheduler.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -332,8 +333,8 @@ class Inventory:
         self._lock = threading.Lock()
         self._snapshot: Snapshot | None = None
         self._reported: set[str] = set()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._refresher = Periodic(self.refresh, period_s, "corridor-inventory", log,
+                                   "inventory refresh failed")
 
     def refresh(self) -> Snapshot:
         """Read Ray now, rebuild the snapshot, report new quarantines; return the snapshot."""
@@ -355,31 +356,18 @@ class Inventory:
 
     def start(self) -> Inventory:
         """Refresh every ``period_s`` in a daemon thread until :meth:`stop`."""
-        if self._thread is None or not self._thread.is_alive():
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._loop, name="corridor-inventory", daemon=True)
-            self._thread.start()
+        self._refresher.start()
         return self
 
     def stop(self) -> None:
         """Stop the refresh thread (waits for a refresh in progress)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        self._refresher.stop()
 
     def __enter__(self) -> Inventory:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.period_s):
-            try:
-                self.refresh()
-            except Exception:  # noqa: BLE001 - keep refreshing; the next period may succeed
-                log.exception("inventory refresh failed")
 
     def _report(self, fresh: list[Quarantine]) -> None:
         log.warning("quarantined nodes: %s", "; ".join(q.message for q in fresh))

@@ -52,6 +52,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, V
 from policies import Declaration, Policy, PolicyError, parse_marking
 from policies.bundle import JURISDICTIONS, Approval, Operator, Scope
 from scheduler.ledger import LedgerEntryDraft
+from scheduler.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +176,7 @@ class CrisisRegistry:
         self._records: dict[str, CrisisRecord] = {}
         self._current: tuple[Declaration, ...] = ()
         self._listeners: list[Callable[[], Any]] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._ticker = Periodic(self.tick, tick_s, "corridor-crisis", log, "crisis registry: tick failed")
         if self.path is not None and self.path.exists():
             self._records = {r.id: r for r in self._read()}
         self._rebuild()
@@ -277,24 +277,11 @@ class CrisisRegistry:
     def start(self) -> CrisisRegistry:
         """Run :meth:`tick` every ``tick_s`` in a daemon thread (expiry is then logged within it)."""
         self.tick()
-        if self._thread is None or not self._thread.is_alive():
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._loop, name="corridor-crisis", daemon=True)
-            self._thread.start()
+        self._ticker.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.tick_s):
-            try:
-                self.tick()
-            except Exception:  # noqa: BLE001 - keep ticking; the ledger may be back next time
-                log.exception("crisis registry: tick failed")
+        self._ticker.stop()
 
     # -- internals ----------------------------------------------------------
 

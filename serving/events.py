@@ -57,6 +57,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from scheduler.periodic import Periodic
+
 log = logging.getLogger(__name__)
 
 OCSF_VERSION = "1.1.0"
@@ -474,8 +476,8 @@ class LedgerFollower:
                 saved = None
         self.cursor = saved if saved is not None else (ledger.size if start_at is None else start_at)
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._follower = Periodic(self.poll, period_s, "corridor-events", log,
+                                  "security feed: following the ledger failed")
 
     def poll(self) -> int:
         """Emit records for entries committed since the last poll; return how many."""
@@ -502,28 +504,15 @@ class LedgerFollower:
             return len(items)
 
     def start(self) -> LedgerFollower:
-        if self._thread is None or not self._thread.is_alive():
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._loop, name="corridor-events", daemon=True)
-            self._thread.start()
+        self._follower.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        self._follower.stop()
         try:
             self.poll()
         except Exception:  # noqa: BLE001 - the ledger may be closed already
             pass
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.period_s):
-            try:
-                self.poll()
-            except Exception:  # noqa: BLE001 - keep following; the next poll may succeed
-                log.exception("security feed: following the ledger failed")
 
     def _save(self) -> None:
         if self.cursor_path is None:
