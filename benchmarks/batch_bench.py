@@ -98,7 +98,8 @@ def run_gateway(upstream: str, port: int, home: str, keys_path: str, bundle: str
     from policies import Policy
     from scheduler.ledger import Ledger
     from serving.batch import BatchService, BatchSettings, ExecutionSettings
-    from serving.gateway import Authenticator, Endpoint, Gateway, KeyStore, Router, StaticEndpoints, create_app
+    from serving.gateway import Authenticator, Gateway, KeyStore, create_app
+from serving.routing import Endpoint, Router, StaticEndpoints
 
     policy = Policy.load(bundle)
     endpoints = StaticEndpoints([Endpoint("chat-fr-r1", MODEL, "fr-paris", "FR", "node-bench", upstream)])
@@ -113,7 +114,7 @@ def run_gateway(upstream: str, port: int, home: str, keys_path: str, bundle: str
 
 def start_server(model_path: Path, port: int, log: Path) -> subprocess.Popen:
     """The vLLM OpenAI server, with the arguments a replica gives it plus the shared engine settings."""
-    from serving.replica import OFFLINE_ENV
+    from serving.replica.actor import OFFLINE_ENV
 
     command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_path),
                "--served-model-name", MODEL, "--host", "127.0.0.1", "--port", str(port),
@@ -137,7 +138,7 @@ def run_batch_worker(connection, model_path: str, work: str) -> None:
     """Child process: vLLM's OpenAI batch runner on one engine; runs an input file per message."""
     import asyncio
 
-    from serving.replica import OFFLINE_ENV
+    from serving.replica.actor import OFFLINE_ENV
 
     os.environ.update({**OFFLINE_ENV, "VLLM_CPU_KVCACHE_SPACE": "1"})
     from vllm.entrypoints.launchers import run_batch as vllm_run_batch
@@ -222,7 +223,7 @@ def main() -> int:
     args = parser.parse_args()
 
     os.environ["VLLM_CPU_KVCACHE_SPACE"] = "1"
-    from serving.replica import OFFLINE_ENV
+    from serving.replica.actor import OFFLINE_ENV
 
     os.environ.update(OFFLINE_ENV)
     import openai

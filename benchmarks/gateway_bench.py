@@ -65,7 +65,8 @@ def run_gateway(upstream: str, model: str, port: int, home: str, keys_path: str)
 
     from policies import Policy
     from scheduler.ledger import Ledger
-    from serving.gateway import Authenticator, Endpoint, Gateway, KeyStore, Router, StaticEndpoints, create_app
+    from serving.gateway import Authenticator, Gateway, KeyStore, create_app
+from serving.routing import Endpoint, Router, StaticEndpoints
 
     policy = Policy.load()
     endpoints = StaticEndpoints([Endpoint("bench", model, "fr-paris", "FR", "node-bench", upstream)])
@@ -162,12 +163,12 @@ def bench(upstream_kind: str, requests: int) -> None:
     try:
         if upstream_kind == "stub":
             model, tokens = "corridor-tiny", 16
-            children.append(subprocess.Popen([sys.executable, "-m", "serving.stub_upstream", "--port",
+            children.append(subprocess.Popen([sys.executable, str(ROOT / "tests" / "stub_upstream.py"), "--port",
                                               str(upstream_port), "--name", "fr-paris"], cwd=ROOT))
             wait_http(f"http://127.0.0.1:{upstream_port}/health", 30)
         else:
             from serving.models.demo import build_demo_model
-            from serving.replica import OFFLINE_ENV
+            from serving.replica.actor import OFFLINE_ENV
 
             model, tokens = "corridor-tiny", 16
             path = build_demo_model(Path(home) / "models" / model)

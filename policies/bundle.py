@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -30,7 +30,8 @@ Jurisdiction = Literal["FR", "DE"]
 DataFlag = Literal["health", "personal", "sensitive"]
 Direction = Literal["FR->DE", "DE->FR"]
 
-JURISDICTIONS: tuple[str, ...] = ("FR", "DE")
+JURISDICTIONS: tuple[str, ...] = get_args(Jurisdiction)
+DIRECTIONS: tuple[str, ...] = get_args(Direction)
 DATA_FLAGS: tuple[str, ...] = ("health", "personal", "sensitive")
 
 #: Label keys of the pool/node convention, read by the scheduler's inventory.
@@ -196,6 +197,34 @@ class Scope(_Strict):
     directions: list[Direction] = Field(min_length=1)
 
 
+def scope_issues(scope: Scope, tenant_ids: set[str], model_ids: set[str],
+                 path: str) -> list[tuple[str, str]]:
+    """``(path, problem)`` for every name in ``scope`` the bundle does not know.
+
+    One check for declarations in a bundle and declarations made at run time
+    (:mod:`scheduler.crisis`, which also refuses markings above restricted).
+
+    >>> scope = Scope(tenants=["x"], markings=["DR"], models=["m"], directions=["FR->DE"])
+    >>> scope_issues(scope, {"fr-interior"}, {"m"}, "scope")
+    [('scope.tenants[0]', "unknown tenant 'x'; known: fr-interior")]
+    """
+    issues: list[tuple[str, str]] = []
+    for index, tenant_id in enumerate(scope.tenants):
+        if tenant_id not in tenant_ids:
+            issues.append((f"{path}.tenants[{index}]",
+                           f"unknown tenant {tenant_id!r}; known: {', '.join(sorted(tenant_ids))}"))
+    for index, model_id in enumerate(scope.models):
+        if model_id not in model_ids:
+            issues.append((f"{path}.models[{index}]",
+                           f"unknown model {model_id!r}; known: {', '.join(sorted(model_ids))}"))
+    for index, value in enumerate(scope.markings):
+        try:
+            parse_marking(value)
+        except UnknownMarkingError as exc:
+            issues.append((f"{path}.markings[{index}]", str(exc)))
+    return issues
+
+
 class Declaration(_Strict):
     """A time-boxed, scoped, two-person-approved mutual assistance declaration."""
 
@@ -323,12 +352,6 @@ def check_references(bundle: Bundle, file: str) -> list[BundleIssue]:
         for a, approval in enumerate(declaration.approvals):
             if approval.operator == declaration.declared_by.operator:
                 issue(f"{path}.approvals[{a}]", "the declarer cannot approve their own declaration")
-        for t, tenant_id in enumerate(declaration.scope.tenants):
-            if tenant_id not in tenant_ids:
-                issue(f"{path}.scope.tenants[{t}]", f"unknown tenant {tenant_id!r}")
-        for m, model_id in enumerate(declaration.scope.models):
-            if model_id not in model_ids:
-                issue(f"{path}.scope.models[{m}]", f"unknown model {model_id!r}")
-        for m, marking in enumerate(declaration.scope.markings):
-            check_marking(f"{path}.scope.markings[{m}]", marking)
+        for where, problem in scope_issues(declaration.scope, tenant_ids, model_ids, f"{path}.scope"):
+            issue(where, problem)
     return issues

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from policies.canonical import canonical_json, sha256_hex
@@ -91,6 +91,30 @@ class Reason(NamedTuple):
         return {"code": self.code, "rule": self.rule, "message": self.message}
 
 
+def tally_of(reasons_per_pool: Iterable[Iterable[Reason]]) -> Counter[str]:
+    """How many pools each reason code fired on (a pool counts once per code); the rulebook's
+    reasons and the scheduler's (same shape) are counted together.
+
+    >>> tally_of([[Reason.of("UNKNOWN_POOL", "pool-known", pool="x")], []])
+    Counter({'UNKNOWN_POOL': 1})
+    """
+    counts: Counter[str] = Counter()
+    for reasons in reasons_per_pool:
+        counts.update(dict.fromkeys((str(r.code) for r in reasons), 1))
+    return counts
+
+
+def summary_of(allowed: int, total: int, tally: Counter[str]) -> str:
+    """``"<allowed>/<total> pools: <n> <CODE>, …"``, most frequent code first.
+
+    >>> summary_of(1, 4, Counter({"RESIDENCY": 2, "WRONG_JURISDICTION": 2, "MISSING_ACCREDITATION": 1}))
+    '1/4 pools: 2 RESIDENCY, 2 WRONG_JURISDICTION, 1 MISSING_ACCREDITATION'
+    """
+    counted = ", ".join(f"{n} {code}" for code, n in sorted(tally.items(), key=lambda kv: (-kv[1], kv[0])))
+    head = f"{allowed}/{total} pools"
+    return f"{head}: {counted}" if counted else head
+
+
 class Decision(NamedTuple):
     """The rulebook's answer for one workload on one pool.
 
@@ -141,20 +165,44 @@ class Evaluation(NamedTuple):
     def allowed(self) -> list[Decision]:
         return [d for d in self.decisions if d.allowed]
 
+    @property
+    def id(self) -> str:
+        """The id of this evaluation as one decision (a request's route, a refusal).
+
+        It names the workload (its ``id`` too, so two requests never share one),
+        the policy, the time and the verdict per pool; the gateway answers it as
+        ``X-Corridor-Decision`` and writes it into the ledger.
+        """
+        at = self.decisions[0].at.isoformat() if self.decisions else None
+        key = [self.policy_digest, self.workload.id, self.workload.summary(), at,
+               [(d.pool, d.allowed, d.codes, d.declaration) for d in self.decisions]]
+        return "dec_" + sha256_hex(canonical_json(key))[:24]
+
+    def rules(self) -> list[str]:
+        """Every rule id that denied some pool, in first-seen order."""
+        return list(dict.fromkeys(r.rule for d in self.decisions for r in d.reasons))
+
+    def refusal(self, rules: Collection[str] | None = None) -> str:
+        """The one text of a refusal, naming every rule: the summary, then each distinct
+        (code, rule) once with its first message, e.g. ``"refused by policy (0/4 pools:
+        4 CLASSIFIED_NEVER): CLASSIFIED_NEVER (classified-never): marking SECRET is …"``.
+        With ``rules``, only reasons of those rule ids are named (when any fired)."""
+        seen: dict[tuple[str, str], str] = {}
+        for decision in self.decisions:
+            for reason in decision.reasons:
+                seen.setdefault((reason.code, reason.rule), reason.message)
+        if rules is not None and any(rule in rules for _, rule in seen):
+            seen = {key: message for key, message in seen.items() if key[1] in rules}
+        named = "; ".join(f"{code} ({rule}): {message}" for (code, rule), message in seen.items())
+        return f"refused by policy ({self.summary()}): {named}"
+
     def tally(self) -> Counter[str]:
         """How many denied pools each reason code fired on (a pool counts once per code)."""
-        counts: Counter[str] = Counter()
-        for decision in self.decisions:
-            if not decision.allowed:
-                counts.update(dict.fromkeys(decision.codes, 1))
-        return counts
+        return tally_of(d.reasons for d in self.decisions if not d.allowed)
 
     def summary(self) -> str:
         """E.g. ``"0/4 pools: 2 RESIDENCY, 1 MISSING_ACCREDITATION, 1 WRONG_JURISDICTION"``."""
-        tally = ", ".join(f"{n} {code}" for code, n in sorted(self.tally().items(),
-                                                               key=lambda kv: (-kv[1], kv[0])))
-        head = f"{len(self.allowed)}/{len(self.decisions)} pools"
-        return f"{head}: {tally}" if tally else head
+        return summary_of(len(self.allowed), len(self.decisions), self.tally())
 
     def to_json(self) -> dict[str, Any]:
         """The shape of ``corridor policy explain --json``."""

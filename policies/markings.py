@@ -103,7 +103,3 @@ def parse_marking(value: str) -> Marking:
         raise UnknownMarkingError(str(value), list(catalogue()))
     return marking
 
-
-def marking_names() -> list[str]:
-    """Canonical ids of all known markings."""
-    return list(catalogue())

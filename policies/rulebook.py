@@ -183,12 +183,6 @@ class Policy:
                 decisions.append(self._error_decision(workload, pool_id, at, exc))
         return Evaluation(workload, self.digest, decisions)
 
-    def active_declarations(
-        self, at: dt.datetime, declarations: Sequence[Declaration] = ()
-    ) -> list[Declaration]:
-        """Declarations (bundle's and given) active at ``at``."""
-        return [d for d in (*self.bundle.declarations, *declarations) if d.status(at) == "active"]
-
     # -- evaluation ---------------------------------------------------------
 
     def _evaluate(self, plan: _Plan, pool_id: str,

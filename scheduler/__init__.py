@@ -1,6 +1,16 @@
-"""Corridor's scheduler: pool inventory from Ray, placement, Ray binding, batch queue, ledger.
+"""Corridor's scheduler: pool inventory from Ray, placement, Ray binding, deployments, crisis
+declarations, the ledger.
 
 Depends on :mod:`policies`; never on :mod:`serving`.
+
+- pure, no Ray: :mod:`~scheduler.spec`, :mod:`~scheduler.placement` (filter → score),
+  :mod:`~scheduler.inventory` (reads Ray only when asked), :mod:`~scheduler.ledger`,
+  :mod:`~scheduler.crisis`, :mod:`~scheduler.periodic`, :mod:`~scheduler.exceptions`;
+- on Ray: :mod:`~scheduler.binding` (label selectors, placement groups, read-back) and
+  :mod:`~scheduler.deployments` (lifecycle and healing).
+
+The names below are loaded on first use, so ``import scheduler.ledger`` (the gateway, the
+audit CLI) never pays for Ray or numpy.
 
 >>> from scheduler import Audience, DeploymentSpec, Placer
 >>> from policies import Policy
@@ -10,28 +20,36 @@ Depends on :mod:`policies`; never on :mod:`serving`.
 ['fr-paris']
 """
 
-from scheduler.binding import (NODE_ID_LABEL, Binder, BoundReplica, LabelSelector, Mismatch,
-                               ReplicaActor, ReplicaBinding, ViolationCode, check_landing)
-from scheduler.deployments import Deployments, DeploymentView, HealReport, ReplicaView
-from scheduler.exceptions import (BindError, BindTimeout, DeploymentError, DuplicateDeploymentError,
-                                  InventoryError, PlacementError, PlacementViolation,
-                                  ReplicaStartError, SchedulerError, SpecError,
-                                  UnknownDeploymentError)
-from scheduler.inventory import (Inventory, LedgerWriter, Node, NodeTable, PoolState, Quarantine,
-                                 QuarantineCode, RayNode, Snapshot, build_snapshot, read_ray_nodes)
-from scheduler.placement import (Admission, Assignment, CapacityFilter, Cycle, Filter, HomeJurisdiction,
-                                 PackGpus, PinFilter, Placement, Placer, RulebookFilter, SchedulerCode,
-                                 Scorer, Spread, Status)
-from scheduler.spec import Audience, DeploymentSpec
+from __future__ import annotations
 
-__all__ = [
-    "NODE_ID_LABEL", "Admission", "Assignment", "Audience", "BindError", "BindTimeout", "Binder",
-    "BoundReplica", "CapacityFilter", "Cycle", "DeploymentError", "DeploymentSpec", "DeploymentView",
-    "Deployments", "DuplicateDeploymentError", "Filter", "HealReport", "HomeJurisdiction",
-    "Inventory", "InventoryError", "LabelSelector", "LedgerWriter", "Mismatch", "Node", "NodeTable", "PackGpus",
-    "PinFilter", "Placement", "PlacementError", "PlacementViolation", "Placer", "PoolState",
-    "Quarantine", "QuarantineCode", "RayNode", "ReplicaActor", "ReplicaBinding", "ReplicaStartError",
-    "ReplicaView", "RulebookFilter", "SchedulerCode", "SchedulerError", "Scorer", "Snapshot",
-    "SpecError", "Spread", "Status", "UnknownDeploymentError", "ViolationCode", "build_snapshot",
-    "check_landing", "read_ray_nodes",
-]
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "scheduler.binding": ("NODE_ID_LABEL", "Binder", "BoundReplica", "LabelSelector", "Mismatch",
+                          "ReplicaActor", "ReplicaBinding", "ViolationCode", "check_landing"),
+    "scheduler.deployments": ("Deployments", "DeploymentView", "HealReport", "ReplicaView"),
+    "scheduler.exceptions": ("BindError", "BindTimeout", "DeploymentError", "DuplicateDeploymentError",
+                             "InventoryError", "PlacementError", "PlacementViolation",
+                             "ReplicaStartError", "SchedulerError", "SpecError",
+                             "UnknownDeploymentError"),
+    "scheduler.inventory": ("Inventory", "LedgerWriter", "Node", "NodeTable", "PoolState", "Quarantine",
+                            "QuarantineCode", "RayNode", "Snapshot", "build_snapshot", "read_ray_nodes"),
+    "scheduler.placement": ("Admission", "Assignment", "CapacityFilter", "Cycle", "Filter",
+                            "HomeJurisdiction", "PackGpus", "PinFilter", "Placement", "Placer",
+                            "RulebookFilter", "SchedulerCode", "Scorer", "Spread", "Status"),
+    "scheduler.spec": ("Audience", "DeploymentSpec"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    """Load the module that defines ``name`` on first use (PEP 562)."""
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'scheduler' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

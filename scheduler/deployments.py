@@ -35,7 +35,7 @@ from scheduler.exceptions import (DuplicateDeploymentError, PlacementError, Plac
                                   SchedulerError, UnknownDeploymentError)
 from scheduler.inventory import Inventory, LedgerWriter
 from scheduler.periodic import Periodic
-from scheduler.ledger import LedgerEntryDraft
+from scheduler.ledger.decisions import decision_entry, refusal_entry
 from scheduler.placement import Admission, Assignment, Placement, Placer, Status
 from scheduler.spec import Audience, DeploymentSpec
 
@@ -112,17 +112,6 @@ class _Deployment:
     def next_id(self) -> str:
         self.serial += 1
         return f"{self.spec.name}-r{self.serial}"
-
-
-def _workload(spec: DeploymentSpec, audience: Audience) -> dict[str, Any]:
-    return {"kind": "replica", "model": spec.model, "marking": audience.marking.id,
-            "data_flags": sorted(audience.data_flags),
-            "resources": {"gpus": spec.gpus_per_replica,
-                          "tensor_parallel_size": spec.tensor_parallel_size}}
-
-
-def _codes(reasons: Sequence[Any]) -> list[str]:
-    return list(dict.fromkeys(str(r.code) for r in reasons))
 
 
 class Deployments:
@@ -286,6 +275,12 @@ class Deployments:
         self._healer.start()
         return self
 
+    def request_heal(self) -> None:
+        """Run a healing pass now in the healing thread (e.g. a crisis declaration changed, so
+        crossed replicas are placed, or drained and removed, within seconds); a burst of
+        requests costs at most two passes. Needs :meth:`start`."""
+        self._healer.wake()
+
     def stop(self) -> None:
         """Stop the healing thread (waits for a pass in progress)."""
         self._healer.stop()
@@ -353,18 +348,14 @@ class Deployments:
             raise
         try:
             self.ledger.append_many([
-                LedgerEntryDraft(
-                    kind="placement", decision_id=decision.id, tenant=audience.tenant,
-                    workload=_workload(spec, audience), pool=assignment.pool,
-                    jurisdiction=assignment.jurisdiction, node_id=bound.node_id, allowed=True,
-                    reasons=[], policy_digest=decision.policy_digest,
-                    declaration=decision.declaration,
-                    detail={"action": action, "deployment": spec.name, "replica": replica_id,
-                            "actor_id": bound.actor_id, "replaces": replaces,
-                            "node_labels": dict(bound.labels),
-                            "label_selector": binding.selector.to_ray(),
-                            "summary": placement.summary(), "scores": dict(assignment.scores)})
-                for audience, decision in zip(spec.audiences, assignment.decisions)])
+                decision_entry("placement", decision, node_id=bound.node_id, summary=placement.summary(),
+                               detail={"action": action, "deployment": spec.name, "replica": replica_id,
+                                       "actor_id": bound.actor_id, "replaces": replaces,
+                                       "tensor_parallel_size": spec.tensor_parallel_size,
+                                       "node_labels": dict(bound.labels),
+                                       "label_selector": binding.selector.to_ray(),
+                                       "scores": dict(assignment.scores)})
+                for decision in assignment.decisions])
             self.binder.start(bound)
         except BaseException:
             self.binder.release(bound, graceful=False)
@@ -387,51 +378,38 @@ class Deployments:
         admission = placement.admission
         scheduler_codes = [s.code for statuses in placement.rejected.values() for s in statuses
                            if isinstance(s, Status)]
-        detail = {"action": action, "deployment": spec.name, "summary": placement.summary(),
+        detail = {"action": action, "deployment": spec.name, "placement": placement.summary(),
                   "pools": placement.codes(), "requested": placement.requested,
                   "placed": len(placement.assignments)}
-        drafts = []
-        for audience, evaluation in zip(spec.audiences, admission.evaluations):
-            own = [r for d in evaluation.decisions if not d.allowed for r in d.reasons]
-            drafts.append(LedgerEntryDraft(
-                kind="placement", tenant=audience.tenant, workload=_workload(spec, audience),
-                allowed=False, reasons=list(dict.fromkeys(_codes(own) + scheduler_codes)),
-                policy_digest=admission.policy_digest, detail=detail))
+        drafts = [refusal_entry("placement", evaluation, extra_reasons=scheduler_codes, detail=detail)
+                  for evaluation in admission.evaluations]
         self.ledger.append_many(drafts)
 
     def _record_violation(self, spec: DeploymentSpec, assignment: Assignment,
                           binding: ReplicaBinding, exc: PlacementViolation) -> None:
         log.error("placement violation: %s", exc)
         self.ledger.append_many([
-            LedgerEntryDraft(
-                kind="violation", decision_id=decision.id, tenant=audience.tenant,
-                workload=_workload(spec, audience), pool=assignment.pool,
-                jurisdiction=assignment.jurisdiction, node_id=exc.node_id, allowed=False,
-                reasons=[str(m.code) for m in exc.mismatches], policy_digest=decision.policy_digest,
-                declaration=decision.declaration,
-                detail={"action": "killed", "deployment": spec.name, "replica": binding.replica,
-                        "expected": binding.expected.to_ray(), "landed_labels": exc.labels,
-                        "mismatches": [{"code": str(m.code), "message": m.message}
-                                       for m in exc.mismatches]})
-            for audience, decision in zip(spec.audiences, assignment.decisions)])
+            decision_entry("violation", decision, node_id=exc.node_id, allowed=False,
+                           extra_reasons=[str(m.code) for m in exc.mismatches],
+                           detail={"action": "killed", "deployment": spec.name, "replica": binding.replica,
+                                   "expected": binding.expected.to_ray(), "landed_labels": exc.labels,
+                                   "mismatches": [{"code": str(m.code), "message": m.message}
+                                                  for m in exc.mismatches]})
+            for decision in assignment.decisions])
 
     def _evict(self, deployment: _Deployment, replica: _Replica, admission: Admission) -> None:
         """Release a replica the rulebook no longer allows where it runs; the ledger says why."""
         spec = deployment.spec
         pool = replica.assignment.pool
         decisions = admission.decisions_for(pool)
-        codes = _codes(admission.reasons(pool))
+        codes = list(dict.fromkeys(str(r.code) for r in admission.reasons(pool)))
         log.warning("evicting replica %s from %s: %s", replica.id, pool, ", ".join(codes))
         self.ledger.append_many([
-            LedgerEntryDraft(
-                kind="placement", decision_id=decision.id, tenant=audience.tenant,
-                workload=_workload(spec, audience), pool=pool,
-                jurisdiction=replica.assignment.jurisdiction, node_id=replica.bound.node_id,
-                allowed=False, reasons=codes, policy_digest=admission.policy_digest,
-                declaration=replica.assignment.declaration,
-                detail={"action": "evict", "deployment": spec.name, "replica": replica.id,
-                        "actor_id": replica.bound.actor_id})
-            for audience, decision in zip(spec.audiences, decisions)])
+            decision_entry("placement", decision, node_id=replica.bound.node_id, allowed=False,
+                           detail={"action": "evict", "deployment": spec.name, "replica": replica.id,
+                                   "actor_id": replica.bound.actor_id,
+                                   "crossed_under": replica.assignment.declaration})
+            for decision in decisions])
         self._drop(deployment, replica, graceful=True)
 
     def _refresh_endpoints(self) -> None:

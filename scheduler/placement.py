@@ -39,7 +39,8 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
-from policies import Decision, Declaration, Evaluation, Policy
+from policies import Decision, Declaration, Evaluation, Policy, Reason
+from policies.decision import summary_of, tally_of
 
 from scheduler.inventory import NodeTable, Snapshot
 from scheduler.spec import DeploymentSpec
@@ -62,20 +63,14 @@ _MESSAGES = {
 }
 
 
-class Status(NamedTuple):
-    """Why a filter removed a pool: code, the rule (plugin) that fired, a fixed message, facts.
+class Status(Reason):
+    """Why a filter removed a pool: a :class:`policies.Reason` whose code is a
+    :class:`SchedulerCode`, so the rulebook's reasons and the scheduler's are counted together."""
 
-    The same shape as :class:`policies.Reason`, so the rulebook's reasons and
-    the scheduler's are counted together.
-    """
-
-    code: str
-    rule: str
-    message: str
-    details: Mapping[str, Any]
+    __slots__ = ()
 
     @classmethod
-    def of(cls, code: SchedulerCode, rule: str, **details: Any) -> Status:
+    def of(cls, code: SchedulerCode, rule: str, **details: Any) -> Status:  # type: ignore[override]
         """Build a status; the message is rendered from the code's fixed template.
 
         >>> Status.of(SchedulerCode.NO_LIVE_NODES, "capacity", pool="de-berlin", dead=1).message
@@ -361,10 +356,7 @@ class Placement:
 
     def tally(self) -> Counter[str]:
         """How many pools each reason code fired on (a pool counts once per code)."""
-        counts: Counter[str] = Counter()
-        for statuses in self.rejected.values():
-            counts.update(dict.fromkeys((str(s.code) for s in statuses), 1))
-        return counts
+        return tally_of(self.rejected.values())
 
     def codes(self) -> dict[str, list[str]]:
         """Reason codes per rejected pool, each once, in the order they fired."""
@@ -373,10 +365,7 @@ class Placement:
 
     def summary(self) -> str:
         """E.g. ``"0/4 pools: 2 RESIDENCY, 2 WRONG_JURISDICTION, 1 MISSING_ACCREDITATION, 1 NO_CAPACITY"``."""
-        tally = ", ".join(f"{n} {code}" for code, n in sorted(self.tally().items(),
-                                                               key=lambda kv: (-kv[1], kv[0])))
-        head = f"{self.feasible}/{self.pools_total} pools"
-        return f"{head}: {tally}" if tally else head
+        return summary_of(self.feasible, self.pools_total, self.tally())
 
 
 class Placer:

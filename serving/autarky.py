@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 from policies import Policy, load_bundle
 from policies.exceptions import BundleSignatureError, PolicyError
 from policies.signing import OperatorKey, verify_bundle_file
-from serving.replica import OFFLINE_ENV
+from serving.replica.actor import OFFLINE_ENV
 
 #: A closed loopback port: whatever is sent there is refused on the spot, and never leaves.
 _SINKHOLE = "http://127.0.0.1:9/"

@@ -19,8 +19,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from policies.bundle import Jurisdiction
+
 EntryKind = Literal["placement", "routing", "violation", "security", "policy", "crisis"]
-Jurisdiction = Literal["FR", "DE"]
 
 ENTRY_KEYS = frozenset(
     {

@@ -110,6 +110,7 @@ class LedgerReader:
         until: datetime | None = None,
         after: int | None = None,
         limit: int = 100,
+        decision_id: str | None = None,
     ) -> dict[str, Any]:
         """One page of items matching every given filter, by index: ``{"data", "has_more"}``.
 
@@ -127,6 +128,7 @@ class LedgerReader:
                 jurisdiction=jurisdiction,
                 since=_when("since", since),
                 until=_when("until", until),
+                decision_id=decision_id,
             )
         )
         return {"data": [_item(row) for row in rows[:limit]], "has_more": len(rows) > limit}

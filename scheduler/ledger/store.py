@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS entries (
 CREATE INDEX IF NOT EXISTS entries_by_tenant ON entries (tenant, idx);
 CREATE INDEX IF NOT EXISTS entries_by_kind ON entries (kind, idx);
 CREATE INDEX IF NOT EXISTS entries_by_ts ON entries (ts);
+CREATE INDEX IF NOT EXISTS entries_by_decision ON entries (json_extract(CAST(leaf AS TEXT), '$.decision_id'));
 CREATE TABLE IF NOT EXISTS tree_heads (
     seq INTEGER PRIMARY KEY,
     tree_size INTEGER NOT NULL,
@@ -69,6 +70,9 @@ _APPEND_ONLY = "".join(
 _LEAF_COLUMNS = "idx, leaf, leaf_hash, subtrees, tenant, kind, jurisdiction, ts"
 _HEAD_COLUMNS = "tree_size, root_hash, timestamp, key_id, signature"
 _ROWS_PER_STATEMENT = 256
+#: The entry's decision id, read from the leaf itself (the same expression as the index, so
+#: the index serves the filter, and a ledger written before the index existed needs no migration).
+_DECISION_ID = "json_extract(CAST(leaf AS TEXT), '$.decision_id')"
 
 
 class StoredLeaf(NamedTuple):
@@ -111,6 +115,7 @@ class LedgerStore(Protocol):
         jurisdiction: str | None = None,
         since: str | None = None,
         until: str | None = None,
+        decision_id: str | None = None,
     ) -> Iterator[StoredLeaf]:
         """Leaves with ``after < index < below`` matching every given filter, by index.
 
@@ -246,6 +251,7 @@ class SqliteStore:
         jurisdiction: str | None = None,
         since: str | None = None,
         until: str | None = None,
+        decision_id: str | None = None,
     ) -> Iterator[StoredLeaf]:
         clauses = ["idx > ?"]
         params: list[object] = [after]
@@ -256,6 +262,7 @@ class SqliteStore:
             ("jurisdiction = ?", jurisdiction),
             ("ts >= ?", since),
             ("ts < ?", until),
+            (_DECISION_ID + " = ?", decision_id),
         ):
             if value is not None:
                 clauses.append(clause)

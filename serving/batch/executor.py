@@ -35,7 +35,6 @@ import asyncio
 import datetime as dt
 import logging
 import os
-import secrets
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -43,18 +42,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import Counter as MetricCounter
-from prometheus_client import Gauge
+from prometheus_client import CollectorRegistry, Gauge
 
-from policies import Evaluation, Workload, parse_marking
+from policies import Evaluation, Policy, Workload, parse_marking
 from scheduler.ledger import LedgerEntryDraft
+from scheduler.ledger import decisions as decision_records
 from serving.batch.provisioning import ProvisionRefused, Provisioner
 from serving.batch.records import (CANCELLED, CANCELLING, COMPLETED, EXPIRED, FAILED, FINALIZING,
                                    IN_PROGRESS, VALIDATING, BatchError, BatchRecord, FileRecord,
                                    LineResult, new_id)
 from serving.batch.store import BatchStore
 from serving.batch.validation import InputLimits, validate_input
-from serving.gateway.routing import Endpoint
-from serving.gateway.upstream import UpstreamBroken, UpstreamUnreachable
+from serving.batch.ports import BatchPorts
+from serving.routing import Endpoint, UpstreamBroken, UpstreamUnreachable
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ class BatchExecutor:
         self.limits = limits
         self.provisioner = provisioner
         self.clock = clock
-        self.gateway: Any = None
+        self.ports: BatchPorts | None = None
         self._runs: dict[str, _Run] = {}
         self._tenant_inflight: Counter[str] = Counter()
         self._replica_inflight: Counter[str] = Counter()
@@ -165,15 +165,15 @@ class BatchExecutor:
         self._provision_after: dict[tuple, float] = {}
         self._wake: asyncio.Event | None = None
         self._main: asyncio.Task | None = None
-        self._lines_metric: Any = None
-        self._inflight_metric: Any = None
+        self._lines_metric: MetricCounter | None = None
+        self._inflight_metric: Gauge | None = None
 
     # -- lifecycle ------------------------------------------------------------
 
-    async def start(self, gateway: Any) -> None:
+    async def start(self, ports: BatchPorts) -> None:
         """Resume every active batch of the store and start working (the app's lifespan)."""
-        self.gateway = gateway
-        self._register_metrics(gateway.metrics.registry)
+        self.ports = ports
+        self._register_metrics(ports.registry)
         self._wake = asyncio.Event()
         for record, replicas in await asyncio.to_thread(self._load_active):
             self._adopt(record).replicas = replicas
@@ -209,6 +209,12 @@ class BatchExecutor:
         self.store.update_batch(batch_id, ending=CANCELLED, status=CANCELLING, cancelling_at=now)
         self.wake()
         return run.record
+
+    def ports_(self) -> BatchPorts:
+        """The serving layer's parts, once :meth:`start` gave them."""
+        if self.ports is None:
+            raise RuntimeError("batch executor not started: call start(ports) first")
+        return self.ports
 
     def wake(self) -> None:
         if self._wake is not None:
@@ -275,7 +281,7 @@ class BatchExecutor:
 
     async def _validate(self, run: _Run) -> None:
         try:
-            router = self.gateway.router
+            router = self.ports_().router
             declarations = tuple(router.declarations())
             await asyncio.to_thread(self._validate_now, run.record, router.policy, declarations)
             record = await asyncio.to_thread(self.store.get_batch, run.id)
@@ -290,7 +296,7 @@ class BatchExecutor:
             run.busy = None
             self.wake()
 
-    def _validate_now(self, record: BatchRecord, policy: Any, declarations: tuple) -> None:
+    def _validate_now(self, record: BatchRecord, policy: Policy, declarations: tuple) -> None:
         """Validate the input file; store its lines (in progress) or fail the batch. In a thread."""
         path = self.store.file_path(record.input_file_id)
         base = self._workload(record)
@@ -310,7 +316,7 @@ class BatchExecutor:
                       [BatchError("input_file_missing",
                                   f"the input file {record.input_file_id} was deleted")])
             if result is not None and result.refusal is not None:
-                self.gateway.ledger.append(refusal_entry(record.id, result.refusal, "validate"))
+                self.ports_().ledger.append(refusal_entry(record.id, result.refusal, "validate"))
             self.store.update_batch(record.id, status=FAILED, failed_at=now, errors=errors,
                                     model=result.model if result else None)
             return
@@ -410,12 +416,12 @@ class BatchExecutor:
             self._start_line(tenant, run, endpoint, item)
 
     def _quota(self, tenant: str) -> int:
-        known = self.gateway.router.policy.tenants.get(tenant)
+        known = self.ports_().router.policy.tenants.get(tenant)
         return known.quotas.batch_concurrency if known is not None else 0
 
     def _pick(self, run: _Run) -> Endpoint | None:
         """The least loaded allowed replica with a free batch slot, or None (and why in ``waiting``)."""
-        router = self.gateway.router
+        router = self.ports_().router
         route = router.route(run.workload)
         if not route.evaluation.allowed:
             run.waiting = f"no pool allowed now ({route.evaluation.summary()})"
@@ -442,7 +448,7 @@ class BatchExecutor:
         self._tenant_inflight[tenant] += 1
         self._replica_inflight[endpoint.replica_id] += 1
         self._served[tenant] = time.monotonic()
-        self.gateway.router.acquire(endpoint)
+        self.ports_().router.acquire(endpoint)
         if self._inflight_metric is not None:
             self._inflight_metric.inc()
         task = asyncio.create_task(self._execute(run, endpoint, item))
@@ -457,7 +463,7 @@ class BatchExecutor:
         cancelled = False
         try:
             await self._note_replica(run, endpoint)
-            response = await self.gateway.upstream.post(endpoint.url + run.record.endpoint,
+            response = await self.ports_().upstream.post(endpoint.url + run.record.endpoint,
                                                         body.encode("utf-8"))
             try:
                 content = await response.read()
@@ -471,7 +477,7 @@ class BatchExecutor:
             cancelled = True
             raise
         except (UpstreamUnreachable, UpstreamBroken) as exc:
-            self.gateway.router.mark_failed(endpoint)
+            self.ports_().router.mark_failed(endpoint)
             problem = f"the replica did not answer ({exc})"
         except Exception as exc:  # noqa: BLE001 - e.g. the ledger refused the entry: retry later
             log.warning("batch %s line %d not sent: %s", run.id, line, exc)
@@ -480,7 +486,7 @@ class BatchExecutor:
             run.inflight.discard(line)
             self._tenant_inflight[run.record.tenant] -= 1
             self._replica_inflight[endpoint.replica_id] -= 1
-            self.gateway.router.release(endpoint)
+            self.ports_().router.release(endpoint)
             if self._inflight_metric is not None:
                 self._inflight_metric.dec()
             if not cancelled:
@@ -530,7 +536,7 @@ class BatchExecutor:
             raise
 
     async def _write_placement(self, run: _Run, endpoint: Endpoint, key: str) -> None:
-        router = self.gateway.router
+        router = self.ports_().router
         assert run.workload is not None
         evaluation = router.policy.decide_all(run.workload, at=dt.datetime.now(dt.UTC),
                                               declarations=tuple(router.declarations()))
@@ -539,11 +545,8 @@ class BatchExecutor:
             raise RuntimeError(f"pool {endpoint.pool} is no longer allowed for batch {run.id}: "
                                f"{', '.join(decision.codes)}")
         record = run.record
-        await self.gateway.ledger.append_async(LedgerEntryDraft(
-            kind="placement", decision_id=decision.id, tenant=record.tenant,
-            workload=_ledger_workload(run.workload), pool=endpoint.pool,
-            jurisdiction=endpoint.jurisdiction, node_id=endpoint.node_id, allowed=True,
-            reasons=[], policy_digest=evaluation.policy_digest, declaration=decision.declaration,
+        await self.ports_().ledger.append_async(decision_records.decision_entry(
+            "placement", decision, node_id=endpoint.node_id,
             detail={"action": "batch", "batch": record.id, "replica": endpoint.replica_id,
                     "endpoint": record.endpoint, "lines": record.total}))
         await asyncio.to_thread(self.store.add_replica, run.id, key)
@@ -614,12 +617,13 @@ class BatchExecutor:
 
     def _workload(self, record: BatchRecord) -> Workload:
         """The batch as the rulebook sees it, with the served artifact's digest of its model."""
-        digests = getattr(self.gateway, "model_digests", None) or {}
+        digests = self.ports_().model_digests
         return Workload(tenant=record.tenant, marking=parse_marking(record.marking), kind="batch",
                         data_flags=frozenset(record.data_flags), model=record.model,
-                        model_digest=digests.get(record.model) if record.model else None)
+                        model_digest=digests.get(record.model) if record.model else None,
+                        id=record.id)
 
-    def _register_metrics(self, registry: Any) -> None:
+    def _register_metrics(self, registry: CollectorRegistry) -> None:
         try:
             self._lines_metric = MetricCounter(
                 "corridor_batch_lines", "Batch lines answered, by tenant and outcome.",
@@ -632,24 +636,13 @@ class BatchExecutor:
 
 
 def refusal_entry(batch_id: str, evaluation: Evaluation, action: str) -> LedgerEntryDraft:
-    """The ledger's ``placement`` refusal of a batch: every reason code the rulebook gave."""
-    workload = evaluation.workload
-    return LedgerEntryDraft(
-        kind="placement", decision_id="dec_" + secrets.token_hex(12), tenant=workload.tenant,
-        workload=_ledger_workload(workload), allowed=False,
-        reasons=sorted({r.code for d in evaluation.decisions for r in d.reasons}),
-        policy_digest=evaluation.policy_digest,
-        detail={"action": action, "batch": batch_id, "summary": evaluation.summary()})
+    """The ledger's ``placement`` refusal of a batch: every reason code and rule the rulebook gave."""
+    return decision_records.refusal_entry("placement", evaluation,
+                                          detail={"action": action, "batch": batch_id})
 
 
 def _audience(workload: Workload) -> tuple:
     return workload.tenant, workload.marking.id, workload.data_flags, workload.model
-
-
-def _ledger_workload(workload: Workload) -> dict[str, Any]:
-    summary = workload.summary()
-    summary.pop("tenant")
-    return summary
 
 
 def _fsync_directory(path: os.PathLike) -> None:

@@ -1,11 +1,11 @@
 """The Batch API's operations on files and batches, for one tenant at a time.
 
-Called by the HTTP handlers of :mod:`serving.batch.api` with the
-authenticated principal; every lookup is scoped to the principal's tenant, so
+Called by the gateway's batch routes (:mod:`serving.gateway.batch_api`) with
+the authenticated caller's tenant; every lookup is scoped to that tenant, so
 another tenant's file or batch is simply not found. Inputs are checked here
-and refused with the gateway's OpenAI-format errors; a batch the rulebook
-refuses outright (its marking may go nowhere) is a 403 naming the rules and a
-``placement`` refusal in the ledger.
+and refused with :mod:`serving.batch.errors`; a batch the rulebook refuses
+outright (its marking may go nowhere) is :class:`BatchForbidden` naming the
+rules and a ``placement`` refusal in the ledger.
 """
 
 from __future__ import annotations
@@ -26,20 +26,15 @@ from serving.batch.records import (CANCELLED, CANCELLING, ENDPOINTS, TERMINAL, V
                                    BatchRecord, FileRecord, new_id)
 from serving.batch.store import BatchStore
 from serving.batch.validation import InputLimits
-from serving.gateway.auth import Principal
-from serving.gateway.errors import BadRequest, Forbidden, GatewayError, NotFound, PayloadTooLarge
+from serving.batch.errors import (BatchConflict, BatchForbidden, BatchNotFound, FileTooLarge,
+                                  InvalidBatchRequest)
+from serving.batch.ports import BatchPorts
 
 _WINDOW = re.compile(r"^([1-9][0-9]*)([smh])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600}
 _CREATE_FIELDS = frozenset({"input_file_id", "endpoint", "completion_window", "metadata"})
 MARKING_KEY = "corridor_marking"
 DATA_KEY = "corridor_data"
-
-
-class Conflict(GatewayError):
-    """The batch is in a state that does not allow the operation (e.g. cancel a completed one)."""
-
-    status, type = 409, "invalid_request_error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +67,7 @@ def completion_window_seconds(value: Any, maximum: int) -> int:
     match = _WINDOW.match(value) if isinstance(value, str) else None
     seconds = int(match.group(1)) * _UNIT_S[match.group(2)] if match else 0
     if not match or seconds > maximum:
-        raise BadRequest(f"completion_window: got {value!r}, want a duration such as '24h', "
+        raise InvalidBatchRequest(f"completion_window: got {value!r}, want a duration such as '24h', "
                          f"'90m' or '30s', at most {maximum // 3600} h",
                          code="invalid_completion_window", param="completion_window")
     return seconds
@@ -89,17 +84,17 @@ class BatchService:
         self.executor = BatchExecutor(store, settings=self.settings.execution,
                                       limits=self.settings.limits, provisioner=provisioner,
                                       clock=clock)
-        self.gateway: Any = None
+        self.ports: BatchPorts | None = None
 
     @classmethod
     def open(cls, home: Path | str, **options: Any) -> BatchService:
         """The service on ``home/batches.db`` and ``home/files/`` (``$CORRIDOR_HOME``)."""
         return cls(BatchStore(home), **options)
 
-    async def start(self, gateway: Any) -> None:
+    async def start(self, ports: BatchPorts) -> None:
         """Resume unfinished batches and start executing (the app's lifespan calls this)."""
-        self.gateway = gateway
-        await self.executor.start(gateway)
+        self.ports = ports
+        await self.executor.start(ports)
 
     async def stop(self) -> None:
         await self.executor.stop()
@@ -107,17 +102,17 @@ class BatchService:
 
     # -- files ----------------------------------------------------------------
 
-    async def upload(self, principal: Principal, filename: str, purpose: Any,
+    async def upload(self, tenant: str, filename: str, purpose: Any,
                      source: BinaryIO) -> FileRecord:
         """Store an uploaded file (``purpose`` must be ``batch``) under the caller's tenant."""
         if purpose != "batch":
-            raise BadRequest(f"purpose: got {purpose!r}, want 'batch' (the only purpose served)",
+            raise InvalidBatchRequest(f"purpose: got {purpose!r}, want 'batch' (the only purpose served)",
                              code="invalid_purpose", param="purpose")
         file_id = new_id("file-")
         target = self.store.file_path(file_id)
         size = await asyncio.to_thread(_copy_bounded, source, target.with_suffix(".tmp"), target,
                                        self.settings.max_file_bytes)
-        record = FileRecord(file_id, _tenant(principal), os.path.basename(filename or "input.jsonl"),
+        record = FileRecord(file_id, tenant, os.path.basename(filename or "input.jsonl"),
                             "batch", size, int(self.clock()))
         try:
             await asyncio.to_thread(self.store.add_file, record)
@@ -126,84 +121,80 @@ class BatchService:
             raise
         return record
 
-    def file(self, principal: Principal, file_id: str) -> FileRecord:
-        record = self.store.get_file(file_id, _tenant(principal))
+    def file(self, tenant: str, file_id: str) -> FileRecord:
+        record = self.store.get_file(file_id, tenant)
         if record is None:
-            raise NotFound(f"no file '{file_id}'", code="file_not_found", param="file_id")
+            raise BatchNotFound(f"no file '{file_id}'", code="file_not_found", param="file_id")
         return record
 
-    def files(self, principal: Principal, *, after: str | None, limit: int, order: str,
+    def files(self, tenant: str, *, after: str | None, limit: int, order: str,
               purpose: str | None) -> tuple[list[FileRecord], bool]:
-        return self.store.list_files(_tenant(principal), after=after, limit=limit,
+        return self.store.list_files(tenant, after=after, limit=limit,
                                      descending=order == "desc", purpose=purpose)
 
-    def content(self, principal: Principal, file_id: str) -> Path:
+    def content(self, tenant: str, file_id: str) -> Path:
         """Where the file's bytes are (after checking the caller may read it)."""
-        record = self.file(principal, file_id)
+        record = self.file(tenant, file_id)
         return self.store.file_path(record.id)
 
-    def delete_file(self, principal: Principal, file_id: str) -> None:
-        if not self.store.delete_file(file_id, _tenant(principal)):
-            raise NotFound(f"no file '{file_id}'", code="file_not_found", param="file_id")
+    def delete_file(self, tenant: str, file_id: str) -> None:
+        if not self.store.delete_file(file_id, tenant):
+            raise BatchNotFound(f"no file '{file_id}'", code="file_not_found", param="file_id")
 
     # -- batches --------------------------------------------------------------
 
-    async def create(self, principal: Principal, payload: Mapping[str, Any], *,
+    async def create(self, tenant: str, payload: Mapping[str, Any], *,
                      marking_header: str | None, data_header: str | None) -> BatchRecord:
         """Accept a batch (status ``validating``): its lines are checked before any runs."""
-        tenant_id = _tenant(principal)
         unknown = sorted(set(payload) - _CREATE_FIELDS)
         if unknown:
-            raise BadRequest(f"unknown parameter '{unknown[0]}'; a batch takes input_file_id, "
+            raise InvalidBatchRequest(f"unknown parameter '{unknown[0]}'; a batch takes input_file_id, "
                              f"endpoint, completion_window and metadata", code="unknown_parameter",
                              param=unknown[0])
         input_file_id = payload.get("input_file_id")
         if not isinstance(input_file_id, str) or not input_file_id:
-            raise BadRequest("missing required parameter 'input_file_id'",
+            raise InvalidBatchRequest("missing required parameter 'input_file_id'",
                              code="missing_required_parameter", param="input_file_id")
         endpoint = payload.get("endpoint")
         if endpoint not in ENDPOINTS:
-            raise BadRequest(f"endpoint: got {endpoint!r}, want one of {', '.join(ENDPOINTS)}",
+            raise InvalidBatchRequest(f"endpoint: got {endpoint!r}, want one of {', '.join(ENDPOINTS)}",
                              code="invalid_endpoint", param="endpoint")
         window = payload.get("completion_window")
         seconds = completion_window_seconds(window, self.settings.max_window_s)
         metadata = _metadata(payload.get("metadata"))
-        source = self.store.get_file(input_file_id, tenant_id)
+        source = self.store.get_file(input_file_id, tenant)
         if source is None:
-            raise NotFound(f"no file '{input_file_id}'", code="file_not_found", param="input_file_id")
+            raise BatchNotFound(f"no file '{input_file_id}'", code="file_not_found", param="input_file_id")
         if source.purpose != "batch":
-            raise BadRequest(f"file '{input_file_id}' has purpose '{source.purpose}', want 'batch'",
+            raise InvalidBatchRequest(f"file '{input_file_id}' has purpose '{source.purpose}', want 'batch'",
                              code="invalid_input_file", param="input_file_id")
-        policy = self.gateway.router.policy
-        tenant = policy.tenants.get(tenant_id)
+        ports = self._ports()
+        policy = ports.router.policy
+        known = policy.tenants.get(tenant)
         marking_value = _one_of(marking_header, (metadata or {}).get(MARKING_KEY),
                                 "X-Corridor-Marking", f"metadata.{MARKING_KEY}")
         data_value = _one_of(data_header, (metadata or {}).get(DATA_KEY),
                              "X-Corridor-Data", f"metadata.{DATA_KEY}")
         try:
-            marking = parse_marking(marking_value or (tenant.default_marking if tenant else "PUBLIC"))
+            marking = parse_marking(marking_value or (known.default_marking if known else "PUBLIC"))
         except PolicyError as exc:
-            raise BadRequest(str(exc), code="unknown_marking", param="X-Corridor-Marking") from exc
+            raise InvalidBatchRequest(str(exc), code="unknown_marking", param="X-Corridor-Marking") from exc
         try:
             flags = parse_data_flags(data_value)
         except PolicyError as exc:
-            raise BadRequest(str(exc), code="unknown_data_flag", param="X-Corridor-Data") from exc
-        workload = Workload(tenant=tenant_id, marking=marking, kind="batch", data_flags=flags)
+            raise InvalidBatchRequest(str(exc), code="unknown_data_flag", param="X-Corridor-Data") from exc
+        workload = Workload(tenant=tenant, marking=marking, kind="batch", data_flags=flags)
         now = int(self.clock())
         batch_id = new_id("batch_")
-        evaluation = self.gateway.router.policy.decide_all(
-            workload, declarations=tuple(self.gateway.router.declarations()))
+        evaluation = policy.decide_all(workload, declarations=tuple(ports.router.declarations()))
         if not evaluation.allowed:
-            await self.gateway.ledger.append_async(refusal_entry(batch_id, evaluation, "create"))
-            seen = {(r.code, r.rule): r.message for d in evaluation.decisions for r in d.reasons}
-            explanation = "; ".join(f"{code} ({rule}): {message}" for (code, rule), message in seen.items())
-            raise Forbidden(f"refused by policy ({evaluation.summary()}): {explanation}",
-                            code="policy_denied")
-        if tenant is None or tenant.quotas.batch_concurrency < 1:
-            raise Forbidden(f"tenant '{tenant_id}' has no batch capacity "
+            await ports.ledger.append_async(refusal_entry(batch_id, evaluation, "create"))
+            raise BatchForbidden(evaluation.refusal(), code="policy_denied")
+        if known is None or known.quotas.batch_concurrency < 1:
+            raise BatchForbidden(f"tenant '{tenant}' has no batch capacity "
                             f"(quotas.batch_concurrency is 0 in the policy bundle)",
                             code="batch_quota_exhausted")
-        record = BatchRecord(id=batch_id, tenant=tenant_id, input_file_id=input_file_id,
+        record = BatchRecord(id=batch_id, tenant=tenant, input_file_id=input_file_id,
                              endpoint=endpoint, completion_window=window, marking=marking.id,
                              data_flags=tuple(sorted(flags)), created_at=now,
                              expires_at=now + seconds, metadata=metadata)
@@ -211,25 +202,30 @@ class BatchService:
         self.executor.submit(record)
         return record
 
-    def batch(self, principal: Principal, batch_id: str) -> BatchRecord:
-        record = self.store.get_batch(batch_id, _tenant(principal))
+    def batch(self, tenant: str, batch_id: str) -> BatchRecord:
+        record = self.store.get_batch(batch_id, tenant)
         if record is None:
-            raise NotFound(f"no batch '{batch_id}'", code="batch_not_found", param="batch_id")
+            raise BatchNotFound(f"no batch '{batch_id}'", code="batch_not_found", param="batch_id")
         return record
 
-    def batches(self, principal: Principal, *, after: str | None,
+    def batches(self, tenant: str, *, after: str | None,
                 limit: int) -> tuple[list[BatchRecord], bool]:
-        return self.store.list_batches(_tenant(principal), after=after, limit=limit)
+        return self.store.list_batches(tenant, after=after, limit=limit)
 
-    def cancel(self, principal: Principal, batch_id: str) -> BatchRecord:
+    def cancel(self, tenant: str, batch_id: str) -> BatchRecord:
         """Stop starting lines of the batch; lines in flight finish, then it is ``cancelled``."""
-        record = self.batch(principal, batch_id)
+        record = self.batch(tenant, batch_id)
         if record.status in (CANCELLING, CANCELLED):
             return record
         if record.status in TERMINAL:
-            raise Conflict(f"batch '{batch_id}' is {record.status}; only a batch that has not "
+            raise BatchConflict(f"batch '{batch_id}' is {record.status}; only a batch that has not "
                            f"ended can be cancelled", code="batch_not_cancellable")
-        return self.executor.cancel(batch_id) or self.batch(principal, batch_id)
+        return self.executor.cancel(batch_id) or self.batch(tenant, batch_id)
+
+    def _ports(self) -> BatchPorts:
+        if self.ports is None:
+            raise RuntimeError("batch service not started: the gateway app's lifespan starts it")
+        return self.ports
 
     def to_openai(self, record: BatchRecord) -> dict[str, Any]:
         """The batch object, with why it waits (``corridor.waiting``) when no line can run."""
@@ -239,16 +235,10 @@ class BatchService:
         return body
 
 
-def _tenant(principal: Principal) -> str:
-    if not principal.tenant:
-        raise Forbidden("this key belongs to no tenant", code="wrong_role")
-    return principal.tenant
-
-
 def _one_of(header: str | None, metadata: Any, header_name: str, key: str) -> str | None:
     """The header's value or the metadata's; both given and different is a 400."""
     if header and metadata and header != metadata:
-        raise BadRequest(f"{header_name} '{header}' and {key} '{metadata}' disagree; give one",
+        raise InvalidBatchRequest(f"{header_name} '{header}' and {key} '{metadata}' disagree; give one",
                          code="conflicting_parameters", param=key)
     return header or metadata or None
 
@@ -260,7 +250,7 @@ def _metadata(value: Any) -> dict[str, str] | None:
     if (not isinstance(value, dict) or len(value) > 16
             or not all(isinstance(k, str) and isinstance(v, str) and len(k) <= 64 and len(v) <= 512
                        for k, v in value.items())):
-        raise BadRequest("metadata must be an object of at most 16 string pairs (keys up to 64 "
+        raise InvalidBatchRequest("metadata must be an object of at most 16 string pairs (keys up to 64 "
                          "characters, values up to 512)", code="invalid_metadata", param="metadata")
     return dict(value)
 
@@ -273,7 +263,7 @@ def _copy_bounded(source: BinaryIO, staging: Path, target: Path, limit: int) -> 
             while chunk := source.read(1024 * 1024):
                 size += len(chunk)
                 if size > limit:
-                    raise PayloadTooLarge(f"the file exceeds the limit of {limit} bytes",
+                    raise FileTooLarge(f"the file exceeds the limit of {limit} bytes",
                                           code="file_too_large", param="file")
                 out.write(chunk)
             out.flush()

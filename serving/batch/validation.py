@@ -182,9 +182,6 @@ def _judge_model(model: str, endpoint: str, workload: Workload, policy: Policy,
     if evaluation.allowed:
         return None
     out.refusal = evaluation
-    reasons = {(r.code, r.rule): r.message for d in evaluation.decisions for r in d.reasons}
-    own = {key: message for key, message in reasons.items() if key[1] in _MODEL_RULES}
-    named = own or reasons
-    explanation = "; ".join(f"{code} ({rule}): {message}" for (code, rule), message in named.items())
+    own = any(rule in _MODEL_RULES for rule in evaluation.rules())
     code = "model_not_allowed" if own else "policy_denied"
-    return code, f"refused by policy ({evaluation.summary()}): {explanation}"
+    return code, evaluation.refusal(_MODEL_RULES)

@@ -43,7 +43,7 @@ from scheduler.ledger import (
     verify_export,
 )
 from scheduler.ledger.signing import load_signing_key
-from serving.events import report_tamper
+from serving.feed import report_tamper
 
 app = typer.Typer(
     help="Verify, export and sign the placement ledger.",

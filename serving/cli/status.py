@@ -24,7 +24,7 @@ from policies.signing import verify_bundle_file
 from scheduler.ledger import DB_FILENAME, LedgerError, LedgerReader
 from serving.autarky import local_model_directories
 from serving.config import ConfigError, load_run_config
-from serving.crisis import STORE_FILENAME, CrisisError, read_declarations
+from scheduler.crisis import STORE_FILENAME, CrisisError, read_declarations
 from serving.models.artifacts import artifact_digest
 
 

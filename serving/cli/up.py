@@ -6,13 +6,12 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-import uvicorn
 from rich.console import Console
 
 from policies import PolicyError
 from serving.autarky import AutarkyError
 from serving.config import ConfigError
-from serving.embedded import Installation, UpConfig, corridor_home
+from serving.installation.settings import UpConfig, corridor_home
 
 console = Console()
 
@@ -29,6 +28,10 @@ def up(
         "--config", help="Running configuration: operator keys, security feed (default <home>/corridor.yaml).")] = None,
 ) -> None:
     """Start the embedded default: local Ray cluster, FR and DE pools, demo model, gateway."""
+    import uvicorn  # the server, Ray and vLLM's helpers load only for this command
+
+    from serving.installation.installation import Installation
+
     config = UpConfig(home=home or corridor_home(), host=host, port=port, ray_address=ray_address,
                       bundle=policy_file, autarky=autarky, config_file=config_file)
     try:

@@ -1,10 +1,20 @@
-"""The sovereign gateway: OpenAI-compatible inference admitted by the rulebook, plus the
-auditor and operator APIs. Build one with :func:`create_app` around a :class:`Gateway`."""
+"""The sovereign gateway, the HTTP surface of a site: OpenAI-compatible inference admitted by
+the rulebook, the Batch API, and the auditor, operator and crisis APIs.
+
+- :mod:`~serving.gateway.app`: :func:`create_app`, error handlers, health and metrics;
+- :mod:`~serving.gateway.service`: :class:`Gateway`, what every handler shares;
+- :mod:`~serving.gateway.auth`, :mod:`~serving.gateway.limits`: who calls, and how often;
+- :mod:`~serving.gateway.requests`, :mod:`~serving.gateway.errors`: reading input, answering errors;
+- one routes module per API: :mod:`~serving.gateway.openai_api`, :mod:`~serving.gateway.batch_api`,
+  :mod:`~serving.gateway.audit_api`, :mod:`~serving.gateway.admin_api`,
+  :mod:`~serving.gateway.crisis_api`.
+
+Build one with :func:`create_app` around a :class:`Gateway`; which replica serves a request is
+:mod:`serving.routing`'s business.
+"""
 
 from serving.gateway.app import create_app
 from serving.gateway.auth import Authenticator, KeyStore, Principal
-from serving.gateway.routing import Endpoint, Router, StaticEndpoints
 from serving.gateway.service import Gateway
 
-__all__ = ["Authenticator", "Endpoint", "Gateway", "KeyStore", "Principal", "Router",
-           "StaticEndpoints", "create_app"]
+__all__ = ["Authenticator", "Gateway", "KeyStore", "Principal", "create_app"]

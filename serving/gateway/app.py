@@ -1,4 +1,5 @@
-"""The sovereign gateway as a FastAPI app: OpenAI API, audit API, operator API, health, metrics."""
+"""The sovereign gateway as a FastAPI app: OpenAI, batch, audit, operator and crisis APIs, health,
+metrics; every error leaves in the OpenAI error format."""
 
 from __future__ import annotations
 
@@ -11,9 +12,8 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serving.batch import api as batch_api
-from serving.gateway import admin_api, audit_api, crisis_api, openai_api
-from serving.gateway.errors import BadRequest, GatewayError, NotFound
+from serving.gateway import admin_api, audit_api, batch_api, crisis_api, openai_api
+from serving.gateway.errors import DOMAIN_ERRORS, BadRequest, GatewayError, NotFound, from_domain
 from serving.gateway.service import Gateway
 
 
@@ -40,6 +40,11 @@ def create_app(gateway: Gateway) -> FastAPI:
     @app.exception_handler(GatewayError)
     async def gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
         return exc.response()
+
+    for domain_error in DOMAIN_ERRORS:
+        @app.exception_handler(domain_error)
+        async def domain_refusal(request: Request, exc: Exception) -> JSONResponse:
+            return from_domain(exc).response()  # type: ignore[arg-type]
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -62,12 +62,16 @@ def _auditor(request: Request) -> tuple[Gateway, Principal]:
 @router.get("/entries")
 async def entries(request: Request, tenant: str | None = None, kind: str | None = None,
                   jurisdiction: str | None = None, since: str | None = None,
-                  until: str | None = None, after: int | None = None, limit: int = 100) -> dict[str, Any]:
+                  until: str | None = None, after: int | None = None, limit: int = 100,
+                  decision_id: str | None = None) -> dict[str, Any]:
+    """Entries matching every filter, by index; ``decision_id`` finds the entries of one decision
+    (the ``X-Corridor-Decision`` of a response)."""
     gateway, principal = _auditor(request)
     try:
         return gateway.ledger.entries(tenant=_tenant_filter(principal, tenant), kind=kind,
                                       jurisdiction=jurisdiction, since=_time("since", since),
-                                      until=_time("until", until), after=after, limit=limit)
+                                      until=_time("until", until), after=after, limit=limit,
+                                      decision_id=decision_id)
     except ValueError as exc:
         raise BadRequest(str(exc), code="invalid_parameter") from exc
 

@@ -36,12 +36,6 @@ class Principal:
     jurisdiction: str | None = None  # operator
     scope: tuple[str, ...] = ()  # auditor: tenant ids, or ("*",)
 
-    def sees_tenant(self, tenant: str | None) -> bool:
-        """Whether this caller may see records of ``tenant``."""
-        if self.role == "auditor":
-            return ALL_TENANTS in self.scope or tenant in self.scope
-        return tenant is not None and tenant == self.tenant
-
     @property
     def audit_scope(self) -> tuple[str, ...] | None:
         """Tenants an auditor may read; None means all."""

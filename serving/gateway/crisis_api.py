@@ -13,30 +13,19 @@ id, 409 a step the status no longer allows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from policies.bundle import Operator
-from serving.crisis import (CrisisError, CrisisRegistry, InvalidDeclaration, SelfApproval,
-                            UnknownDeclaration, WrongState)
-from serving.gateway.errors import BadRequest, Conflict, Forbidden, GatewayError, NotFound
+from policies.bundle import Operator, Scope
+from scheduler.crisis import CrisisError, CrisisRecord, CrisisRegistry
+from serving.gateway.errors import Forbidden, NotFound, from_domain
 from serving.gateway.service import Gateway
 
 router = APIRouter(prefix="/admin/crisis")
-
-
-class ScopeBody(BaseModel):
-    """What may cross: checked against the bundle by the registry (unknown names are a 400)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    tenants: list[str] = Field(description="Tenant ids, e.g. ['fr-interior'].")
-    markings: list[str] = Field(description="Markings, any known spelling, e.g. ['DR'].")
-    models: list[str] = Field(description="Model ids, e.g. ['corridor-tiny'].")
-    directions: list[str] = Field(description="'FR->DE' (French data to German pools) and/or 'DE->FR'.")
 
 
 class DeclareBody(BaseModel):
@@ -44,7 +33,8 @@ class DeclareBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    scope: ScopeBody
+    scope: Scope = Field(description="What may cross: tenants, markings (any known spelling), "
+                         "models, directions ('FR->DE': French data to German pools, 'DE->FR').")
     reason: str = Field(description="Why; shown in the ledger and to the other side.")
     valid_for_hours: float = Field(description="Window from now, at most settings.crisis_max_hours.")
 
@@ -60,18 +50,11 @@ def _context(request: Request) -> tuple[CrisisRegistry, Operator]:
     return gateway.crisis, Operator(operator=principal.subject, jurisdiction=principal.jurisdiction)
 
 
-def _translate(exc: CrisisError) -> GatewayError:
-    kinds: dict[type, type[GatewayError]] = {InvalidDeclaration: BadRequest, SelfApproval: Forbidden,
-                                             UnknownDeclaration: NotFound, WrongState: Conflict}
-    kind = next((v for k, v in kinds.items() if isinstance(exc, k)), GatewayError)
-    return kind(exc.message, code=exc.code, param=exc.param)
-
-
-async def _step(registry: CrisisRegistry, method: Any, *args: Any) -> dict[str, Any]:
+async def _step(registry: CrisisRegistry, method: Callable[..., CrisisRecord], *args: Any) -> dict[str, Any]:
     try:
         record = await run_in_threadpool(method, *args)
     except CrisisError as exc:
-        raise _translate(exc) from exc
+        raise from_domain(exc) from exc
     return record.to_json(registry.clock())
 
 
@@ -81,7 +64,7 @@ async def declare(request: Request, body: DeclareBody) -> dict[str, Any]:
     registry, operator = _context(request)
 
     def run():
-        return registry.declare(operator, scope=body.scope.model_dump(), reason=body.reason,
+        return registry.declare(operator, scope=body.scope, reason=body.reason,
                                 valid_for_hours=body.valid_for_hours)
 
     return await _step(registry, run)

@@ -14,6 +14,10 @@ NotFoundError, 413, 429 RateLimitError, 503 InternalServerError)::
     ├── Conflict            409 invalid_request_error (not possible in the current state)
     ├── RateLimited         429 requests (quota used up, or too many failed logins)
     └── Unavailable         503 service_unavailable (allowed, but no live replica)
+
+The domain packages raise their own errors (:mod:`serving.batch.errors`,
+:mod:`scheduler.crisis.errors`); :func:`from_domain` translates them here, at
+the boundary, so a handler never builds HTTP errors from domain code.
 """
 
 from __future__ import annotations
@@ -21,6 +25,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.responses import JSONResponse
+
+from scheduler.crisis import (CrisisError, InvalidDeclaration, SelfApproval, UnknownDeclaration,
+                              WrongState)
+from serving.batch.errors import (BatchConflict, BatchError, BatchForbidden, BatchNotFound,
+                                  FileTooLarge, InvalidBatchRequest)
 
 
 class GatewayError(Exception):
@@ -90,3 +99,19 @@ class Unavailable(GatewayError):
     """The policy allows the request but no live replica can take it now; retry later."""
 
     status, type = 503, "service_unavailable"
+
+
+_DOMAIN: dict[type[Exception], type[GatewayError]] = {
+    InvalidBatchRequest: BadRequest, BatchForbidden: Forbidden, BatchNotFound: NotFound,
+    BatchConflict: Conflict, FileTooLarge: PayloadTooLarge,
+    InvalidDeclaration: BadRequest, SelfApproval: Forbidden, UnknownDeclaration: NotFound,
+    WrongState: Conflict,
+}
+DOMAIN_ERRORS: tuple[type[Exception], ...] = (BatchError, CrisisError)
+"""The domain error bases the app answers through :func:`from_domain`."""
+
+
+def from_domain(exc: BatchError | CrisisError) -> GatewayError:
+    """The OpenAI-style error for a domain refusal; an unmapped one is a 500 (a bug)."""
+    kind = next((v for k, v in _DOMAIN.items() if isinstance(exc, k)), GatewayError)
+    return kind(exc.message, code=exc.code, param=exc.param)

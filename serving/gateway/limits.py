@@ -22,11 +22,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from policies import Policy
-from scheduler.ledger import LedgerEntryDraft
-from serving.events import SecurityFeed, rate_limited_record
+from scheduler.ledger import Ledger, LedgerEntryDraft
+from serving.feed import SecurityFeed, rate_limited_record
 from serving.gateway.errors import RateLimited
 
 _MAX_SOURCES = 10_000
@@ -66,7 +65,7 @@ class RateLimiter:
     throttled (once per episode, not per 429).
     """
 
-    def __init__(self, policy: Policy, *, ledger: Any = None, feed: SecurityFeed | None = None,
+    def __init__(self, policy: Policy, *, ledger: Ledger | None = None, feed: SecurityFeed | None = None,
                  auth_failures: int = 10, auth_window_s: float = 60.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if auth_failures < 1 or auth_window_s <= 0:
@@ -82,11 +81,6 @@ class RateLimiter:
         self._limited: set[str] = set()
         self._failures: dict[str, deque[float]] = {}
         self._blocked_until: dict[str, float] = {}
-
-    def set_policy(self, policy: Policy) -> None:
-        """Apply new quotas (buckets restart full)."""
-        self.policy = policy
-        self._buckets.clear()
 
     # -- tenants ------------------------------------------------------------
 

@@ -21,14 +21,13 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
-from policies import Evaluation, Workload
-from scheduler.ledger import LedgerEntryDraft
-from serving.events import policy_refusal_record
+from policies import Workload
+from scheduler.ledger.decisions import decision_entry, refusal_entry
+from serving.feed import policy_refusal_record
 from serving.gateway.errors import Forbidden, NotFound, Unavailable
 from serving.gateway.requests import data_flags_of, marking_of, parse_object, read_body, require_field
-from serving.gateway.routing import Endpoint, Route
 from serving.gateway.service import Gateway
-from serving.gateway.upstream import UpstreamBroken, UpstreamResponse, UpstreamUnreachable
+from serving.routing import Endpoint, Route, UpstreamBroken, UpstreamResponse, UpstreamUnreachable
 
 router = APIRouter()
 
@@ -76,15 +75,17 @@ async def _inference(request: Request, path: str, field: str, kind: type | tuple
     marking = marking_of(request, tenant.default_marking if tenant else "PUBLIC")
     workload = Workload(tenant=principal.tenant or "", marking=marking, kind="request",
                         data_flags=data_flags_of(request), model=model,
-                        model_digest=gateway.model_digests.get(model))
+                        model_digest=gateway.model_digests.get(model),
+                        id="req_" + secrets.token_hex(8))
     if model not in gateway.policy.models:
         raise NotFound(f"the model '{model}' does not exist", code="model_not_found", param="model")
     route = gateway.router.route(workload)
-    decision_id = "dec_" + secrets.token_hex(12)
+    decision_id = route.decision_id
     if not route.evaluation.allowed:
-        await _refuse(gateway, workload, route.evaluation, decision_id, path)
+        await _refuse(gateway, route, path)
     if not route.candidates:
-        await _record(gateway, workload, route, None, decision_id, path, reasons=["NO_LIVE_REPLICA"])
+        await gateway.ledger.append_async(refusal_entry(
+            "routing", route.evaluation, reasons=["NO_LIVE_REPLICA"], detail={"endpoint": path}))
         gateway.metrics.requests.labels(workload.tenant, model, "", "503").inc()
         raise Unavailable(f"the policy allows this request but no replica of '{model}' in an allowed "
                           f"pool ({', '.join(d.pool for d in route.evaluation.allowed)}) is live; "
@@ -94,14 +95,14 @@ async def _inference(request: Request, path: str, field: str, kind: type | tuple
     # The routing entry's durable write overlaps the upstream call; the response completes
     # only once it is durable. A retry on another replica is a second entry, same decision id.
     first = route.candidates[0]
-    record = asyncio.ensure_future(_record(gateway, workload, route, first, decision_id, path))
+    record = asyncio.ensure_future(_record(gateway, route, first, path))
     try:
         upstream, endpoint = await _open_upstream(gateway, route, path, body, received)
     except Unavailable:
         await record
         raise
     if endpoint is not first:
-        retried = _record(gateway, workload, route, endpoint, decision_id, path, attempt=2)
+        retried = _record(gateway, route, endpoint, path, attempt=2)
         record = asyncio.gather(record, retried)
     decision = route.decision_for(endpoint)
     headers = {"X-Corridor-Pool": endpoint.pool, "X-Corridor-Jurisdiction": endpoint.jurisdiction,
@@ -177,46 +178,26 @@ async def _relay(gateway: Gateway, upstream: UpstreamResponse, endpoint: Endpoin
         await record
 
 
-async def _refuse(gateway: Gateway, workload: Workload, evaluation: Evaluation,
-                  decision_id: str, path: str) -> None:
+async def _refuse(gateway: Gateway, route: Route, path: str) -> None:
     """Write the refusal to the ledger, count it, and raise the 403 that names the rules."""
-    seen: dict[tuple[str, str], str] = {}
-    for decision in evaluation.decisions:
-        for reason in decision.reasons:
-            seen.setdefault((reason.code, reason.rule), reason.message)
-    codes = sorted({code for code, _ in seen})
-    for code in codes:
+    evaluation = route.evaluation
+    workload = evaluation.workload
+    draft = refusal_entry("routing", evaluation, detail={"endpoint": path})
+    for code in draft.reasons:
         gateway.metrics.denials.labels(code).inc()
-    item = await gateway.ledger.append_async(LedgerEntryDraft(
-        kind="routing", decision_id=decision_id, tenant=workload.tenant or None,
-        workload=_ledger_workload(workload), allowed=False, reasons=codes,
-        policy_digest=evaluation.policy_digest, detail={"endpoint": path}))
+    item = await gateway.ledger.append_async(draft)
     if gateway.events is not None:
         gateway.events.emit(policy_refusal_record(item, endpoint=path))
     gateway.metrics.requests.labels(workload.tenant, workload.model or "", "", "403").inc()
-    explanation = "; ".join(f"{code} ({rule}): {message}" for (code, rule), message in seen.items())
-    raise Forbidden(f"refused by policy ({evaluation.summary()}): {explanation}",
-                    code="policy_denied", headers={"X-Corridor-Decision": decision_id})
+    raise Forbidden(evaluation.refusal(), code="policy_denied",
+                    headers={"X-Corridor-Decision": route.decision_id})
 
 
-async def _record(gateway: Gateway, workload: Workload, route: Route, endpoint: Endpoint | None,
-                  decision_id: str, path: str, reasons: list[str] | None = None,
+async def _record(gateway: Gateway, route: Route, endpoint: Endpoint, path: str,
                   attempt: int = 1) -> None:
-    decision = route.decision_for(endpoint) if endpoint else None
-    await gateway.ledger.append_async(LedgerEntryDraft(
-        kind="routing", decision_id=decision_id, tenant=workload.tenant or None,
-        workload=_ledger_workload(workload),
-        pool=endpoint.pool if endpoint else None,
-        jurisdiction=endpoint.jurisdiction if endpoint else None,
-        node_id=endpoint.node_id if endpoint else None,
-        allowed=endpoint is not None, reasons=reasons or [],
-        policy_digest=route.evaluation.policy_digest,
-        declaration=decision.declaration if decision else None,
-        detail={"endpoint": path, **({"replica": endpoint.replica_id, "attempt": attempt}
-                                     if endpoint else {})}))
-
-
-def _ledger_workload(workload: Workload) -> dict[str, Any]:
-    summary = workload.summary()
-    summary.pop("tenant")
-    return summary
+    """The ``routing`` entry of the request sent to ``endpoint``, under the request's decision id
+    (a retry on another replica is a second entry with the same id)."""
+    await gateway.ledger.append_async(decision_entry(
+        "routing", route.decision_for(endpoint), decision_id=route.decision_id,
+        node_id=endpoint.node_id, summary=route.evaluation.summary(),
+        detail={"endpoint": path, "replica": endpoint.replica_id, "attempt": attempt}))

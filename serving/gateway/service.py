@@ -1,4 +1,5 @@
-"""What the gateway's handlers share: policy, ledger, auth, router, upstream client, metrics."""
+"""What the gateway's handlers share: policy, ledger, auth, router, upstream client, metrics,
+and the optional services (batches, crisis registry, security feed, rate limits), each typed."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ from typing import Any, Protocol
 from fastapi import Request
 
 from policies import Policy
+from scheduler.crisis import CrisisRegistry
 from scheduler.ledger import Ledger
+from serving.batch import BatchService
+from serving.feed import SecurityFeed
 from serving.gateway.auth import Authenticator, Principal
 from serving.gateway.errors import Forbidden, Unauthenticated
+from serving.gateway.limits import RateLimiter
 from serving.gateway.metrics import GatewayMetrics
-from serving.gateway.routing import Router
-from serving.gateway.upstream import UpstreamPool
+from serving.routing import Router, UpstreamPool
 
 
 class OperatorView(Protocol):
@@ -50,11 +54,11 @@ class Gateway:
     max_body_bytes: int = 8 * 1024 * 1024
     upstream_timeout: float = 600.0
     # Optional services, each owned by its own module and attached by whoever builds the
-    # gateway (``serving.embedded`` for ``corridor up``); None means the feature is off.
-    batches: Any = None  # serving.batch: the OpenAI Batch API's store and executor
-    crisis: Any = None  # serving.crisis: crisis declarations held outside the bundle
-    events: Any = None  # serving.events: the security event feed for the defence centre
-    limiter: Any = None  # serving.gateway.limits: per-tenant rate limits
+    # gateway (``serving.installation`` for ``corridor up``); None means the feature is off.
+    batches: BatchService | None = None  # the OpenAI Batch API's store and executor
+    crisis: CrisisRegistry | None = None  # crisis declarations made at run time
+    events: SecurityFeed | None = None  # the security event feed for the defence centre
+    limiter: RateLimiter | None = None  # per-tenant rate limits, failed-login throttling
     # Digest of each served model's loaded artifact; request workloads carry it, so the
     # rulebook's ``model-pinned`` rule checks it (required in autarky mode).
     model_digests: dict[str, str] = field(default_factory=dict)

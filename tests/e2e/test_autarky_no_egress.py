@@ -26,11 +26,12 @@ from policies import default_bundle_path
 from policies.signing import OperatorKey, sign_bundle, signature_path
 from scheduler.spec import Audience
 from serving.autarky import AUTARKY_ENV, LOOPBACK_ENV
-from serving.embedded import Installation, UpConfig
+from serving.installation.installation import Installation
+from serving.installation.settings import UpConfig
 from serving.models.artifacts import artifact_digest, minilm_directory
 from serving.models.demo import MODEL_ID, build_demo_model
-from serving.replica import OFFLINE_ENV
-from serving.stub_upstream import ServerThread
+from serving.replica.actor import OFFLINE_ENV
+from stub_upstream import ServerThread
 
 REPO = Path(__file__).resolve().parents[2]
 EGRESS = REPO / "tests" / "egress"

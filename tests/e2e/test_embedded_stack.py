@@ -17,9 +17,10 @@ import openai
 import pytest
 import ray
 
-from serving.embedded import Installation, UpConfig
-from serving.replica_guard import group_members
-from serving.stub_upstream import ServerThread
+from serving.installation.installation import Installation
+from serving.installation.settings import UpConfig
+from serving.replica.guard import group_members
+from stub_upstream import ServerThread
 
 from rfc6962_reference import MTH, accepts_inclusion, leaf_bytes, signature_verifies
 

@@ -5,7 +5,7 @@ The cluster has no Paris node: France has no pool for DR (Lyon lacks the DR
 homologation), Frankfurt holds the only compliant capacity across the
 border. The registry drives the scheduler as in ``corridor up``: its
 declarations feed the rulebook, and every change runs a healing pass at once
-(:class:`serving.crisis.HealOnChange`); the periodic pass is set far off so
+(:class:`scheduler.deployments.Deployments.request_heal`); the periodic pass is set far off so
 that the speed measured is the registry's, not the period's.
 """
 
@@ -20,9 +20,9 @@ from policies import Policy, Workload
 from policies.bundle import Operator
 from scheduler import Audience, Binder, DeploymentSpec, Deployments, Inventory, PlacementError
 from scheduler.ledger import Ledger
-from serving.crisis import CrisisRegistry, HealOnChange
-from serving.embedded import DeploymentEndpoints
-from serving.gateway.routing import Router
+from scheduler.crisis import CrisisRegistry
+from serving.installation.adapters import DeploymentEndpoints
+from serving.routing import Router
 
 from scheduler_cluster import EchoReplica, entries, labels, ray_actor, simulated_cluster, wait_for, where
 
@@ -54,13 +54,11 @@ def stack(cluster, ledger, tmp_path_factory):
                               tick_s=0.2).start()
     deployments = Deployments(policy, ledger, EchoReplica, inventory=Inventory(policy, ledger=ledger),
                               binder=Binder(timeout_s=20), declarations=registry.declarations,
-                              heal_period_s=3600)
-    heal = HealOnChange(deployments.heal)
-    registry.subscribe(heal)
+                              heal_period_s=3600).start()
+    registry.subscribe(deployments.request_heal)
     endpoints = DeploymentEndpoints(deployments)
     router = Router(policy, endpoints, declarations=registry.declarations)
     yield registry, deployments, endpoints, router
-    heal.stop()
     registry.stop()
     deployments.close()
 
@@ -135,7 +133,7 @@ def test_a_new_declaration_heals_the_deployment_across_and_its_expiry_removes_it
     view = wait_for(lambda: crossed(deployments), timeout_s=15, period_s=0.1)
     assert where(view) == [("de-frankfurt", "DE")] and view.replicas[0].declaration == declaration.id
     actor = view.replicas[0].actor_id
-    ends = declaration.valid_until.timestamp()
+    ends = declaration.declaration.valid_until.timestamp()
     wait_for(lambda: ray_actor(actor).get("State") == "DEAD", timeout_s=20, period_s=0.05)
     late = time.time() - ends
     assert late < 5, f"removed {late:.1f} s after expiry"

@@ -28,7 +28,8 @@ from rich.console import Console
 
 from policies.bundle import JURISDICTION_LABEL, POOL_LABEL
 from scheduler import Audience, Binder, DeploymentSpec, Deployments
-from serving.embedded import Installation, UpConfig
+from serving.installation.installation import Installation
+from serving.installation.settings import UpConfig
 
 from scheduler_cluster import POOLS, EchoReplica, entries, ray_actor
 

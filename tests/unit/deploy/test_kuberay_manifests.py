@@ -9,10 +9,9 @@ import subprocess
 import tomllib
 
 import pytest
-import typer.main
 import yaml
 
-from serving.cli import app
+from serving.cli import load_command
 
 from deploy_manifests import KUBERAY, OVERLAYS, find, rendered, schema_errors
 from kustomize_render import KustomizeError, render
@@ -181,7 +180,7 @@ def test_the_gateway_command_uses_options_corridor_up_has(overlay) -> None:
     (gateway,) = find(rendered(overlay), "Deployment", "corridor-gateway")
     (container,) = gateway["spec"]["template"]["spec"]["containers"]
     up_args = container["args"][0].split("corridor up", 1)[1].split()
-    command = typer.main.get_command(app).commands["up"]
+    command = load_command("up")
     known = {opt for param in command.params for opt in param.opts}
     assert {arg for arg in up_args if arg.startswith("--")} <= known
 

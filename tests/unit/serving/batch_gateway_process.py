@@ -13,7 +13,8 @@ import uvicorn
 from policies import Policy
 from scheduler.ledger import Ledger
 from serving.batch import BatchService
-from serving.gateway import Authenticator, Endpoint, Gateway, KeyStore, Router, StaticEndpoints, create_app
+from serving.gateway import Authenticator, Gateway, KeyStore, create_app
+from serving.routing import Endpoint, Router, StaticEndpoints
 
 
 def main() -> None:

@@ -14,11 +14,12 @@ import httpx
 
 from policies import Policy
 from scheduler.ledger import Ledger
-from serving.crisis import STORE_FILENAME, CrisisRegistry
-from serving.events import LedgerFollower, SecurityFeed
-from serving.gateway import Authenticator, Gateway, KeyStore, Router, StaticEndpoints, create_app
+from scheduler.crisis import STORE_FILENAME, CrisisRegistry
+from serving.feed import LedgerFollower, SecurityFeed
+from serving.gateway import Authenticator, Gateway, KeyStore, create_app
+from serving.routing import Router, StaticEndpoints
 from serving.gateway.limits import RateLimiter
-from serving.stub_upstream import ServerThread, make_stub
+from stub_upstream import ServerThread, make_stub
 
 from gateway_stack import endpoint
 

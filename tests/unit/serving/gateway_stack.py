@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 from policies import Policy
 from scheduler.ledger import Ledger
-from serving.gateway import Authenticator, Endpoint, Gateway, KeyStore, Router, StaticEndpoints, create_app
-from serving.stub_upstream import ServerThread, make_stub
+from serving.gateway import Authenticator, Gateway, KeyStore, create_app
+from serving.routing import Endpoint, Router, StaticEndpoints
+from stub_upstream import ServerThread, make_stub
 
 
 @dataclass

@@ -21,9 +21,10 @@ from policies.signing import OperatorKey, sign_bundle, signature_path
 from scheduler.ledger import LedgerReader
 from serving.autarky import (AUTARKY_ENV, LOOPBACK_ENV, AutarkyError, apply_offline_env, check_bundle,
                              endpoint_problems, is_local_host, model_problems)
-from serving.embedded import Installation, UpConfig
+from serving.installation.installation import Installation
+from serving.installation.settings import UpConfig
 from serving.models.artifacts import artifact_digest, minilm_directory
-from serving.replica import OFFLINE_ENV
+from serving.replica.actor import OFFLINE_ENV
 
 FR_KEY = Ed25519PrivateKey.generate()
 TRUSTED = [OperatorKey.of("fr-ops", "FR", FR_KEY.public_key())]

@@ -7,7 +7,7 @@ import time
 from collections import Counter
 
 from serving.batch import BatchSettings, ExecutionSettings, ProvisionRefused
-from serving.stub_upstream import ServerThread
+from stub_upstream import ServerThread
 
 from batch_stack import CountingStub, batch_stack, chat_lines, endpoint, results, upload, wait_for
 

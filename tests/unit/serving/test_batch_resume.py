@@ -15,7 +15,7 @@ from pathlib import Path
 import openai
 
 from serving.gateway import KeyStore
-from serving.stub_upstream import ServerThread
+from stub_upstream import ServerThread
 
 from batch_stack import CountingStub, chat_lines, results, upload, wait_for
 

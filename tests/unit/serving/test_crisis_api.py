@@ -15,7 +15,7 @@ import pytest
 
 from gateway_stack import endpoint
 from defence_stack import defence_stack
-from serving.stub_upstream import ServerThread, make_stub
+from stub_upstream import ServerThread, make_stub
 
 SCOPE = {"tenants": ["fr-interior"], "markings": ["DR"], "models": ["corridor-tiny"],
          "directions": ["FR->DE"]}

@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from policies.canonical import canonical_json
-from serving.stub_upstream import ServerThread, make_stub
+from stub_upstream import ServerThread, make_stub
 
 from gateway_stack import endpoint, gateway_stack
 from rfc6962_reference import accepts_inclusion

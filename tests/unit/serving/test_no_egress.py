@@ -27,15 +27,17 @@ from policies import Policy, default_bundle_path, load_bundle
 from policies.signing import OperatorKey, sign_bundle, signature_path
 from scheduler.ledger import Ledger
 from serving.autarky import AUTARKY_ENV, LOOPBACK_ENV, check_bundle, endpoint_problems, model_problems
-from serving.crisis import CrisisRegistry
-from serving.events import LedgerFollower, SecurityFeed
-from serving.gateway import Authenticator, Endpoint, Gateway, KeyStore, Router, StaticEndpoints, create_app
+from scheduler.crisis import CrisisRegistry
+from serving.feed import LedgerFollower, SecurityFeed
+from serving.gateway import Authenticator, Gateway, KeyStore, create_app
+from serving.routing import Endpoint, Router, StaticEndpoints
 from serving.gateway.limits import RateLimiter
 from serving.models.artifacts import artifact_digest
-from serving.stub_upstream import ServerThread
+from stub_upstream import ServerThread
 
 REPO = Path(__file__).resolve().parents[3]
 EGRESS = REPO / "tests" / "egress"
+STUB = REPO / "tests" / "stub_upstream.py"
 sys.path.insert(0, str(EGRESS))
 import egress_hook  # noqa: E402
 
@@ -138,7 +140,7 @@ def test_a_full_request_cycle_in_autarky_mode_opens_no_socket_outside_loopback(t
 
     port = _free_port()
     upstream = subprocess.Popen(
-        [sys.executable, "-m", "serving.stub_upstream", "--port", str(port), "--name", "fr-paris"],
+        [sys.executable, str(STUB), "--port", str(port), "--name", "fr-paris"],
         env=child_env, cwd=REPO)
     monitor = egress_hook.install()
     try:
@@ -202,6 +204,6 @@ def test_a_full_request_cycle_in_autarky_mode_opens_no_socket_outside_loopback(t
         syslog.close()
     assert monitor.loopback > 0, "the audit hook was watching"
     assert monitor.foreign == [], monitor.foreign
-    assert any("serving.stub_upstream" in argv for argv in egress_hook.watched(log)), "the child was watched"
+    assert any("stub_upstream.py" in argv for argv in egress_hook.watched(log)), "the child was watched"
     assert egress_hook.read_log(log) == [], "the replica stand-in tried to reach outside"
     assert sampler.samples > 3 and sampler.found == [], sampler.found

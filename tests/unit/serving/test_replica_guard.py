@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from serving.replica_guard import group_members
+from serving.replica.guard import group_members
 
 # A "server" that starts a grandchild, like vLLM's api_server starts its engine core.
 SERVER = [sys.executable, "-c",
@@ -15,7 +15,7 @@ SERVER = [sys.executable, "-c",
 
 
 def start_guarded(watch: int, command=SERVER, grace: float = 2.0) -> int:
-    launcher = subprocess.Popen([sys.executable, "-m", "serving.replica_guard", "--watch", str(watch),
+    launcher = subprocess.Popen([sys.executable, "-m", "serving.replica.guard", "--watch", str(watch),
                                  "--grace", str(grace), "--", *command], start_new_session=True)
     launcher.wait(timeout=10)
     return launcher.pid  # the process group of guard, server and engine

@@ -17,7 +17,8 @@ from policies import Policy, default_bundle_path, load_bundle
 from scheduler.inventory import Inventory, RayNode, build_snapshot
 from scheduler.ledger import Ledger, LedgerEntryDraft
 from serving.cli import audit
-from serving.events import LedgerFollower, SecurityFeed, SyslogSink, ocsf_record, rfc5424
+from serving.feed import LedgerFollower, SecurityFeed, SyslogSink, rfc5424
+from serving.feed.ocsf import ocsf_record
 
 from defence_stack import defence_stack
 

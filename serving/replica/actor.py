@@ -3,7 +3,7 @@
 It meets :class:`scheduler.binding.ReplicaActor`: the constructor only records
 what it was given; ``start()`` checks the model artifact's digest and launches
 ``python -m vllm.entrypoints.openai.api_server`` on its node as a child
-process group under :mod:`serving.replica_guard`; a thread waits for
+process group under :mod:`serving.replica.guard`; a thread waits for
 ``/health`` and then publishes the endpoint in ``describe()``; ``stop()`` ends
 the whole group (server, engine core, workers). The guard ends the group when
 the actor dies, so a killed actor leaves no server behind.
@@ -111,7 +111,7 @@ class VLLMReplica:
         self.log_path = log_dir / f"{self.replica_id}.log"
         with self.log_path.open("ab") as log:
             launcher = subprocess.Popen(
-                [sys.executable, "-m", "serving.replica_guard", "--watch", str(os.getpid()),
+                [sys.executable, "-m", "serving.replica.guard", "--watch", str(os.getpid()),
                  "--", *command],
                 env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True)

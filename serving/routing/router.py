@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from policies import Declaration, Evaluation, Policy, Workload
+from policies import Decision, Declaration, Evaluation, Policy, Workload
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,13 +47,23 @@ class StaticEndpoints:
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """The replicas a request may go to, best first, and the evaluation that allowed them."""
+    """The replicas a request may go to, best first, and the evaluation that allowed them.
+
+    ``evaluation`` names the routed workload itself (its ``id`` too), even when the
+    verdicts came from the cache, so ``evaluation.id`` is this request's decision id.
+    """
 
     candidates: list[Endpoint]
     evaluation: Evaluation
 
-    def decision_for(self, endpoint: Endpoint):
-        return next(d for d in self.evaluation.decisions if d.pool == endpoint.pool)
+    @property
+    def decision_id(self) -> str:
+        return self.evaluation.id
+
+    def decision_for(self, endpoint: Endpoint) -> Decision:
+        """The pool decision that allowed ``endpoint``, for this workload."""
+        decision = next(d for d in self.evaluation.decisions if d.pool == endpoint.pool)
+        return decision._replace(workload=self.evaluation.workload)
 
 
 class Router:
@@ -71,10 +81,6 @@ class Router:
         self._failed_until: dict[str, float] = {}
         self._cache: dict[tuple, tuple[float, Evaluation]] = {}
         self._cache_key: tuple = ()
-
-    def set_policy(self, policy: Policy) -> None:
-        self.policy = policy
-        self._cache.clear()
 
     def evaluate(self, workload: Workload) -> Evaluation:
         """The workload against every pool of the bundle (cached for ``cache_ttl``)."""
@@ -111,7 +117,7 @@ class Router:
             candidates.sort(key=lambda e: (e.pool in crossing, self.outstanding.get(e.replica_id, 0)))
         else:
             candidates.sort(key=lambda e: self.outstanding.get(e.replica_id, 0))
-        return Route(candidates, evaluation)
+        return Route(candidates, evaluation._replace(workload=workload))
 
     def acquire(self, endpoint: Endpoint) -> None:
         self.outstanding[endpoint.replica_id] = self.outstanding.get(endpoint.replica_id, 0) + 1

@@ -6,7 +6,8 @@ gateway's unit tests: it answers ``/v1/chat/completions`` (also streaming),
 stub (``system_fingerprint``), so a test can tell which upstream answered.
 A raw ASGI app, so the stub itself costs as little as possible.
 
-Run alone: ``python -m serving.stub_upstream --port 8101 --name fr-paris``.
+Run alone: ``python tests/stub_upstream.py --port 8101 --name fr-paris``. A test helper: it lives
+with the tests, and the gateway benchmark runs it as a script.
 """
 
 from __future__ import annotations

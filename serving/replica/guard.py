@@ -9,7 +9,7 @@ actor and the server. When either is gone it sends SIGTERM to the whole
 group, waits up to ``--grace`` seconds for every member to exit, then sends
 SIGKILL.
 
-Run: ``python -m serving.replica_guard --watch ACTOR_PID [--grace S] -- COMMAND...``
+Run: ``python -m serving.replica.guard --watch ACTOR_PID [--grace S] -- COMMAND...``
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Steps, each shown as it runs:
 
 0. Autarky mode only (``--autarky`` or the bundle's setting): the bundle's
-   signature, local endpoints, every offline switch (``serving.autarky``);
+   signature, local endpoints, every offline switch (:mod:`serving.autarky`);
    after step 2, every served model pinned and matching — else refuse.
 1. Ray: a local cluster with one node per pool of the bundle, labelled
    ``corridor.eu/pool`` / ``corridor.eu/jurisdiction`` and declaring GPUs
@@ -28,119 +28,31 @@ from __future__ import annotations
 import gc
 import json
 import os
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
 from policies import Policy, default_bundle_path
+from scheduler.crisis import STORE_FILENAME, CrisisRegistry
 from scheduler.deployments import Deployments
 from scheduler.exceptions import PlacementError
 from scheduler.ledger import Ledger, LedgerEntryDraft
-from scheduler.spec import Audience, DeploymentSpec
+from scheduler.spec import DeploymentSpec
 from serving.autarky import (AutarkyError, AutarkyReport, apply_offline_env, check_bundle,
                              endpoint_problems, model_problems)
 from serving.batch import BatchService, DeploymentProvisioner
 from serving.config import load_run_config
-from serving.crisis import STORE_FILENAME, CrisisRegistry, HealOnChange
-from serving.events import open_feed
-from serving.gateway import Authenticator, Endpoint, Gateway, KeyStore, Router, create_app
+from serving.feed import LedgerFollower, SecurityFeed, open_feed
+from serving.gateway import Authenticator, Gateway, KeyStore, create_app
 from serving.gateway.limits import RateLimiter
+from serving.installation.adapters import DeploymentEndpoints, SchedulerView
+from serving.installation.settings import UpConfig
 from serving.models.artifacts import artifact_digest, minilm_directory
 from serving.models.demo import MODEL_ID as DEMO_MODEL, build_demo_model
-from serving.replica import OFFLINE_ENV, VLLMReplica
-
-
-def corridor_home() -> Path:
-    """``$CORRIDOR_HOME``, default ``.corridor/`` in the working directory."""
-    return Path(os.environ.get("CORRIDOR_HOME", ".corridor")).resolve()
-
-
-#: The demo deployments: (name, model, audiences).
-DEMO_DEPLOYMENTS: list[tuple[str, str, list[Audience]]] = [
-    ("chat-fr", DEMO_MODEL, [Audience("fr-interior", "DR"), Audience("fr-interior", "PUBLIC"),
-                             Audience("fr-health", "PUBLIC")]),
-    ("chat-de", DEMO_MODEL, [Audience("de-federal-it", "VS-NfD"), Audience("de-federal-it", "PUBLIC"),
-                             Audience("de-health", "PUBLIC")]),
-    ("embeddings", "minilm", [Audience("eu-agency", "PUBLIC"), Audience("fr-interior", "PUBLIC")]),
-]
-
-
-@dataclass
-class UpConfig:
-    """What ``corridor up`` starts, and with which limits."""
-
-    home: Path = field(default_factory=corridor_home)
-    host: str = "127.0.0.1"
-    port: int = 8000
-    ray_address: str | None = None
-    #: Address the replicas' vLLM servers bind: 127.0.0.1 in the embedded cluster, 0.0.0.0
-    #: (advertised as the node's address) when joining ``ray_address``, where they run elsewhere.
-    replica_host: str | None = None
-    #: Where the demo model is built or found prebuilt (the images): ``$CORRIDOR_MODELS``,
-    #: default ``<home>/models``. On a real cluster the path must be the same on every node.
-    models: Path | None = None
-    bundle: Path | None = None
-    #: Autarky mode (also on when the bundle's ``settings.autarky`` is): see ``serving.autarky``.
-    autarky: bool = False
-    #: The running configuration (operator keys, security feed); default ``<home>/corridor.yaml``.
-    config_file: Path | None = None
-    gpus_per_node: int = 2
-    kv_cache_gib: int = 1
-    max_model_len: int = 512
-    ready_timeout_s: float = 900.0
-    deployments: list[tuple[str, str, list[Audience]]] = field(
-        default_factory=lambda: list(DEMO_DEPLOYMENTS))
-
-
-class DeploymentEndpoints:
-    """The gateway's view of live replicas, refreshed from the scheduler in the background."""
-
-    def __init__(self, deployments: Deployments, period_s: float = 1.0) -> None:
-        self.deployments = deployments
-        self.period_s = period_s
-        self._items: list[Endpoint] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True, name="corridor-endpoints")
-
-    def endpoints(self) -> list[Endpoint]:
-        return self._items
-
-    def refresh(self) -> list[Endpoint]:
-        self._items = [Endpoint(r.id, view.spec.model, r.pool, r.jurisdiction, r.node_id, r.endpoint)
-                       for view in self.deployments.list() for r in view.replicas
-                       if r.endpoint and r.state == "ALIVE"]
-        return self._items
-
-    def start(self) -> DeploymentEndpoints:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.period_s):
-            try:
-                self.refresh()
-            except Exception:  # noqa: BLE001 - keep the last known list; Ray may be restarting
-                pass
-
-
-@dataclass
-class SchedulerView:
-    """What operators see (``/admin/pools``, ``/admin/deployments``), read from the scheduler."""
-
-    scheduler: Deployments
-
-    def pools(self) -> dict[str, Any]:
-        return self.scheduler.inventory.snapshot(max_age_s=5.0).to_json()
-
-    def deployments(self) -> list[dict[str, Any]]:
-        return [view.to_json() for view in self.scheduler.list()]
+from serving.replica.actor import OFFLINE_ENV, VLLMReplica
+from serving.routing import Router
 
 
 class Installation:
@@ -155,7 +67,8 @@ class Installation:
         self.autarky_report: AutarkyReport | None = None
         self.model_digests: dict[str, str] = {}
         self.crisis: CrisisRegistry | None = None
-        self.events = self.follower = self.heal_on_change = None
+        self.events: SecurityFeed | None = None
+        self.follower: LedgerFollower | None = None
         self.cluster = None
         self.ledger: Ledger | None = None
         self.deployments: Deployments | None = None
@@ -187,16 +100,15 @@ class Installation:
                                                     "autarky": self.autarky,
                                                     **(self.autarky_report.to_json()
                                                        if self.autarky_report else {})}))
-        self.events, self.follower = open_feed(home, file=self.run_config.security_events.file,
+        self.events, self.follower = open_feed(self.run_config.events_path(home),
                                                syslog=self.run_config.security_events.syslog,
                                                ledger=self.ledger)
         self.crisis = CrisisRegistry(self.policy, self.ledger, home / STORE_FILENAME).start()
         self.deployments = Deployments(self.policy, self.ledger, VLLMReplica,
                                        declarations=self.crisis.declarations)
-        self.heal_on_change = HealOnChange(self.deployments.heal)
-        self.crisis.subscribe(self.heal_on_change)
         self._step("replicas placed", lambda: self._deploy(models))
         self.deployments.start()
+        self.crisis.subscribe(self.deployments.request_heal)
         self.endpoints = DeploymentEndpoints(self.deployments).start()
         self._wait_ready()
         self.gateway = Gateway(policy=self.policy, ledger=self.ledger,
@@ -355,7 +267,7 @@ class Installation:
     def _refuse(self, problems: list[str]) -> None:
         """Record an autarky refusal (ledger ``security`` entry, security feed), then raise it."""
         self.ledger = self.ledger or Ledger.open(self.config.home)
-        feed, follower = open_feed(self.config.home, file=self.run_config.security_events.file,
+        feed, follower = open_feed(self.run_config.events_path(self.config.home),
                                    syslog=self.run_config.security_events.syslog,
                                    ledger=self.ledger, start=False)
         try:
@@ -364,6 +276,7 @@ class Installation:
                 policy_digest=self.policy.digest,
                 detail={"event": "autarky_refused", "message": "; ".join(problems),
                         "problems": problems}))
+            assert follower is not None
             follower.poll()
         finally:
             feed.close()
@@ -377,9 +290,8 @@ class Installation:
 
         if self.endpoints is not None:
             self.endpoints.stop()
-        for service in (self.heal_on_change, self.crisis):
-            if service is not None:
-                service.stop()
+        if self.crisis is not None:
+            self.crisis.stop()
         if self.deployments is not None:
             try:
                 self.deployments.close(release=True)

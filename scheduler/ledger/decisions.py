@@ -1,0 +1,85 @@
+"""Ledger entries from the rulebook's decisions: the one place a decision becomes an entry.
+
+Every ``routing``, ``placement`` and batch entry is built here, so each carries
+the same facts in the same shape:
+
+- ``decision_id``: the id the caller sees (``X-Corridor-Decision`` for a request,
+  :attr:`policies.Decision.id` for a replica placed on a pool);
+- ``workload``: :func:`entry_workload` of the rulebook's workload (no tenant: it
+  has its own key; never any text);
+- ``reasons``: the reason codes; ``policy_digest``; ``declaration`` (if one was used);
+- ``detail.decision``: the rule ids that fired and the summary over all pools
+  (:func:`decision_facts`), so an auditor can go from the HTTP error to the
+  decision, the rule and the bundle text.
+
+>>> from policies import Policy, Workload
+>>> evaluation = Policy.load().decide_all(Workload.create("fr-interior", "SECRET", model="corridor-tiny"))
+>>> draft = refusal_entry("routing", evaluation, detail={"endpoint": "/v1/chat/completions"})
+>>> draft.reasons, draft.detail["decision"]["rules"], draft.decision_id == evaluation.id
+(['CLASSIFIED_NEVER'], ['classified-never'], True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from policies import Decision, Evaluation
+from policies import Workload as RulebookWorkload
+from scheduler.ledger.entry import EntryKind, LedgerEntryDraft, Workload
+
+
+def entry_workload(workload: RulebookWorkload) -> Workload:
+    """The ledger's description of a workload: its attributes, never its tenant or text."""
+    summary = workload.summary()
+    return Workload(kind=summary["kind"], model=summary["model"], marking=summary["marking"],
+                    data_flags=summary["data_flags"], resources=summary["resources"])
+
+
+def decision_facts(decisions: Iterable[Decision], summary: str | None = None) -> dict[str, Any]:
+    """What decided: the rule ids that fired (in order, once each) and, if given, the summary
+    over every pool (``"1/4 pools: 2 RESIDENCY, …"``)."""
+    facts: dict[str, Any] = {
+        "rules": list(dict.fromkeys(r.rule for d in decisions for r in d.reasons))}
+    if summary is not None:
+        facts["summary"] = summary
+    return facts
+
+
+def _codes(decisions: Iterable[Decision]) -> list[str]:
+    return list(dict.fromkeys(r.code for d in decisions for r in d.reasons))
+
+
+def decision_entry(kind: EntryKind, decision: Decision, *, decision_id: str | None = None,
+                   node_id: str | None = None, allowed: bool | None = None,
+                   extra_reasons: Iterable[str] = (), summary: str | None = None,
+                   detail: Mapping[str, Any] | None = None) -> LedgerEntryDraft:
+    """The entry of one decision at one pool: a replica placed or evicted there, a request or a
+    batch line routed there. ``allowed`` defaults to the decision's own verdict (an eviction or
+    a violation records ``False`` for a decision that once allowed)."""
+    return LedgerEntryDraft(
+        kind=kind, decision_id=decision_id or decision.id, tenant=decision.workload.tenant or None,
+        workload=entry_workload(decision.workload), pool=decision.pool,
+        jurisdiction=decision.jurisdiction, node_id=node_id,
+        allowed=decision.allowed if allowed is None else allowed,
+        reasons=list(dict.fromkeys([*_codes([decision]), *extra_reasons])),
+        policy_digest=decision.policy_digest, declaration=decision.declaration,
+        detail={**(detail or {}), "decision": decision_facts([decision], summary)})
+
+
+def refusal_entry(kind: EntryKind, evaluation: Evaluation, *, decision_id: str | None = None,
+                  extra_reasons: Iterable[str] = (), reasons: Iterable[str] | None = None,
+                  detail: Mapping[str, Any] | None = None) -> LedgerEntryDraft:
+    """The entry of a workload that goes nowhere: every reason code over all pools (and the
+    scheduler's own, e.g. ``NO_CAPACITY``), every rule id that fired, the summary.
+
+    ``reasons`` replaces the rulebook's codes when the rulebook allowed but nothing could
+    serve (``["NO_LIVE_REPLICA"]``)."""
+    workload = evaluation.workload
+    codes = _codes(evaluation.decisions) if reasons is None else list(reasons)
+    return LedgerEntryDraft(
+        kind=kind, decision_id=decision_id or evaluation.id, tenant=workload.tenant or None,
+        workload=entry_workload(workload), allowed=False,
+        reasons=list(dict.fromkeys([*codes, *extra_reasons])),
+        policy_digest=evaluation.policy_digest,
+        detail={**(detail or {}), "decision": decision_facts(evaluation.decisions, evaluation.summary())})
