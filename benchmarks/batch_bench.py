@@ -99,7 +99,7 @@ def run_gateway(upstream: str, port: int, home: str, keys_path: str, bundle: str
     from scheduler.ledger import Ledger
     from serving.batch import BatchService, BatchSettings, ExecutionSettings
     from serving.gateway import Authenticator, Gateway, KeyStore, create_app
-from serving.routing import Endpoint, Router, StaticEndpoints
+    from serving.routing import Endpoint, Router, StaticEndpoints
 
     policy = Policy.load(bundle)
     endpoints = StaticEndpoints([Endpoint("chat-fr-r1", MODEL, "fr-paris", "FR", "node-bench", upstream)])

@@ -66,7 +66,7 @@ def run_gateway(upstream: str, model: str, port: int, home: str, keys_path: str)
     from policies import Policy
     from scheduler.ledger import Ledger
     from serving.gateway import Authenticator, Gateway, KeyStore, create_app
-from serving.routing import Endpoint, Router, StaticEndpoints
+    from serving.routing import Endpoint, Router, StaticEndpoints
 
     policy = Policy.load()
     endpoints = StaticEndpoints([Endpoint("bench", model, "fr-paris", "FR", "node-bench", upstream)])

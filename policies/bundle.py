@@ -10,6 +10,9 @@ default. Errors name the file, the path inside it and what is wrong::
 Cross-references (a tenant naming a model that does not exist, an unknown
 marking, a declaration window longer than allowed) are checked after the
 schema, with the same kind of error.
+
+One module because it is one schema: the bundle's models and the cross-section
+checks that read all of them.
 """
 
 from __future__ import annotations

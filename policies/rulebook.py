@@ -21,6 +21,9 @@ becomes a deny with ``EVALUATION_ERROR`` (fail closed).
 Work that does not depend on the pool (tenant, model, declarations, and what
 each jurisdiction requires) is done once per workload in a *plan*; per pool
 only the jurisdiction's verdict and the accreditation checks remain.
+
+One module because the plan, the per-pool evaluation and the shared verdicts
+are one algorithm whose parts only make sense together.
 """
 
 from __future__ import annotations

@@ -3,11 +3,13 @@ declarations, the ledger.
 
 Depends on :mod:`policies`; never on :mod:`serving`.
 
-- pure, no Ray: :mod:`~scheduler.spec`, :mod:`~scheduler.placement` (filter → score),
-  :mod:`~scheduler.inventory` (reads Ray only when asked), :mod:`~scheduler.ledger`,
+- pure, no Ray: :mod:`~scheduler.spec`, :mod:`~scheduler.snapshot` (nodes matched to pools),
+  :mod:`~scheduler.placement` (filter → score), :mod:`~scheduler.selectors` (where a replica
+  must land, and the check of where it did), :mod:`~scheduler.ledger`,
   :mod:`~scheduler.crisis`, :mod:`~scheduler.periodic`, :mod:`~scheduler.exceptions`;
-- on Ray: :mod:`~scheduler.binding` (label selectors, placement groups, read-back) and
-  :mod:`~scheduler.deployments` (lifecycle and healing).
+- on Ray: :mod:`~scheduler.inventory` (reads the node table), :mod:`~scheduler.binding`
+  (label selectors, placement groups, read-back) and :mod:`~scheduler.deployments`
+  (lifecycle and healing).
 
 The names below are loaded on first use, so ``import scheduler.ledger`` (the gateway, the
 audit CLI) never pays for Ray or numpy.
@@ -26,18 +28,20 @@ import importlib
 from typing import Any
 
 _EXPORTS: dict[str, tuple[str, ...]] = {
-    "scheduler.binding": ("NODE_ID_LABEL", "Binder", "BoundReplica", "LabelSelector", "Mismatch",
-                          "ReplicaActor", "ReplicaBinding", "ViolationCode", "check_landing"),
+    "scheduler.binding": ("Binder", "BoundReplica"),
+    "scheduler.selectors": ("NODE_ID_LABEL", "LabelSelector", "Mismatch", "ReplicaActor", "ReplicaBinding",
+                            "ViolationCode", "check_landing"),
     "scheduler.deployments": ("Deployments", "DeploymentView", "HealReport", "ReplicaView"),
     "scheduler.exceptions": ("BindError", "BindTimeout", "DeploymentError", "DuplicateDeploymentError",
                              "InventoryError", "PlacementError", "PlacementViolation",
                              "ReplicaStartError", "SchedulerError", "SpecError",
                              "UnknownDeploymentError"),
-    "scheduler.inventory": ("Inventory", "LedgerWriter", "Node", "NodeTable", "PoolState", "Quarantine",
-                            "QuarantineCode", "RayNode", "Snapshot", "build_snapshot", "read_ray_nodes"),
+    "scheduler.inventory": ("Inventory", "LedgerWriter", "read_ray_nodes"),
     "scheduler.placement": ("Admission", "Assignment", "CapacityFilter", "Cycle", "Filter",
                             "HomeJurisdiction", "PackGpus", "PinFilter", "Placement", "Placer",
                             "RulebookFilter", "SchedulerCode", "Scorer", "Spread", "Status"),
+    "scheduler.snapshot": ("Node", "NodeTable", "PoolState", "Quarantine", "QuarantineCode", "RayNode",
+                           "Snapshot", "build_snapshot"),
     "scheduler.spec": ("Audience", "DeploymentSpec"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -17,6 +17,9 @@ the rulebook no longer allows where they run (e.g. a crisis declaration
 expired). It asks the same rulebook, so a replica crosses the border only
 under an active crisis declaration, named in the ledger; without compliant
 capacity the deployment is reported degraded, never moved elsewhere.
+
+One module because lifecycle calls and healing passes share one lock and the
+replica maps they both change; split apart they would have to share those.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from scheduler.inventory import Inventory, LedgerWriter
 from scheduler.periodic import Periodic
 from scheduler.ledger.decisions import decision_entry, refusal_entry
 from scheduler.placement import Admission, Assignment, Placement, Placer, Status
-from scheduler.spec import Audience, DeploymentSpec
+from scheduler.spec import DeploymentSpec
 
 log = logging.getLogger(__name__)
 
@@ -406,9 +409,9 @@ class Deployments:
         log.warning("evicting replica %s from %s: %s", replica.id, pool, ", ".join(codes))
         self.ledger.append_many([
             decision_entry("placement", decision, node_id=replica.bound.node_id, allowed=False,
+                           declaration=replica.assignment.declaration,
                            detail={"action": "evict", "deployment": spec.name, "replica": replica.id,
-                                   "actor_id": replica.bound.actor_id,
-                                   "crossed_under": replica.assignment.declaration})
+                                   "actor_id": replica.bound.actor_id})
             for decision in decisions])
         self._drop(deployment, replica, graceful=True)
 

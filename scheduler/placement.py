@@ -25,6 +25,10 @@ for. A "no" is always a returned status, never an exception; only
 :class:`~scheduler.deployments.Deployments` turns "nowhere" into a
 :class:`~scheduler.exceptions.PlacementError`. Nothing ever falls back to a
 pool the filters removed.
+
+One module because a placement cycle is one thing: the filter and scorer
+protocols, their default plugins and the placer that runs them over the same
+per-cycle arrays are read together.
 """
 
 from __future__ import annotations
@@ -35,14 +39,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from policies import Decision, Declaration, Evaluation, Policy, Reason
 from policies.decision import summary_of, tally_of
 
-from scheduler.inventory import NodeTable, Snapshot
+from scheduler.snapshot import NodeTable, Snapshot
 from scheduler.spec import DeploymentSpec
 
 

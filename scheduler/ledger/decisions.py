@@ -53,17 +53,19 @@ def _codes(decisions: Iterable[Decision]) -> list[str]:
 def decision_entry(kind: EntryKind, decision: Decision, *, decision_id: str | None = None,
                    node_id: str | None = None, allowed: bool | None = None,
                    extra_reasons: Iterable[str] = (), summary: str | None = None,
+                   declaration: str | None = None,
                    detail: Mapping[str, Any] | None = None) -> LedgerEntryDraft:
     """The entry of one decision at one pool: a replica placed or evicted there, a request or a
     batch line routed there. ``allowed`` defaults to the decision's own verdict (an eviction or
-    a violation records ``False`` for a decision that once allowed)."""
+    a violation records ``False`` for a decision that once allowed); ``declaration`` names the
+    declaration an evicted replica had crossed under, when the new decision uses none."""
     return LedgerEntryDraft(
         kind=kind, decision_id=decision_id or decision.id, tenant=decision.workload.tenant or None,
         workload=entry_workload(decision.workload), pool=decision.pool,
         jurisdiction=decision.jurisdiction, node_id=node_id,
         allowed=decision.allowed if allowed is None else allowed,
         reasons=list(dict.fromkeys([*_codes([decision]), *extra_reasons])),
-        policy_digest=decision.policy_digest, declaration=decision.declaration,
+        policy_digest=decision.policy_digest, declaration=declaration or decision.declaration,
         detail={**(detail or {}), "decision": decision_facts([decision], summary)})
 
 

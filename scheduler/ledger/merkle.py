@@ -19,6 +19,9 @@ growing tree and reports each complete subtree as it completes.
 
 Verification recomputes the root and compares; a wrong root raises
 :class:`RootMismatchError`, malformed input :class:`ProofInputError`.
+
+One module because it is one thing: RFC 6962 hashing and the two proofs share
+the tree-splitting rule, and an auditor reads them side by side with the RFC.
 """
 
 from __future__ import annotations

@@ -18,6 +18,8 @@ Durability: ``journal_mode=WAL`` and ``synchronous=FULL``, so :meth:`commit`
 returns only once the transaction is on disk. No code path updates or deletes
 a row, and triggers refuse both. One process at a time may write: the writer
 takes an exclusive ``flock`` on ``<db>.lock``.
+
+One module because it is one SQLite schema behind one protocol.
 """
 
 from __future__ import annotations

@@ -31,6 +31,9 @@ full export (lines without proofs) must hold every index from 0 and its
 first ``tree_size`` leaves must hash to the head's root; a filtered export
 (every line with ``tree_size`` and ``inclusion_path``) must prove each line's
 inclusion under the head's root.
+
+One module because the stored-log and the export verification apply the same
+checks in the same order and report them with the same error type.
 """
 
 from __future__ import annotations

@@ -4,7 +4,10 @@
 - :mod:`~serving.batch.store`: SQLite state and result files in ``$CORRIDOR_HOME``;
 - :mod:`~serving.batch.validation`: checking an input file before any line runs;
 - :mod:`~serving.batch.executor`: running lines on allowed replicas, fairly, exactly once;
-- :mod:`~serving.batch.provisioning`: batch replicas placed when no allowed one is live;
+- :mod:`~serving.batch.runs`: a running batch's in-memory state, and the executor's settings;
+- :mod:`~serving.batch.lifecycle`: validating a batch's input and writing its result files;
+- :mod:`~serving.batch.replicas`, :mod:`~serving.batch.provisioning`: batch replicas placed
+  when no allowed one is live, released when idle;
 - :mod:`~serving.batch.service`: the API's operations, scoped to the caller's tenant;
 - :mod:`~serving.batch.ports`: what it uses of the serving layer (router, upstream, ledger);
 - :mod:`~serving.batch.errors`: its refusals.
@@ -17,9 +20,9 @@ translates its errors. Attach a service to the gateway before its app starts::
 
 from serving.batch.errors import (BatchConflict, BatchError, BatchForbidden, BatchNotFound,
                                   FileTooLarge, InvalidBatchRequest)
-from serving.batch.executor import ExecutionSettings
 from serving.batch.ports import BatchPorts
 from serving.batch.provisioning import DeploymentProvisioner, Provisioner, ProvisionRefused
+from serving.batch.runs import ExecutionSettings
 from serving.batch.service import BatchService, BatchSettings
 from serving.batch.store import BatchStore
 from serving.batch.validation import InputLimits

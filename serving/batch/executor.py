@@ -27,6 +27,11 @@ The first use of a replica by a batch is a ``placement`` entry in the ledger
 per batch and replica, never per line. After a restart, lines without a
 stored answer run again; answers are stored once (see
 :mod:`serving.batch.store`).
+
+One module because the cycle, the fair dispatch and the line execution share
+the in-flight counters and the run table of one event loop; the parts that
+need no such state live in :mod:`~serving.batch.runs`,
+:mod:`~serving.batch.lifecycle` and :mod:`~serving.batch.replicas`.
 """
 
 from __future__ import annotations
@@ -34,113 +39,27 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import os
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 from prometheus_client import Counter as MetricCounter
 from prometheus_client import CollectorRegistry, Gauge
 
-from policies import Evaluation, Policy, Workload, parse_marking
-from scheduler.ledger import LedgerEntryDraft
+from policies import Workload, parse_marking
 from scheduler.ledger import decisions as decision_records
-from serving.batch.provisioning import ProvisionRefused, Provisioner
-from serving.batch.records import (CANCELLED, CANCELLING, COMPLETED, EXPIRED, FAILED, FINALIZING,
-                                   IN_PROGRESS, VALIDATING, BatchError, BatchRecord, FileRecord,
-                                   LineResult, new_id)
-from serving.batch.store import BatchStore
-from serving.batch.validation import InputLimits, validate_input
+from serving.batch.lifecycle import finalize_batch, validate_batch
 from serving.batch.ports import BatchPorts
+from serving.batch.provisioning import Provisioner
+from serving.batch.records import (CANCELLED, CANCELLING, EXPIRED, FAILED, FINALIZING, IN_PROGRESS,
+                                   VALIDATING, BatchRecord, LineResult)
+from serving.batch.replicas import BatchReplicas
+from serving.batch.runs import ENDINGS, ExecutionSettings, Run
+from serving.batch.store import BatchStore
+from serving.batch.validation import InputLimits
 from serving.routing import Endpoint, UpstreamBroken, UpstreamUnreachable
 
 log = logging.getLogger(__name__)
-
-_ENDINGS = {CANCELLED: ("batch_cancelled", "the batch was cancelled before this request ran"),
-            EXPIRED: ("batch_expired", "the batch's completion window ended before this request ran")}
-
-
-@dataclass(frozen=True, slots=True)
-class ExecutionSettings:
-    """How the executor shares replicas and how often it writes.
-
-    ``replica_batch_slots``: batch lines in flight on one replica at most;
-    ``replica_slots``: no batch line starts on a replica with this many
-    requests (interactive and batch) in flight; ``line_attempts``: tries of a
-    line whose replica did not answer; ``provision_retry_s``: wait after a
-    batch replica could not be placed; ``provision_idle_s``: a batch replica
-    no batch needs is released after this long.
-    """
-
-    replica_batch_slots: int = 64
-    replica_slots: int = 256
-    line_attempts: int = 3
-    flush_lines: int = 256
-    flush_interval_s: float = 0.05
-    poll_interval_s: float = 0.5
-    provision_retry_s: float = 30.0
-    provision_idle_s: float = 120.0
-
-    def __post_init__(self) -> None:
-        for name in ("replica_batch_slots", "replica_slots", "line_attempts", "flush_lines"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: got {value!r}, want an integer >= 1, "
-                                 f"e.g. ExecutionSettings(replica_batch_slots=64)")
-        for name in ("flush_interval_s", "poll_interval_s", "provision_retry_s",
-                     "provision_idle_s"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or value <= 0:
-                raise ValueError(f"{name}: got {value!r}, want seconds > 0")
-
-
-@dataclass(eq=False)
-class _Run:
-    """An active batch as the executor holds it in memory."""
-
-    record: BatchRecord
-    workload: Workload | None = None
-    queue: deque = field(default_factory=deque)  # (line, custom_id, body) ready to start
-    cursor: int = 0  # highest line number read from the store
-    exhausted: bool = False  # the store has no pending line after the cursor
-    inflight: set[int] = field(default_factory=set)
-    attempts: Counter = field(default_factory=Counter)
-    replicas: set[str] = field(default_factory=set)  # replicas already in the ledger for it
-    noting: dict[str, asyncio.Future] = field(default_factory=dict)
-    busy: str | None = None  # "validating", "closing" or "finalizing" while a thread works
-    closed: bool = False  # pending lines were given the ending's error
-    waiting: str | None = None  # why no line can start, when none can
-
-    @property
-    def id(self) -> str:
-        return self.record.id
-
-    def next_line(self, store: BatchStore, chunk: int) -> tuple[int, str, str] | None:
-        if not self.queue and not self.exhausted:
-            rows = store.pending_lines(self.id, after=self.cursor, limit=chunk)
-            for row in rows:
-                if row[0] not in self.inflight:
-                    self.queue.append(row)
-            if rows:
-                self.cursor = rows[-1][0]
-            else:
-                self.exhausted = True
-        return self.queue.popleft() if self.queue else None
-
-    @property
-    def drained(self) -> bool:
-        return not self.inflight and not self.queue and (self.exhausted or self.closed)
-
-
-@dataclass
-class _BatchReplica:
-    """A replica placed for batches of one audience and model."""
-
-    name: str | None = None  # None while being placed
-    idle_since: float | None = None
-
 
 class BatchExecutor:
     """Runs every active batch of one store; started and stopped with the gateway app."""
@@ -154,15 +73,14 @@ class BatchExecutor:
         self.provisioner = provisioner
         self.clock = clock
         self.ports: BatchPorts | None = None
-        self._runs: dict[str, _Run] = {}
+        self._runs: dict[str, Run] = {}
         self._tenant_inflight: Counter[str] = Counter()
         self._replica_inflight: Counter[str] = Counter()
         self._served: dict[str, float] = {}
         self._results: list[LineResult] = []
         self._oldest_result = 0.0
         self._tasks: set[asyncio.Task] = set()
-        self._replicas: dict[tuple, _BatchReplica] = {}
-        self._provision_after: dict[tuple, float] = {}
+        self._batch_replicas = BatchReplicas(provisioner, settings, clock, self._start_task, self.wake)
         self._wake: asyncio.Event | None = None
         self._main: asyncio.Task | None = None
         self._lines_metric: MetricCounter | None = None
@@ -189,10 +107,7 @@ class BatchExecutor:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._flush(force=True)
-        for replica in list(self._replicas.values()):
-            if replica.name and self.provisioner is not None:
-                await asyncio.to_thread(self.provisioner.release, replica.name)
-        self._replicas.clear()
+        await self._batch_replicas.release_all()
 
     def submit(self, record: BatchRecord) -> None:
         """Take a new batch (status ``validating``), stored already."""
@@ -269,21 +184,27 @@ class BatchExecutor:
                 else:  # a line left behind (e.g. a cancelled task): read the store again
                     run.cursor, run.exhausted = 0, False
         self._dispatch()
-        self._release_idle_replicas(now)
+        self._batch_replicas.release_idle(now, self._runs.values())
 
-    def _spawn(self, run: _Run, what: str, work) -> None:
+    def _spawn(self, run: Run, what: str, work) -> None:
         run.busy = what
+        self._start_task(work)
+
+    def _start_task(self, work) -> None:
+        """Run a coroutine as one of the executor's tasks (cancelled when it stops)."""
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     # -- validation -----------------------------------------------------------
 
-    async def _validate(self, run: _Run) -> None:
+    async def _validate(self, run: Run) -> None:
         try:
             router = self.ports_().router
             declarations = tuple(router.declarations())
-            await asyncio.to_thread(self._validate_now, run.record, router.policy, declarations)
+            ports = self.ports_()
+            await asyncio.to_thread(validate_batch, self.store, run.record, self._workload(run.record),
+                                    router.policy, declarations, self.limits, ports.ledger, self.clock)
             record = await asyncio.to_thread(self.store.get_batch, run.id)
             if record is None or record.status == FAILED:
                 self._runs.pop(run.id, None)
@@ -296,39 +217,12 @@ class BatchExecutor:
             run.busy = None
             self.wake()
 
-    def _validate_now(self, record: BatchRecord, policy: Policy, declarations: tuple) -> None:
-        """Validate the input file; store its lines (in progress) or fail the batch. In a thread."""
-        path = self.store.file_path(record.input_file_id)
-        base = self._workload(record)
-
-        def evaluate(workload: Workload) -> Evaluation:
-            return policy.decide_all(workload, at=dt.datetime.now(dt.UTC), declarations=declarations)
-
-        try:
-            with path.open("rb") as handle:
-                result = validate_input(handle, endpoint=record.endpoint, workload=base,
-                                        policy=policy, evaluate=evaluate, limits=self.limits)
-        except FileNotFoundError:
-            result = None
-        now = int(self.clock())
-        if result is None or not result.ok:
-            errors = (result.errors if result is not None else
-                      [BatchError("input_file_missing",
-                                  f"the input file {record.input_file_id} was deleted")])
-            if result is not None and result.refusal is not None:
-                self.ports_().ledger.append(refusal_entry(record.id, result.refusal, "validate"))
-            self.store.update_batch(record.id, status=FAILED, failed_at=now, errors=errors,
-                                    model=result.model if result else None)
-            return
-        assert result.model is not None
-        self.store.start_lines(record.id, result.model, result.lines, now)
-
     # -- ending: cancel and expiry --------------------------------------------
 
-    async def _close(self, run: _Run) -> None:
+    async def _close(self, run: Run) -> None:
         ending = run.record.ending
         assert ending is not None
-        code, message = _ENDINGS[ending]
+        code, message = ENDINGS[ending]
         try:
             if run.record.status != VALIDATING:
                 await asyncio.to_thread(self.store.close_pending, run.id, code, message,
@@ -346,9 +240,9 @@ class BatchExecutor:
 
     # -- finalization ---------------------------------------------------------
 
-    async def _finalize(self, run: _Run) -> None:
+    async def _finalize(self, run: Run) -> None:
         try:
-            await asyncio.to_thread(self._finalize_now, run.id)
+            await asyncio.to_thread(finalize_batch, self.store, run.id, self.clock)
             self._runs.pop(run.id, None)
         except Exception:  # noqa: BLE001 - retried at the next cycle
             log.exception("finalizing batch %s failed", run.id)
@@ -356,34 +250,10 @@ class BatchExecutor:
             run.busy = None
             self.wake()
 
-    def _finalize_now(self, batch_id: str) -> None:
-        """Write the output and error files and set the final status. In a thread."""
-        record = self.store.get_batch(batch_id)
-        assert record is not None
-        now = int(self.clock())
-        if record.ending is None and record.status != FINALIZING:
-            self.store.update_batch(batch_id, status=FINALIZING, finalizing_at=now)
-        files: dict[bool, FileRecord] = {}
-        for ok, suffix in ((True, "output"), (False, "error")):
-            file_id = new_id("file-")
-            target = self.store.file_path(file_id)
-            staging = target.with_suffix(".tmp")
-            if self.store.write_results(batch_id, ok, staging) == 0:
-                staging.unlink()
-                continue
-            os.replace(staging, target)
-            files[ok] = FileRecord(file_id, record.tenant, f"batch_{batch_id}_{suffix}.jsonl",
-                                   "batch_output", target.stat().st_size, now)
-        _fsync_directory(self.store.files_dir)
-        status = record.ending or COMPLETED
-        self.store.finish(batch_id, files.values(), status=status, **{f"{status}_at": now},
-                          output_file_id=files[True].id if True in files else None,
-                          error_file_id=files[False].id if False in files else None)
-
     # -- dispatch -------------------------------------------------------------
 
     def _dispatch(self) -> None:
-        by_tenant: dict[str, deque[_Run]] = {}
+        by_tenant: dict[str, deque[Run]] = {}
         for run in self._runs.values():
             if (run.busy is None and run.workload is not None and run.record.ending is None
                     and run.record.status == IN_PROGRESS and not (run.exhausted and not run.queue)):
@@ -419,7 +289,7 @@ class BatchExecutor:
         known = self.ports_().router.policy.tenants.get(tenant)
         return known.quotas.batch_concurrency if known is not None else 0
 
-    def _pick(self, run: _Run) -> Endpoint | None:
+    def _pick(self, run: Run) -> Endpoint | None:
         """The least loaded allowed replica with a free batch slot, or None (and why in ``waiting``)."""
         router = self.ports_().router
         route = router.route(run.workload)
@@ -434,7 +304,7 @@ class BatchExecutor:
                 return None
             run.waiting = (f"no live replica of '{run.workload.model}' in an allowed pool "
                            f"({', '.join(sorted(allowed))})")
-            self._want_replica(run)
+            self._batch_replicas.want(run)
             return None
         run.waiting = None
         for endpoint in route.candidates:
@@ -443,7 +313,7 @@ class BatchExecutor:
                 return endpoint
         return None
 
-    def _start_line(self, tenant: str, run: _Run, endpoint: Endpoint, item: tuple[int, str, str]) -> None:
+    def _start_line(self, tenant: str, run: Run, endpoint: Endpoint, item: tuple[int, str, str]) -> None:
         run.inflight.add(item[0])
         self._tenant_inflight[tenant] += 1
         self._replica_inflight[endpoint.replica_id] += 1
@@ -455,7 +325,7 @@ class BatchExecutor:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _execute(self, run: _Run, endpoint: Endpoint, item: tuple[int, str, str]) -> None:
+    async def _execute(self, run: Run, endpoint: Endpoint, item: tuple[int, str, str]) -> None:
         """Send one line; record its answer, or put it back to run again."""
         line, custom_id, body = item
         result: LineResult | None = None
@@ -493,7 +363,7 @@ class BatchExecutor:
                 if problem is not None:
                     run.attempts[line] += 1
                     if run.record.ending is not None:
-                        result = LineResult.failure(run.id, line, custom_id, *_ENDINGS[run.record.ending])
+                        result = LineResult.failure(run.id, line, custom_id, *ENDINGS[run.record.ending])
                     elif run.attempts[line] >= self.settings.line_attempts:
                         result = LineResult.failure(
                             run.id, line, custom_id, "replica_unavailable",
@@ -521,7 +391,7 @@ class BatchExecutor:
 
     # -- the ledger -----------------------------------------------------------
 
-    async def _note_replica(self, run: _Run, endpoint: Endpoint) -> None:
+    async def _note_replica(self, run: Run, endpoint: Endpoint) -> None:
         """Make sure the ledger has this batch's use of this replica, once."""
         key = f"{endpoint.replica_id}@{endpoint.node_id}"
         if key in run.replicas:
@@ -535,7 +405,7 @@ class BatchExecutor:
             run.noting.pop(key, None)
             raise
 
-    async def _write_placement(self, run: _Run, endpoint: Endpoint, key: str) -> None:
+    async def _write_placement(self, run: Run, endpoint: Endpoint, key: str) -> None:
         router = self.ports_().router
         assert run.workload is not None
         evaluation = router.policy.decide_all(run.workload, at=dt.datetime.now(dt.UTC),
@@ -554,57 +424,10 @@ class BatchExecutor:
 
     # -- batch replicas -------------------------------------------------------
 
-    def _want_replica(self, run: _Run) -> None:
-        if self.provisioner is None or run.workload is None:
-            return
-        key = _audience(run.workload)
-        if key in self._replicas or self.clock() < self._provision_after.get(key, 0.0):
-            return
-        self._replicas[key] = _BatchReplica()
-        task = asyncio.create_task(self._provision(run, key))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _provision(self, run: _Run, key: tuple) -> None:
-        assert self.provisioner is not None and run.workload is not None
-        try:
-            name = await asyncio.to_thread(self.provisioner.provision, run.id, run.workload)
-        except ProvisionRefused as exc:
-            self._replicas.pop(key, None)
-            self._provision_after[key] = self.clock() + self.settings.provision_retry_s
-            run.waiting = f"no batch replica could be placed: {exc}"
-            return
-        except Exception as exc:  # noqa: BLE001 - same as a refusal, with the trace in the log
-            log.exception("placing a batch replica for %s failed", run.id)
-            self._replicas.pop(key, None)
-            self._provision_after[key] = self.clock() + self.settings.provision_retry_s
-            run.waiting = f"no batch replica could be placed: {exc}"
-            return
-        self._replicas[key].name = name
-        log.info("batch replica %s placed for batch %s", name, run.id)
-        self.wake()
-
-    def _release_idle_replicas(self, now: float) -> None:
-        if not self._replicas or self.provisioner is None:
-            return
-        wanted = {_audience(r.workload) for r in self._runs.values() if r.workload is not None}
-        for key, replica in list(self._replicas.items()):
-            if replica.name is None:
-                continue
-            if key in wanted:
-                replica.idle_since = None
-            elif replica.idle_since is None:
-                replica.idle_since = now
-            elif now - replica.idle_since >= self.settings.provision_idle_s:
-                del self._replicas[key]
-                task = asyncio.create_task(asyncio.to_thread(self.provisioner.release, replica.name))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-
     # -- bookkeeping ----------------------------------------------------------
 
-    def _adopt(self, record: BatchRecord) -> _Run:
-        run = _Run(record)
+    def _adopt(self, record: BatchRecord) -> Run:
+        run = Run(record)
         if record.model is not None:
             run.workload = self._workload(record)
         self._runs[record.id] = run
@@ -633,21 +456,3 @@ class BatchExecutor:
                                           registry=registry)
         except ValueError:  # registered by an earlier start of this app
             pass
-
-
-def refusal_entry(batch_id: str, evaluation: Evaluation, action: str) -> LedgerEntryDraft:
-    """The ledger's ``placement`` refusal of a batch: every reason code and rule the rulebook gave."""
-    return decision_records.refusal_entry("placement", evaluation,
-                                          detail={"action": action, "batch": batch_id})
-
-
-def _audience(workload: Workload) -> tuple:
-    return workload.tenant, workload.marking.id, workload.data_flags, workload.model
-
-
-def _fsync_directory(path: os.PathLike) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

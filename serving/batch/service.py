@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from policies import PolicyError, Workload, parse_data_flags, parse_marking
-from serving.batch.executor import BatchExecutor, ExecutionSettings, refusal_entry
+from serving.batch.executor import BatchExecutor
+from serving.batch.lifecycle import refusal_entry
+from serving.batch.runs import ExecutionSettings
 from serving.batch.provisioning import Provisioner
 from serving.batch.records import (CANCELLED, CANCELLING, ENDPOINTS, TERMINAL, VALIDATING,
                                    BatchRecord, FileRecord, new_id)

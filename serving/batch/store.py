@@ -14,6 +14,9 @@ runs in WAL mode with ``synchronous=NORMAL``: a committed transaction
 survives the process being killed.
 
 One connection per thread; any thread may call any method.
+
+One module because it is one SQLite schema: every query here reads or writes
+the same three tables inside the same transactions.
 """
 
 from __future__ import annotations

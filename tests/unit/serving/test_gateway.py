@@ -80,6 +80,41 @@ def test_secret_is_refused_with_classified_never_and_the_refusal_is_logged(stack
     assert entry["allowed"] is False and "CLASSIFIED_NEVER" in entry["reasons"] and entry["pool"] is None
 
 
+def audit_entries(stack, **params):
+    response = httpx.get(stack.url + "/audit/entries", params=params,
+                         headers={"Authorization": f"Bearer {stack.keys['*/auditor']}"})
+    assert response.status_code == 200, response.text
+    return response.json()["data"]
+
+
+def test_a_refusals_decision_id_finds_its_ledger_entry_and_the_rules_that_fired(stack):
+    with pytest.raises(openai.PermissionDeniedError) as info:
+        client(stack, "fr-interior/app", **{"X-Corridor-Marking": "VS-NfD"}).chat.completions.create(
+            model="corridor-tiny", messages=[{"role": "user", "content": "x"}])
+    decision_id = info.value.response.headers["x-corridor-decision"]
+    (item,) = audit_entries(stack, decision_id=decision_id)
+    entry = item["entry"]
+    assert (entry["decision_id"], entry["kind"], entry["allowed"]) == (decision_id, "routing", False)
+    assert entry["reasons"][0] == "MARKING_NOT_ALLOWED_FOR_TENANT"
+    rules = entry["detail"]["decision"]["rules"]
+    assert rules[0] == "tenant-marking"
+    assert all(f"({rule})" in info.value.body["message"] for rule in rules), \
+        "the error names every rule the entry names"
+
+
+def test_each_request_has_its_own_decision_id_and_its_entry_names_the_summary(stack):
+    ids = []
+    for _ in range(2):
+        raw = client(stack).chat.completions.with_raw_response.create(
+            model="corridor-tiny", messages=[{"role": "user", "content": "x"}])
+        ids.append(raw.headers["x-corridor-decision"])
+    assert ids[0] != ids[1], "cached verdicts must not make two requests share one decision id"
+    (item,) = audit_entries(stack, decision_id=ids[1])
+    assert item["entry"]["pool"] == "fr-paris"
+    assert item["entry"]["detail"]["decision"]["summary"].startswith("1/4 pools")
+    assert audit_entries(stack, decision_id="dec_does_not_exist") == []
+
+
 def test_an_unknown_marking_is_a_400_naming_the_header(stack):
     with pytest.raises(openai.BadRequestError) as info:
         client(stack, **{"X-Corridor-Marking": "SECRETISH"}).chat.completions.create(

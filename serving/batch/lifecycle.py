@@ -1,0 +1,86 @@
+"""The two ends of a batch's life that touch files, run in a thread: validating its input
+before any line runs, and writing its output and error files when the last line is in."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable
+
+from policies import Evaluation, Policy, Workload
+from scheduler.ledger import Ledger, LedgerEntryDraft
+from scheduler.ledger import decisions as decision_records
+from serving.batch.records import (COMPLETED, FAILED, FINALIZING, BatchError, BatchRecord, FileRecord,
+                                   new_id)
+from serving.batch.store import BatchStore
+from serving.batch.validation import InputLimits, validate_input
+
+
+def refusal_entry(batch_id: str, evaluation: Evaluation, action: str) -> LedgerEntryDraft:
+    """The ledger's ``placement`` refusal of a batch: every reason code and rule the rulebook gave."""
+    return decision_records.refusal_entry("placement", evaluation,
+                                          detail={"action": action, "batch": batch_id})
+
+
+def validate_batch(store: BatchStore, record: BatchRecord, base: Workload, policy: Policy,
+               declarations: tuple, limits: InputLimits, ledger: Ledger,
+               clock: Callable[[], float]) -> None:
+    """Validate the input file; store its lines (in progress) or fail the batch. In a thread.
+
+    ``base`` is the batch's workload (without the model, which the lines name)."""
+    path = store.file_path(record.input_file_id)
+    
+    def evaluate(workload: Workload) -> Evaluation:
+        return policy.decide_all(workload, at=dt.datetime.now(dt.UTC), declarations=declarations)
+
+    try:
+        with path.open("rb") as handle:
+            result = validate_input(handle, endpoint=record.endpoint, workload=base,
+                                    policy=policy, evaluate=evaluate, limits=limits)
+    except FileNotFoundError:
+        result = None
+    now = int(clock())
+    if result is None or not result.ok:
+        errors = (result.errors if result is not None else
+                  [BatchError("input_file_missing",
+                              f"the input file {record.input_file_id} was deleted")])
+        if result is not None and result.refusal is not None:
+            ledger.append(refusal_entry(record.id, result.refusal, "validate"))
+        store.update_batch(record.id, status=FAILED, failed_at=now, errors=errors,
+                                model=result.model if result else None)
+        return
+    assert result.model is not None
+    store.start_lines(record.id, result.model, result.lines, now)
+
+
+def finalize_batch(store: BatchStore, batch_id: str, clock: Callable[[], float]) -> None:
+    """Write the output and error files and set the final status. In a thread."""
+    record = store.get_batch(batch_id)
+    assert record is not None
+    now = int(clock())
+    if record.ending is None and record.status != FINALIZING:
+        store.update_batch(batch_id, status=FINALIZING, finalizing_at=now)
+    files: dict[bool, FileRecord] = {}
+    for ok, suffix in ((True, "output"), (False, "error")):
+        file_id = new_id("file-")
+        target = store.file_path(file_id)
+        staging = target.with_suffix(".tmp")
+        if store.write_results(batch_id, ok, staging) == 0:
+            staging.unlink()
+            continue
+        os.replace(staging, target)
+        files[ok] = FileRecord(file_id, record.tenant, f"batch_{batch_id}_{suffix}.jsonl",
+                               "batch_output", target.stat().st_size, now)
+    _fsync_directory(store.files_dir)
+    status = record.ending or COMPLETED
+    store.finish(batch_id, files.values(), status=status, **{f"{status}_at": now},
+                      output_file_id=files[True].id if True in files else None,
+                      error_file_id=files[False].id if False in files else None)
+
+
+def _fsync_directory(path: os.PathLike) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
