@@ -36,16 +36,16 @@ import multiprocessing
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from serving.loopback import free_port, wait_http  # noqa: E402
 
 MODEL = "corridor-tiny"
 TENANT = "fr-interior"
@@ -55,21 +55,8 @@ BATCH_SLOTS = 256
 PAUSE_S = 3.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
-def wait_http(url: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError(f"{url} not up within {timeout:.0f} s")
 
 
 def conversations(lines: int) -> list[list[dict[str, str]]]:

@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))  # run as a script from the repository: the product's own helpers
+
+from serving.loopback import free_port  # noqa: E402
 STATE = "cluster.json"
 #: Ray's unix socket paths (``DIR/session_<stamp>/sockets/plasma_store``) must stay under 108 bytes.
 MAX_DIR_LENGTH = 40
@@ -67,10 +69,6 @@ class ClusterError(RuntimeError):
     """The local cluster could not be started or found."""
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _ray_cli() -> str:
@@ -97,10 +95,10 @@ def _node_args(temp_dir: Path, *, cpus: int, gpus: int, object_store_mb: int) ->
     return [f"--temp-dir={temp_dir}", f"--num-cpus={cpus}", f"--num-gpus={gpus}",
             f"--object-store-memory={object_store_mb * 1024 * 1024}",
             "--min-worker-port=0", "--max-worker-port=0",
-            f"--dashboard-agent-listen-port={_free_port()}",
-            f"--dashboard-agent-grpc-port={_free_port()}",
-            f"--runtime-env-agent-port={_free_port()}",
-            f"--metrics-export-port={_free_port()}",
+            f"--dashboard-agent-listen-port={free_port()}",
+            f"--dashboard-agent-grpc-port={free_port()}",
+            f"--runtime-env-agent-port={free_port()}",
+            f"--metrics-export-port={free_port()}",
             "--disable-usage-stats", "--log-style=record"]
 
 
@@ -130,8 +128,8 @@ def start(directory: Path, *, bundle: Path | None = None, gpus: int = 2, cpus: i
     log = directory / "ray-start.log"
     state = ClusterState("", str(directory))
     try:
-        head = ["--head", f"--port={_free_port()}", "--include-dashboard=false",
-                f"--dashboard-port={_free_port()}", f"--ray-client-server-port={_free_port()}",
+        head = ["--head", f"--port={free_port()}", "--include-dashboard=false",
+                f"--dashboard-port={free_port()}", f"--ray-client-server-port={free_port()}",
                 *_node_args(directory, cpus=cpus, gpus=0, object_store_mb=object_store_mb)]
         state.nodes.append(NodeRecord("head", {}, 0, _ray_start(head, log, env)))
         # Ray binds the machine's address, not loopback, and writes the one it chose here.

@@ -15,8 +15,8 @@ the same facts in the same shape:
 >>> from policies import Policy, Workload
 >>> evaluation = Policy.load().decide_all(Workload.create("fr-interior", "SECRET", model="corridor-tiny"))
 >>> draft = refusal_entry("routing", evaluation, detail={"endpoint": "/v1/chat/completions"})
->>> draft.reasons, draft.detail["decision"]["rules"], draft.decision_id == evaluation.id
-(['CLASSIFIED_NEVER'], ['classified-never'], True)
+>>> draft.reasons[0], draft.detail["decision"]["rules"][0], draft.decision_id == evaluation.id
+('CLASSIFIED_NEVER', 'classified-never', True)
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from policies import PolicyError, default_bundle_path, load_bundle
 from policies.signing import verify_bundle_file
 from scheduler.ledger import DB_FILENAME, LedgerError, LedgerReader
 from serving.autarky import local_model_directories
-from serving.config import ConfigError, load_run_config
+from serving.config import ConfigError, RunConfig, load_run_config
 from scheduler.crisis import STORE_FILENAME, CrisisError, read_declarations
 from serving.models.artifacts import artifact_digest
 
@@ -74,8 +74,14 @@ def collect(home: Path, policy_file: Path | None = None, config_file: Path | Non
         report["bundle"].update({"name": bundle.name, "version": bundle.version,
                                  "digest": bundle.digest(), "autarky_setting": bundle.settings.autarky})
     try:
-        trusted = load_run_config(config_file, home).operator_keys
-        _, signer = verify_bundle_file(path, trusted)
+        run_config = load_run_config(config_file, home)
+    except ConfigError as exc:
+        run_config = None
+        report["config_error"] = str(exc)
+    try:
+        if run_config is None:
+            raise ConfigError("the running configuration cannot be read (see config_error)")
+        _, signer = verify_bundle_file(path, run_config.operator_keys)
         report["signature"] = {"status": "valid", "signer": signer.name,
                                "jurisdiction": signer.jurisdiction, "key_id": signer.key_id}
     except (PolicyError, ConfigError, OSError) as exc:
@@ -113,7 +119,7 @@ def collect(home: Path, policy_file: Path | None = None, config_file: Path | Non
         except CrisisError as exc:
             crisis = [{"error": str(exc)}]
     report["crisis"] = crisis
-    feed = home / "security-events.jsonl"
+    feed = (run_config or RunConfig()).events_path(home)  # the configured feed, not a fixed name
     report["security_events"] = {"path": str(feed), "records": (
         sum(1 for _ in feed.open("rb")) if feed.exists() else 0)}
     return report

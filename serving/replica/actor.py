@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from serving.loopback import free_port
 from serving.models.artifacts import artifact_digest
 
 #: Offline switches for every library the server loads: nothing phones home.
@@ -64,10 +64,6 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 class VLLMReplica:
@@ -151,7 +147,7 @@ class VLLMReplica:
             raise ValueError(f"artifact digest mismatch for {self.model}: got {self.digest}, "
                              f"pinned {expected}; refusing to start")
         host = self.config.get("host", "127.0.0.1")
-        port = _free_port(host)
+        port = free_port(host)
         command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server",
                    "--model", str(path), "--served-model-name", self.model,
                    "--host", host, "--port", str(port), "--disable-log-stats"]

@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-import scheduler.inventory
+import scheduler.snapshot
 from policies import Policy
 from policies.bundle import JURISDICTION_LABEL, POOL_LABEL
-from scheduler.inventory import QuarantineCode, RayNode, build_snapshot
+from scheduler.snapshot import QuarantineCode, RayNode, build_snapshot
 
 from deploy_manifests import KUBERAY, OVERLAYS, REPO, find, rendered
 from kustomize_render import render
@@ -35,7 +35,7 @@ def ray_nodes_of(overlay_groups) -> list[RayNode]:
 
 
 def test_the_inventory_reads_the_label_keys_the_manifests_set(default_policy: Policy) -> None:
-    assert (scheduler.inventory.POOL_LABEL, scheduler.inventory.JURISDICTION_LABEL) == (POOL_LABEL, JURISDICTION_LABEL)
+    assert (scheduler.snapshot.POOL_LABEL, scheduler.snapshot.JURISDICTION_LABEL) == (POOL_LABEL, JURISDICTION_LABEL)
     for _, group in groups().values():
         assert set(group["labels"]) == {POOL_LABEL, JURISDICTION_LABEL}
 

@@ -7,7 +7,8 @@ import importlib
 
 import pytest
 
-MODULES = ["scheduler", "scheduler.spec", "scheduler.placement", "scheduler.binding", "scheduler.inventory"]
+MODULES = ["scheduler", "scheduler.spec", "scheduler.placement", "scheduler.selectors", "scheduler.snapshot",
+           "scheduler.ledger.decisions", "scheduler.crisis.record", "policies.decision", "serving.loopback"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 import openai
 
 from serving.gateway import KeyStore
+from serving.loopback import free_port
 from stub_upstream import ServerThread
 
 from batch_stack import CountingStub, chat_lines, results, upload, wait_for
@@ -23,10 +23,6 @@ PROCESS = Path(__file__).with_name("batch_gateway_process.py")
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_gateway(home: Path, port: int, keys: Path, upstream: str) -> subprocess.Popen:

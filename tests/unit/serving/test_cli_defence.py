@@ -140,3 +140,17 @@ def test_status_reports_autarky_signer_digests_last_policy_change_and_crisis(tmp
 
 def test_status_without_state_exits_2(tmp_path):
     assert corridor("status", "--home", tmp_path / "nothing").exit_code == 2
+
+
+def test_status_counts_the_feed_that_corridor_yaml_names(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "corridor.yaml").write_text("security_events: {file: soc/feed.jsonl}\n")
+    (home / "soc").mkdir()
+    (home / "soc" / "feed.jsonl").write_text('{"a": 1}\n{"b": 2}\n')
+    (home / "security-events.jsonl").write_text('{"stale": 1}\n')
+    with Ledger.open(home) as ledger:
+        ledger.append(LedgerEntryDraft(kind="policy", policy_digest="sha256:" + "0" * 64,
+                                       detail={"path": str(default_bundle_path())}))
+    report = json.loads(corridor("status", "--home", home, "--json").stdout)
+    assert report["security_events"] == {"path": str(home / "soc" / "feed.jsonl"), "records": 2}

@@ -33,6 +33,7 @@ from serving.gateway import Authenticator, Gateway, KeyStore, create_app
 from serving.routing import Endpoint, Router, StaticEndpoints
 from serving.gateway.limits import RateLimiter
 from serving.models.artifacts import artifact_digest
+from serving.loopback import free_port
 from stub_upstream import ServerThread
 
 REPO = Path(__file__).resolve().parents[3]
@@ -102,10 +103,6 @@ class TestTheDetectorsWork:
         assert found and found[0]["pid"] == child.pid and found[0]["remote"].startswith("203.0.113.7:")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_a_full_request_cycle_in_autarky_mode_opens_no_socket_outside_loopback(tmp_path):
@@ -138,7 +135,7 @@ def test_a_full_request_cycle_in_autarky_mode_opens_no_socket_outside_loopback(t
     child_env = probed_env(log, **AUTARKY_ENV, **LOOPBACK_ENV)
     assert endpoint_problems(syslog=syslog_url, environ=child_env) == []
 
-    port = _free_port()
+    port = free_port()
     upstream = subprocess.Popen(
         [sys.executable, str(STUB), "--port", str(port), "--name", "fr-paris"],
         env=child_env, cwd=REPO)
