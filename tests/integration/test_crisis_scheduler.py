@@ -42,9 +42,8 @@ def cluster() -> Iterator:
 
 
 @pytest.fixture(scope="module")
-def ledger(tmp_path_factory) -> Iterator[Ledger]:
-    with Ledger.open(tmp_path_factory.mktemp("ledger")) as opened:
-        yield opened
+def ledger(module_ledger: Ledger) -> Ledger:
+    return module_ledger
 
 
 @pytest.fixture(scope="module")

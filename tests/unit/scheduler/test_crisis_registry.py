@@ -10,7 +10,6 @@ import pytest
 
 from policies import Policy, Workload
 from policies.bundle import Operator
-from scheduler.ledger import Ledger
 from scheduler.crisis import (CrisisRegistry, CrisisStoreError, InvalidDeclaration,
                             SelfApproval, UnknownDeclaration, WrongState)
 
@@ -31,12 +30,6 @@ class Clock:
 
     def advance(self, **delta: float) -> None:
         self.now += dt.timedelta(**delta)
-
-
-@pytest.fixture
-def ledger(tmp_path):
-    with Ledger.open(tmp_path / "home") as opened:
-        yield opened
 
 
 @pytest.fixture

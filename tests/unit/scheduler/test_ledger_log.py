@@ -86,12 +86,6 @@ def open_with(store_class, home: Path) -> Ledger:
     return Ledger(store_class(home / "ledger.db", writer=True), key)
 
 
-@pytest.fixture
-def ledger(tmp_path: Path):
-    with Ledger.open(tmp_path) as opened:
-        yield opened
-
-
 def test_append_assigns_index_and_timestamp_and_returns_the_item(ledger: Ledger) -> None:
     workload = Workload(
         kind="replica", model="corridor-tiny", marking="DR", data_flags=["health"], resources={"gpus": 1}
