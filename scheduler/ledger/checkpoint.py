@@ -302,8 +302,7 @@ class NoteSignature:
         >>> NoteSignature.parse_line("— example.com/foo AAAAAQI=").key_id
         1
         """
-        if line.endswith("\n"):
-            line = line[:-1]
+        line = line.removesuffix("\n")
         if not line.startswith(_SIG_PREFIX):
             raise FormatError(f"signature line: got {line[:40]!r}, want '— <key name> <base64 signature>'")
         name, space, encoded = line[len(_SIG_PREFIX):].partition(" ")

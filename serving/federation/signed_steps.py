@@ -349,11 +349,11 @@ def declaration_state(
                 refused.append((step.to_json(), f"approve step by {step.site} before any declare step"))
             continue
         if step.declaration_digest != declare.declaration_digest:
-            refused.append((step.to_json(), f"{step.action} step by {step.site} names another declaration body "
-                                            f"({step.declaration_digest}, declared {declare.declaration_digest})"))
+            refused.append((step.to_json(), (f"{step.action} step by {step.site} names another declaration body "
+                                             f"({step.declaration_digest}, declared {declare.declaration_digest})")))
         elif step.action == "approve" and step.site == declare.site:
-            refused.append((step.to_json(), f"approve step by the declaring site {step.site}; "
-                                            f"the other site must approve"))
+            refused.append((step.to_json(), (f"approve step by the declaring site {step.site}; "
+                                             "the other site must approve")))
         elif step.action == "approve" and approved_by is None:
             approved_by = step.site
 

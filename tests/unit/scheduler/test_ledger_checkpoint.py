@@ -346,8 +346,24 @@ def test_same_name_with_another_key_id_is_an_unknown_key() -> None:
         cp.open_note(Note(note.text, (renamed,)), [fr])
 
 
+def test_another_name_with_the_same_key_id_is_an_unknown_key() -> None:
+    note, fr, _ = _two_signed()
+    renamed = NoteSignature("corridor.eu/DE/ledger", fr.key_id, bytes(64))
+    _, verified = cp.open_note(Note(note.text, (renamed, note.signatures[0])), [fr])
+    assert verified == [note.signatures[0]]
+
+
+@pytest.mark.parametrize("count", [16, 100])
+def test_note_with_up_to_100_signatures_is_accepted(count: int) -> None:
+    note, fr, _ = _two_signed()
+    others = tuple(NoteSignature(f"witness{i}.example", i, bytes(72)) for i in range(count - 1))
+    parsed = Note.parse(Note(note.text, (*others, note.signatures[0])).encode())
+    assert len(parsed.signatures) == count
+    assert cp.open_note(parsed, [fr])[1] == [note.signatures[0]]
+
+
 def test_note_signed_by_no_known_key_is_rejected() -> None:
-    note, _, other = _two_signed()
+    note, _, _ = _two_signed()
     with pytest.raises(SignatureError, match="no signature of a known key"):
         cp.open_note(str(note), [cp.ledger_verifier("DE", DE_KEY.public_key())])
     with pytest.raises(SignatureError):

@@ -286,10 +286,12 @@ def _blocking_exchange(server: ssl.SSLContext, client: ssl.SSLContext) -> tuple[
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw_socket:
-            with client.wrap_socket(raw_socket, server_hostname="localhost") as tls:
-                tls.sendall(b"hello")
-                accepted = tls.recv(100) == b"echo hello"
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=10) as raw_socket,
+            client.wrap_socket(raw_socket, server_hostname="localhost") as tls,
+        ):
+            tls.sendall(b"hello")
+            accepted = tls.recv(100) == b"echo hello"
     except (ssl.SSLError, OSError):
         accepted = False
     finally:
