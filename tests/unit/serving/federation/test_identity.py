@@ -344,3 +344,15 @@ def test_uvicorn_serves_the_peer_and_refuses_a_certificate_that_is_not_pinned(si
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_identity_imports_no_ray_fastapi_or_vllm() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, serving.federation, serving.federation.identity; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'fastapi', 'vllm', 'uvicorn', 'torch'}))")
+    root = Path(__file__).resolve().parents[4]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(root)}, cwd=root)
+    assert out.stdout.strip() == "[]"
