@@ -14,9 +14,20 @@ translated here, so callers see one vocabulary::
     ├── ProofError               an inclusion or consistency proof does not verify
     │   ├── ProofInputError      malformed proof input ("got X, want Y"); also a ValueError
     │   └── RootMismatchError    the recomputed root differs from the expected one
-    ├── SignatureError           a tree head whose key id or signature does not verify
-    └── VerificationError        a stored log or an export fails full verification;
-                                 names the first bad index and the check that failed
+    ├── SignatureError           a tree head, checkpoint or cosignature whose key id or
+    │                            signature does not verify
+    ├── FormatError              a checkpoint, signed note, cosignature or witness record
+    │                            that does not parse ("got X, want Y"); also a ValueError
+    ├── VerificationError        a stored log or an export fails full verification;
+    │                            names the first bad index and the check that failed
+    └── WitnessError             the peer's ledger failed a witness check: cosign nothing,
+        │                        raise ``peer_ledger_inconsistent``, stop forwarding to it
+        ├── PeerSignatureError   the peer's head or checkpoint is not signed by its published
+        │                        key (also a SignatureError)
+        ├── PeerInconsistentError  the peer's head is not an extension of a head witnessed
+        │                        before: its consistency proof does not verify
+        └── PeerForkError        two different heads of one size, or a head (or log) smaller
+                                 than one witnessed before
 """
 
 from __future__ import annotations
@@ -72,7 +83,11 @@ class RootMismatchError(ProofError):
 
 
 class SignatureError(LedgerError):
-    """A tree head whose key id is not the expected key's or whose signature does not verify."""
+    """A tree head, checkpoint or cosignature whose key id or signature does not verify."""
+
+
+class FormatError(LedgerError, ValueError):
+    """A checkpoint, signed note, cosignature or witness record whose bytes do not follow its format."""
 
 
 class VerificationError(LedgerError):
@@ -109,3 +124,43 @@ class VerificationError(LedgerError):
             where.append(f"tree head of size {tree_size}")
         prefix = ", ".join(where)
         super().__init__(f"{prefix}: {check}: {message}" if prefix else f"{check}: {message}")
+
+
+class WitnessError(LedgerError):
+    """The peer's ledger failed a witness check; nothing was cosigned.
+
+    The caller raises a Critical ``peer_ledger_inconsistent`` security event and
+    stops forwarding to that peer until an operator clears it. ``site`` is the
+    peer's site, ``tree_size`` the size of the offending head (or log).
+    """
+
+    def __init__(self, message: str, *, site: str, tree_size: int | None = None) -> None:
+        self.site = site
+        self.tree_size = tree_size
+        super().__init__(f"peer {site}: {message}")
+
+
+class PeerSignatureError(WitnessError, SignatureError):
+    """The peer's tree head or checkpoint is not signed by the peer's published ledger key."""
+
+
+class PeerInconsistentError(WitnessError):
+    """The peer's head is not an extension of a head this site witnessed: its consistency proof fails.
+
+    ``first`` is the size of the witnessed head the proof starts from.
+    """
+
+    def __init__(self, message: str, *, site: str, tree_size: int | None = None, first: int | None = None) -> None:
+        self.first = first
+        super().__init__(message, site=site, tree_size=tree_size)
+
+
+class PeerForkError(WitnessError):
+    """The peer showed two different heads of one size, or a head smaller than one witnessed.
+
+    ``witnessed`` is the size of the witnessed head it contradicts.
+    """
+
+    def __init__(self, message: str, *, site: str, tree_size: int | None = None, witnessed: int | None = None) -> None:
+        self.witnessed = witnessed
+        super().__init__(message, site=site, tree_size=tree_size)
