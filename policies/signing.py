@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from policies.canonical import sha256_hex
+from policies.bundle import Jurisdiction
 from policies.exceptions import BundleSignatureError
 
 SIGNATURE_SUFFIX = ".sig"
@@ -61,7 +62,7 @@ class OperatorKey(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1, description="Who holds the private key, e.g. 'fr-ops-duty'.")
-    jurisdiction: Literal["FR", "DE"] = Field(description="The operator's jurisdiction.")
+    jurisdiction: Jurisdiction = Field(description="The operator's jurisdiction.")
     public_key: str = Field(description="Raw 32-byte Ed25519 public key, base64.")
 
     @field_validator("public_key")

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from policies.bundle import JURISDICTION_LABEL
+from policies.bundle import JURISDICTION_LABEL, JURISDICTIONS
 
 from scheduler.placement import Assignment
 from scheduler.spec import DeploymentSpec
@@ -153,7 +153,7 @@ class ReplicaBinding:
             object.__setattr__(self, "selector", self.expected)
         elif not isinstance(self.selector, LabelSelector):
             object.__setattr__(self, "selector", LabelSelector(self.selector))
-        if self.jurisdiction not in ("FR", "DE"):
+        if self.jurisdiction not in JURISDICTIONS:
             raise ValueError(f"jurisdiction: got {self.jurisdiction!r}, want 'FR' or 'DE'")
         if isinstance(self.gpus, bool) or not isinstance(self.gpus, int) or self.gpus < 1:
             raise ValueError(f"gpus: got {self.gpus!r}, want an integer >= 1, e.g. gpus=1")

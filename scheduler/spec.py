@@ -20,6 +20,7 @@ from types import MappingProxyType
 from typing import Any
 
 from policies import Marking, PolicyError, Workload, parse_data_flags, parse_marking
+from policies.bundle import JURISDICTIONS
 
 from scheduler.exceptions import SpecError
 
@@ -150,7 +151,7 @@ class DeploymentSpec:
             raise SpecError(f"cpus_per_replica: got {cpus_per_replica!r}, want a number >= 0, e.g. 0.5")
         if pool is not None and (not isinstance(pool, str) or not _NAME.match(pool)):
             raise SpecError(f"pool: got {pool!r}, want a pool id of the bundle, e.g. 'fr-paris'")
-        if jurisdiction is not None and jurisdiction not in ("FR", "DE"):
+        if jurisdiction is not None and jurisdiction not in JURISDICTIONS:
             raise SpecError(f"jurisdiction: got {jurisdiction!r}, want 'FR' or 'DE'")
         if model_digest is not None and not (isinstance(model_digest, str) and model_digest):
             raise SpecError(f"model_digest: got {model_digest!r}, want 'sha256:<64 hex>' or None")

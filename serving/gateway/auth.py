@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from policies.bundle import JURISDICTIONS
+
 Role = Literal["app", "admin", "operator", "auditor"]
 ROLES: tuple[str, ...] = ("app", "admin", "operator", "auditor")
 ALL_TENANTS = "*"
@@ -62,7 +64,7 @@ class KeyStore:
             raise ValueError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
         if role in ("app", "admin") and not tenant:
             raise ValueError(f"role {role!r} needs a tenant")
-        if role == "operator" and jurisdiction not in ("FR", "DE"):
+        if role == "operator" and jurisdiction not in JURISDICTIONS:
             raise ValueError("role 'operator' needs jurisdiction FR or DE")
         key_id = secrets.token_hex(6)
         key = f"cor_{key_id}_{secrets.token_urlsafe(24)}"

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from policies.bundle import Operator, Scope
+from policies.bundle import JURISDICTIONS, Operator, Scope
 from scheduler.crisis import CrisisError, CrisisRecord, CrisisRegistry
 from serving.gateway.errors import Forbidden, NotFound, from_domain
 from serving.gateway.service import Gateway
@@ -44,7 +44,7 @@ def _context(request: Request) -> tuple[CrisisRegistry, Operator]:
     principal = gateway.authenticate(request, ("operator",))
     if gateway.crisis is None:
         raise NotFound("crisis declarations are not enabled on this gateway", code="crisis_disabled")
-    if principal.jurisdiction not in ("FR", "DE"):
+    if principal.jurisdiction not in JURISDICTIONS:
         raise Forbidden("this operator credential names no jurisdiction (FR or DE); crisis "
                         "declarations need one", code="operator_without_jurisdiction")
     return gateway.crisis, Operator(operator=principal.subject, jurisdiction=principal.jurisdiction)
