@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from scheduler.ledger import Ledger, LedgerReader, merkle
-from scheduler.ledger import checkpoint as c2sp
+from scheduler.ledger.checkpoint import sign_tree_head_checkpoint
 from scheduler.ledger.entry import utc_now
 from scheduler.ledger.signing import PublicKey, sign_tree_head
 from scheduler.ledger.witness import WitnessState, check_peer_head, witness
@@ -131,7 +131,7 @@ def main() -> None:
         first = max(1, second - rng.randrange(1, 5000))
         last_head = sign_tree_head(peer_key, first, tree.root(first), utc_now())
         head = sign_tree_head(peer_key, second, tree.root(second), utc_now()).model_dump()
-        note = c2sp.sign_tree_head_checkpoint("DE", head, peer_key)
+        note = sign_tree_head_checkpoint("DE", head, peer_key)
         cases.append((WitnessState.of_tree_head("DE", last_head), head, tree.consistency_path(first, second), note))
     path_lengths = [len(p) for _, _, p, _ in cases]
 
@@ -186,7 +186,7 @@ def main() -> None:
             with LedgerReader.open(root, public_key=peer_key.public_key()) as reader:
                 size = reader.size
                 head = reader.latest_tree_head()
-                note = c2sp.sign_tree_head_checkpoint("DE", head, peer_key)
+                note = sign_tree_head_checkpoint("DE", head, peer_key)
                 firsts = [max(1, size - rng.randrange(1, 5000)) for _ in range(args.cycles)]
                 lasts = [WitnessState(site="DE", tree_size=f, root_hash=reader.root_hash(f), timestamp=utc_now())
                          for f in firsts]

@@ -7,6 +7,10 @@
 - :mod:`~scheduler.ledger.log`: :class:`Ledger`, the writer (group commit);
 - :mod:`~scheduler.ledger.reader`: :class:`LedgerReader`, queries, proofs, exports;
 - :mod:`~scheduler.ledger.verify`: full verification of a stored log or an export;
+- :mod:`~scheduler.ledger.note`, :mod:`~scheduler.ledger.note_signing`: C2SP signed notes;
+- :mod:`~scheduler.ledger.checkpoint`: C2SP checkpoints of the tree heads, and cosignatures;
+- :mod:`~scheduler.ledger.witness`: witnessing the peer's ledger, with the checks of
+  :mod:`~scheduler.ledger.peer_checks`; :mod:`~scheduler.ledger.witness_audit`: auditing it;
 - :mod:`~scheduler.ledger.exceptions`: the errors, and their hierarchy.
 
 >>> import tempfile

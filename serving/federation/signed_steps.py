@@ -1,4 +1,4 @@
-"""Crisis declaration steps signed by the acting site, and the rule that makes a declaration active.
+"""Crisis declaration steps signed by the acting site: their wire shape, signing and verification.
 
 Across the border the two-person rule is one person per site: an operator
 declares at one site, an operator of the other site approves there, and
@@ -23,12 +23,8 @@ JSON, so an approval names exactly what was declared. The ``type`` field
 keeps these signatures apart from the ledger key's other signed JSON (tree
 heads, witness cosignatures), whose keys differ.
 
-:func:`declaration_state` applies the rule: a declaration is active only when
-a ``declare`` step of one site and an ``approve`` step of the other site
-both verify and name the same body, no ``revoke`` of either site verifies,
-and (given a time) the time is inside the window. Steps that do not verify
-or do not fit are left out and listed in :attr:`DeclarationState.refused`,
-for the caller's security feed; they never count.
+The rule that makes a declaration active from its verified steps is
+:mod:`~serving.federation.declaration_rule`.
 
 Errors::
 
@@ -46,8 +42,8 @@ import binascii
 import datetime as dt
 import json
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from cryptography.exceptions import InvalidSignature
@@ -68,7 +64,6 @@ STEP_TYPE = "corridor.eu/crisis-step/v1"
 ACTIONS = ("declare", "approve", "revoke")
 SITES = ("FR", "DE")
 Action = Literal["declare", "approve", "revoke"]
-Status = Literal["unknown", "pending", "active", "expired", "revoked"]
 
 _STEP_KEYS = frozenset({
     "type", "declaration_id", "action", "site", "operator", "timestamp", "declaration_digest",
@@ -94,7 +89,8 @@ class StepSignatureError(StepError):
     """A step that is not signed by the acting site's ledger key: forged or altered, or of a site with no key."""
 
 
-def _timestamp(name: str, value: str | dt.datetime) -> str:
+def step_timestamp(name: str, value: str | dt.datetime) -> str:
+    """``value`` as a ledger timestamp (``2026-01-02T03:04:05.000006Z``); :class:`StepFormatError` naming ``name``."""
     if isinstance(value, dt.datetime):
         try:
             return format_timestamp(value)
@@ -103,10 +99,6 @@ def _timestamp(name: str, value: str | dt.datetime) -> str:
     if not isinstance(value, str) or not _TIMESTAMP.fullmatch(value):
         raise StepFormatError(f"{name}: got {value!r}, want UTC RFC 3339 like 2026-01-02T03:04:05.000006Z")
     return value
-
-
-def _parse_time(value: str) -> dt.datetime:
-    return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
 
 
 def _text(name: str, value: Any) -> str:
@@ -137,8 +129,8 @@ class DeclarationBody:
             where = ".".join(str(p) for p in first["loc"])
             raise StepFormatError(f"scope.{where}: {first['msg']}") from exc
         object.__setattr__(self, "scope", json.loads(canonical_json(dict(self.scope))))
-        object.__setattr__(self, "valid_from", _timestamp("valid_from", self.valid_from))
-        object.__setattr__(self, "valid_until", _timestamp("valid_until", self.valid_until))
+        object.__setattr__(self, "valid_from", step_timestamp("valid_from", self.valid_from))
+        object.__setattr__(self, "valid_until", step_timestamp("valid_until", self.valid_until))
         if self.valid_until <= self.valid_from:
             raise StepFormatError(f"valid_until: got {self.valid_until}, want after valid_from {self.valid_from}")
 
@@ -179,7 +171,7 @@ class CrisisStep:
         if self.site not in SITES:
             raise StepFormatError(f"site: got {self.site!r}, want one of {', '.join(SITES)}")
         _text("operator", self.operator)
-        object.__setattr__(self, "timestamp", _timestamp("timestamp", self.timestamp))
+        object.__setattr__(self, "timestamp", step_timestamp("timestamp", self.timestamp))
         if not isinstance(self.declaration_digest, str) or not _HEX64.fullmatch(self.declaration_digest):
             raise StepFormatError(f"declaration_digest: got {self.declaration_digest!r}, want 64 lowercase hex digits")
         body = self.body()  # checks id, scope, reason and window
@@ -194,7 +186,7 @@ class CrisisStep:
         cls, body: DeclarationBody, *, action: Action, site: str, operator: str, timestamp: str | dt.datetime
     ) -> CrisisStep:
         """The step ``action`` on ``body`` by ``operator`` at ``site``, at ``timestamp``."""
-        return cls(body.id, action, site, operator, _timestamp("timestamp", timestamp), body.digest(),
+        return cls(body.id, action, site, operator, step_timestamp("timestamp", timestamp), body.digest(),
                    body.scope, body.reason, body.valid_from, body.valid_until)
 
     def body(self) -> DeclarationBody:
@@ -283,102 +275,3 @@ def verify_step(signed: SignedStep | Mapping[str, Any] | str | bytes, site_keys:
             f"{step.action} step of {step.declaration_id} by {step.site}: signature does not verify"
         ) from exc
     return step
-
-
-@dataclass(frozen=True)
-class DeclarationState:
-    """What the verified steps of one declaration add up to.
-
-    ``status``: ``unknown`` (no verified ``declare``), ``pending`` (declared,
-    not approved by the other site, or before its window), ``active``,
-    ``expired`` (past its window) or ``revoked``. ``refused`` lists each step
-    left out and why (forged, altered, another body, approved by the declaring
-    site …): raise a security event for them.
-    """
-
-    declaration_id: str
-    status: Status
-    body: DeclarationBody | None = None
-    declared_by: str | None = None
-    approved_by: str | None = None
-    revoked_by: tuple[str, ...] = ()
-    refused: tuple[tuple[Any, str], ...] = field(default=())
-
-    @property
-    def active(self) -> bool:
-        """Whether the declaration lets workloads cross now (status ``active``)."""
-        return self.status == "active"
-
-
-def declaration_state(
-    declaration_id: str,
-    steps: Iterable[SignedStep | Mapping[str, Any] | str | bytes],
-    site_keys: SiteKeys,
-    *,
-    at: dt.datetime | str | None = None,
-) -> DeclarationState:
-    """Apply the rule to every step received for ``declaration_id`` (steps of other ids are skipped).
-
-    With ``at``, only steps made by then count, and the window applies.
-    """
-    moment = _timestamp("at", at) if at is not None else None
-    refused: list[tuple[Any, str]] = []
-    verified: list[CrisisStep] = []
-    for signed in steps:
-        try:
-            parsed = signed if isinstance(signed, SignedStep) else SignedStep.from_json(signed)
-            if parsed.step.declaration_id != declaration_id:
-                continue
-            step = verify_step(parsed, site_keys)
-        except StepError as exc:
-            refused.append((signed, str(exc)))
-            continue
-        if moment is not None and step.timestamp > moment:
-            continue
-        verified.append(step)
-    verified.sort(key=lambda s: (s.timestamp, ACTIONS.index(s.action), s.site))
-
-    declare = next((s for s in verified if s.action == "declare"), None)
-    revoked_by = tuple(sorted({s.site for s in verified if s.action == "revoke"}))
-    approved_by = None
-    for step in verified:
-        if step is declare or step.action == "revoke":
-            continue
-        if declare is None:
-            if step.action == "approve":
-                refused.append((step.to_json(), f"approve step by {step.site} before any declare step"))
-            continue
-        if step.declaration_digest != declare.declaration_digest:
-            refused.append((step.to_json(), (f"{step.action} step by {step.site} names another declaration body "
-                                             f"({step.declaration_digest}, declared {declare.declaration_digest})")))
-        elif step.action == "approve" and step.site == declare.site:
-            refused.append((step.to_json(), (f"approve step by the declaring site {step.site}; "
-                                             "the other site must approve")))
-        elif step.action == "approve" and approved_by is None:
-            approved_by = step.site
-
-    body = declare.body() if declare else None
-    if revoked_by:
-        status: Status = "revoked"
-    elif declare is None or body is None:
-        status = "unknown"
-    elif moment is not None and moment >= body.valid_until:
-        status = "expired"
-    elif approved_by is None or (moment is not None and moment < body.valid_from):
-        status = "pending"
-    else:
-        status = "active"
-    return DeclarationState(
-        declaration_id, status, body, declare.site if declare else None, approved_by, revoked_by, tuple(refused)
-    )
-
-
-def is_active(
-    declaration_id: str,
-    steps: Iterable[SignedStep | Mapping[str, Any] | str | bytes],
-    site_keys: SiteKeys,
-    *,
-    at: dt.datetime | str | None = None,
-) -> bool:
-    """Whether the declaration is active: declared by one site, approved by the other, not revoked, in its window."""
-    return declaration_state(declaration_id, steps, site_keys, at=at).active

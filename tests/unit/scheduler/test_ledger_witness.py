@@ -29,13 +29,9 @@ from scheduler.ledger.exceptions import (
     WitnessError,
 )
 from scheduler.ledger.signing import PublicKey, sign_tree_head
-from scheduler.ledger.witness import (
-    WitnessState,
-    cosigned_bytes,
-    verify_against_witnessed,
-    verify_witness_item,
-    witness,
-)
+from scheduler.ledger.note import Note
+from scheduler.ledger.witness import WitnessState, cosigned_bytes, witness
+from scheduler.ledger.witness_audit import verify_against_witnessed, verify_witness_item
 
 FR_KEY = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"corridor FR ledger").digest())
 DE_KEY = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"corridor DE ledger").digest())
@@ -124,7 +120,7 @@ def test_cosigned_checkpoint_carries_the_peers_signature_and_this_sites_cosignat
 def test_without_the_peers_checkpoint_the_cosigned_checkpoint_is_built_from_the_head() -> None:
     served = head(leaves(3), 3)
     note = run(served, last=None).checkpoint
-    assert c2sp.Note.parse(note).text == c2sp.Checkpoint.of_tree_head("DE", served).body().decode()
+    assert Note.parse(note).text == c2sp.Checkpoint.of_tree_head("DE", served).body().decode()
     assert c2sp.verify_cosignature(note, FR_KEY.public_key(), site="FR") == NOW
 
 

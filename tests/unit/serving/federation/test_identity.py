@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from serving.federation import identity as identity_module
+from serving.federation import tls as tls_module
 from serving.federation.identity import (
     CA_CERT_FILE,
     CA_KEY_FILE,
@@ -31,11 +32,9 @@ from serving.federation.identity import (
     SiteIdentity,
     certificate_fingerprint,
     certificate_site,
-    client_context,
-    ensure_site_identity,
-    peer_site,
-    server_context,
 )
+from serving.federation.site_ca import ensure_site_identity
+from serving.federation.tls import client_context, peer_site, server_context
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +59,9 @@ def load(path: Path) -> x509.Certificate:
     return x509.load_pem_x509_certificate(path.read_bytes())
 
 
-def test_module_examples() -> None:
-    assert doctest.testmod(identity_module).failed == 0
+@pytest.mark.parametrize("module", [identity_module, tls_module], ids=lambda m: m.__name__)
+def test_module_examples(module) -> None:
+    assert doctest.testmod(module).failed == 0
 
 
 # --- files and certificates ---------------------------------------------------------------------
@@ -306,7 +306,7 @@ def test_blocking_sockets_accept_the_pinned_peer_and_refuse_another(sites) -> No
     accepted, outcome = _blocking_exchange(pinned, client_context(de, peer_ca=fr.ca_cert))
     assert accepted and outcome == ["DE"]
     accepted, outcome = _blocking_exchange(pinned, client_context(reissued, peer_ca=fr.ca_cert))
-    assert not accepted and isinstance(outcome[0], identity_module.PeerCertificateError)
+    assert not accepted and isinstance(outcome[0], tls_module.PeerCertificateError)
 
 
 # --- uvicorn, as the peer API will run ----------------------------------------------------------
@@ -350,7 +350,8 @@ def test_identity_imports_no_ray_fastapi_or_vllm() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, serving.federation, serving.federation.identity; "
+    code = ("import sys, serving.federation, serving.federation.identity, serving.federation.site_ca, "
+            "serving.federation.tls; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'fastapi', 'vllm', 'uvicorn', 'torch'}))")
     root = Path(__file__).resolve().parents[4]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from policies import Declaration
 from scheduler.ledger.signing import PublicKey
+from serving.federation.declaration_rule import declaration_state, is_active
 from serving.federation.signed_steps import (
     STEP_TYPE,
     CrisisStep,
@@ -23,8 +24,6 @@ from serving.federation.signed_steps import (
     StepError,
     StepFormatError,
     StepSignatureError,
-    declaration_state,
-    is_active,
     sign_step,
     verify_step,
 )
