@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from policies import Declaration
 from policies.bundle import JURISDICTIONS, Operator
@@ -30,6 +30,10 @@ class CrisisRecord(BaseModel):
     revoked_by: Operator | None = None
     activated_logged: bool = False
     ended_logged: bool = False
+    #: Two sites: every signed step of this declaration (this site's and the peer's verified
+    #: ones), and this site's steps the peer has not yet acknowledged.
+    steps: list[dict[str, Any]] = Field(default_factory=list)
+    unsent: list[dict[str, Any]] = Field(default_factory=list)
 
     @property
     def id(self) -> str:
@@ -58,4 +62,6 @@ class CrisisRecord(BaseModel):
                                      .total_seconds() / 3600, 6),
             "revoked_at": iso(declaration.revoked_at) if declaration.revoked_at else None,
             "revoked_by": self.revoked_by.model_dump() if self.revoked_by else None,
+            "signed_by": sorted({step["site"] for step in self.steps}),
+            "unsent_steps": len(self.unsent),
         }

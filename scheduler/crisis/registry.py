@@ -15,18 +15,18 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
 import secrets
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from pydantic import ValidationError
 
-from policies import Declaration, Policy, parse_marking
-from policies.bundle import JURISDICTIONS, Approval, Operator, Scope, scope_issues
-from scheduler.crisis.errors import InvalidDeclaration, SelfApproval, UnknownDeclaration, WrongState
+from policies import Declaration, Policy
+from policies.bundle import JURISDICTIONS, Approval, Operator, Scope
+from scheduler.crisis.errors import SelfApproval, UnknownDeclaration, WrongState
+from scheduler.crisis.peering import InvalidStep, SiteSigner, declaration_of, same_body
+from scheduler.crisis.validation import check_declaration
 from scheduler.crisis.record import CrisisRecord, iso
 from scheduler.crisis.store import read_declarations, write_declarations
 from scheduler.ledger import LedgerEntryDraft
@@ -58,7 +58,8 @@ class CrisisRegistry:
     """
 
     def __init__(self, policy: Policy, ledger: LedgerAppender, path: str | Path | None, *,
-                 clock: Callable[[], dt.datetime] = _utc_now, tick_s: float = 1.0) -> None:
+                 clock: Callable[[], dt.datetime] = _utc_now, tick_s: float = 1.0,
+                 signer: SiteSigner | None = None) -> None:
         if tick_s <= 0:
             raise ValueError(f"tick_s: got {tick_s!r}, want seconds > 0, e.g. 1.0")
         self.policy = policy
@@ -66,6 +67,7 @@ class CrisisRegistry:
         self.path = Path(path) if path is not None else None
         self.clock = clock
         self.tick_s = tick_s
+        self.signer = signer  # two sites: sign this site's steps, verify the peer's
         self._lock = threading.RLock()
         self._records: dict[str, CrisisRecord] = {}
         self._current: tuple[Declaration, ...] = ()
@@ -100,12 +102,13 @@ class CrisisRegistry:
     def declare(self, operator: Operator, *, scope: Mapping[str, Any] | Scope, reason: str,
                 valid_for_hours: float) -> CrisisRecord:
         """Declare; it is pending until an operator of the other jurisdiction approves."""
-        clean = self._check(scope, reason, valid_for_hours)
+        clean = check_declaration(self.policy, scope, reason, valid_for_hours)
         now = self.clock()
         record = CrisisRecord(declaration=Declaration(
             id="crisis_" + secrets.token_hex(8), declared_by=operator, reason=reason.strip(),
             scope=clean, valid_from=now, valid_until=now + dt.timedelta(hours=float(valid_for_hours))))
         with self._lock:
+            record = self._signed(record, "declare", operator, now)
             self._commit(record, [("declared", operator)], now)
         return record
 
@@ -126,13 +129,9 @@ class CrisisRegistry:
             if any(a.operator == operator.operator for a in declaration.approvals):
                 raise WrongState(f"{operator.operator} has already approved {record.id}")
             approval = Approval(operator=operator.operator, jurisdiction=operator.jurisdiction, at=now)
-            updated = record.updated(approvals=[*declaration.approvals, approval])
-            steps: list[tuple[str, Operator | None]] = [("approved", operator)]
-            if updated.status(now) == "active":
-                steps.append(("activated", None))
-                updated = updated.model_copy(update={"activated_logged": True})
-            self._commit(updated, steps, now)
-            return updated
+            updated = self._signed(record.updated(approvals=[*declaration.approvals, approval]),
+                                   "approve", operator, now)
+            return self._approved(updated, operator, now)
 
     def revoke(self, declaration_id: str, operator: Operator) -> CrisisRecord:
         """Revoke at once, by an operator of either jurisdiction."""
@@ -144,8 +143,65 @@ class CrisisRegistry:
                 raise WrongState(f"declaration {record.id} is already {status}")
             updated = record.updated(revoked_at=now).model_copy(
                 update={"revoked_by": operator, "ended_logged": True})
+            updated = self._signed(updated, "revoke", operator, now)
             self._commit(updated, [("revoked", operator)], now)
             return updated
+
+    # -- the peer site's steps ---------------------------------------------------
+
+    def receive(self, signed: Mapping[str, Any]) -> CrisisRecord:
+        """Apply a step signed by the peer site, once its signature verifies; idempotent.
+
+        Raises :class:`~scheduler.crisis.peering.InvalidStep` for a step that does not
+        verify, and :class:`WrongState` for one the declaration's state does not allow.
+        """
+        if self.signer is None:
+            raise WrongState("this installation has no peer site; crisis steps are not received")
+        step = self.signer.verify(signed)
+        with self._lock:
+            now = self.clock()
+            record = self._records.get(step.declaration_id)
+            if record is not None and any(s.get("signature") == signed.get("signature") for s in record.steps):
+                return record  # already applied
+            operator = Operator(operator=step.operator, jurisdiction=step.site)
+            if step.action == "declare":
+                if record is not None:
+                    raise WrongState(f"declaration {step.declaration_id} exists already")
+                record = CrisisRecord(declaration=declaration_of(step), steps=[dict(signed)])
+                self._commit(record, [("declared", operator)], now, site=step.site)
+                return record
+            if record is None:
+                raise UnknownDeclaration(f"no crisis declaration {step.declaration_id!r}", param="id")
+            if not same_body(record.declaration, step):
+                raise InvalidStep(f"the {step.action} step of {record.id} names another declaration body "
+                                  f"than the one declared", param="step.declaration_digest")
+            record = record.model_copy(update={"steps": [*record.steps, dict(signed)]})
+            if step.action == "revoke":
+                if record.status(now) not in ("pending", "active"):
+                    return record
+                updated = record.updated(revoked_at=now).model_copy(
+                    update={"revoked_by": operator, "ended_logged": True})
+                self._commit(updated, [("revoked", operator)], now, site=step.site)
+                return updated
+            if record.status(now) != "pending" or step.site == record.declaration.declared_by.jurisdiction:
+                self._commit(record, [], now)  # kept for the record; changes nothing
+                return record
+            approval = Approval(operator=step.operator, jurisdiction=step.site, at=now)
+            return self._approved(record.updated(approvals=[*record.declaration.approvals, approval]),
+                                  operator, now, site=step.site)
+
+    def unsent_steps(self) -> list[dict[str, Any]]:
+        """This site's signed steps the peer has not acknowledged, oldest first."""
+        with self._lock:
+            return [step for record in self._records.values() for step in record.unsent]
+
+    def mark_sent(self, signature: str) -> None:
+        """The peer acknowledged the step with this signature."""
+        with self._lock:
+            for record in self._records.values():
+                if any(step["signature"] == signature for step in record.unsent):
+                    kept = [s for s in record.unsent if s["signature"] != signature]
+                    self._store(record.model_copy(update={"unsent": kept}))
 
     def tick(self) -> int:
         """Log the steps that time took (expiry); return how many declarations changed."""
@@ -179,56 +235,49 @@ class CrisisRegistry:
 
     # -- internals ----------------------------------------------------------
 
-    def _check(self, scope: Mapping[str, Any] | Scope, reason: str, hours: Any) -> Scope:
-        """The scope with markings normalised; :class:`InvalidDeclaration` names what is wrong."""
-        if not isinstance(reason, str) or not reason.strip():
-            raise InvalidDeclaration("reason: give the reason for the declaration, e.g. "
-                                     "'fr-paris down after a cyber attack'", param="reason")
-        maximum = self.policy.bundle.settings.crisis_max_hours
-        if (isinstance(hours, bool) or not isinstance(hours, (int, float)) or not math.isfinite(hours)
-                or not 0 < hours <= maximum):
-            raise InvalidDeclaration(f"valid_for_hours: got {hours!r}, want a number of hours > 0 "
-                                     f"and at most {maximum:g} (settings.crisis_max_hours)",
-                                     param="valid_for_hours")
-        try:
-            parsed = scope if isinstance(scope, Scope) else Scope.model_validate(dict(scope), strict=True)
-        except (ValidationError, TypeError, ValueError) as exc:
-            raise _invalid_scope(exc) from exc
-        problems = scope_issues(parsed, set(self.policy.tenants), set(self.policy.models), "scope")
-        if problems:
-            where, problem = problems[0]
-            raise InvalidDeclaration(f"{where}: {problem}", param=where)
-        markings = []
-        for index, value in enumerate(parsed.markings):
-            marking = parse_marking(value)  # known: checked above
-            if not marking.placeable:
-                raise InvalidDeclaration(f"scope.markings[{index}]: {marking.id} is above restricted and "
-                                         f"never runs on this platform, in a crisis or not",
-                                         param=f"scope.markings[{index}]")
-            markings.append(marking.id)
-        return parsed.model_copy(update={
-            "tenants": list(dict.fromkeys(parsed.tenants)), "markings": list(dict.fromkeys(markings)),
-            "models": list(dict.fromkeys(parsed.models)), "directions": list(dict.fromkeys(parsed.directions))})
+    def _signed(self, record: CrisisRecord, action: str, operator: Operator,
+                now: dt.datetime) -> CrisisRecord:
+        """With a peer site: the record with this site's signed step, queued for the peer."""
+        if self.signer is None:
+            return record
+        signed = self.signer.sign(record.declaration, action, operator, now)
+        return record.model_copy(update={"steps": [*record.steps, signed],
+                                         "unsent": [*record.unsent, signed]})
+
+    def _approved(self, updated: CrisisRecord, operator: Operator, now: dt.datetime,
+                  site: str | None = None) -> CrisisRecord:
+        steps: list[tuple[str, Operator | None]] = [("approved", operator)]
+        if updated.status(now) == "active":
+            steps.append(("activated", None))
+            updated = updated.model_copy(update={"activated_logged": True})
+        self._commit(updated, steps, now, site=site)
+        return updated
+
+    def _store(self, record: CrisisRecord) -> None:
+        records = {**self._records, record.id: record}
+        if self.path is not None:
+            write_declarations(self.path, records.values())
+        self._records = records
 
     def _commit(self, record: CrisisRecord, steps: Sequence[tuple[str, Operator | None]],
-                now: dt.datetime) -> None:
+                now: dt.datetime, site: str | None = None) -> None:
         """Ledger first (the step is on record before it takes effect), then the store, then
         the rulebook's view and the listeners."""
         declaration = record.declaration
         status = record.status(now)
         sides = sorted(declaration.sides(now))
+        signed = record.steps[-1] if record.steps and steps and steps[0][1] is not None else None
         self.ledger.append_many([
             LedgerEntryDraft(kind="crisis", declaration=record.id, policy_digest=self.policy.digest,
                              detail={"step": step, "status": status,
                                      "operator": operator.model_dump() if operator else None,
                                      "reason": declaration.reason, "scope": declaration.scope.model_dump(),
                                      "valid_from": iso(declaration.valid_from),
-                                     "valid_until": iso(declaration.valid_until), "backed_by": sides})
+                                     "valid_until": iso(declaration.valid_until), "backed_by": sides,
+                                     **({"site": site} if site else {}),
+                                     **({"signed_step": signed} if signed and operator else {})})
             for step, operator in steps])
-        records = {**self._records, record.id: record}
-        if self.path is not None:
-            write_declarations(self.path, records.values())
-        self._records = records
+        self._store(record)
         self._rebuild()
         log.warning("crisis declaration %s: %s (%s)", record.id, ", ".join(s for s, _ in steps), status)
         for listener in list(self._listeners):
@@ -239,15 +288,3 @@ class CrisisRegistry:
 
     def _rebuild(self) -> None:
         self._current = tuple(r.declaration for r in self._records.values() if not r.ended_logged)
-
-
-def _invalid_scope(exc: Exception) -> InvalidDeclaration:
-    """The first schema problem of a scope, as ``scope.<field>[<i>]: …``."""
-    if isinstance(exc, ValidationError) and exc.errors():
-        first = exc.errors()[0]
-        where = "scope" + "".join(f"[{part}]" if isinstance(part, int) else f".{part}"
-                                  for part in first["loc"])
-        hint = (" (a scope has tenants, markings, models and directions, each a non-empty list "
-                "of strings; directions 'FR->DE' and/or 'DE->FR')")
-        return InvalidDeclaration(f"{where}: {first['msg']}{hint}", param=where)
-    return InvalidDeclaration(f"scope: {exc}", param="scope")

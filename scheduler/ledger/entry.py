@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from policies.bundle import Jurisdiction
 
-EntryKind = Literal["placement", "routing", "violation", "security", "policy", "crisis"]
+EntryKind = Literal["placement", "routing", "violation", "security", "policy", "crisis", "witness"]
 
 ENTRY_KEYS = frozenset(
     {

@@ -5,13 +5,16 @@
 - :mod:`~serving.federation.site_ca`: creating them on first start;
 - :mod:`~serving.federation.tls`: the mutual-TLS contexts of the peer link
   and the peer-certificate checks in the handshake (``ssl``);
-- :mod:`~serving.federation.signed_steps`: crisis declaration steps signed by
-  the acting site's ledger key;
-- :mod:`~serving.federation.declaration_rule`: the rule that makes a
-  declaration active.
+- :mod:`~serving.federation.sites`: this site, its peer, ``sites.json``;
+- :mod:`~serving.federation.link`: the mutual-TLS link to the peer's API;
+- :mod:`~serving.federation.runtime`: what this site knows of its peer, the hello and
+  crisis-step loops;
+- :mod:`~serving.federation.witnessing`: countersigning the peer's tree heads.
 
-Witnessing the peer's ledger lives with the ledger, in
-:mod:`scheduler.ledger.witness` and :mod:`scheduler.ledger.checkpoint`.
+The signed crisis steps live with the crisis registry (:mod:`scheduler.crisis.steps`,
+:mod:`scheduler.crisis.declaration_rule`); the checks of a peer's ledger with the ledger
+(:mod:`scheduler.ledger.witness`, :mod:`scheduler.ledger.checkpoint`). The peer API's routes
+are HTTP surface: :mod:`serving.gateway.peer_api`.
 
 This package imports nothing on import: no Ray, no FastAPI, no vLLM.
 """

@@ -163,6 +163,10 @@ def tamper_record(*, check: str, message: str, index: int | None, tree_size: int
 # -- records for ledger entries ---------------------------------------------------------------
 
 
+#: Findings above High: a peer site's ledger that fails its checks stops the corridor's trust.
+_FINDING_SEVERITY = {"peer_ledger_inconsistent": 5}
+
+
 def record_for_entry(item: Mapping[str, Any]) -> dict[str, Any] | None:
     """The record of a ``security``, ``violation`` or ``crisis`` ledger item; None for other kinds."""
     entry = item["entry"]
@@ -213,9 +217,11 @@ def record_for_entry(item: Mapping[str, Any]) -> dict[str, Any] | None:
             finding_info=_finding(index, "node quarantined", entry.get("reasons")),
             unmapped={"reasons": entry.get("reasons")})
     resource = ({"type": "model", "uid": detail["model"]} if detail.get("model")
+                else {"type": "site", "uid": detail["site"]} if detail.get("site")
                 else {"type": "corridor", "uid": entry.get("policy_digest")})
     return ocsf_record(
-        2004, 1, "Create", event_code=event, severity_id=4, status_id=1, at=at, ledger_index=index,
+        2004, 1, "Create", event_code=event, severity_id=_FINDING_SEVERITY.get(event, 4), status_id=1,
+        at=at, ledger_index=index,
         message=detail.get("message") or event.replace("_", " "),
         actor={"app_name": "corridor"}, resources=[resource],
         finding_info=_finding(index, event.replace("_", " "), entry.get("reasons")),

@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse
 
 from scheduler.crisis import (CrisisError, InvalidDeclaration, SelfApproval, UnknownDeclaration,
                               WrongState)
+from scheduler.crisis.peering import InvalidStep
 from serving.batch.errors import (BatchConflict, BatchError, BatchForbidden, BatchNotFound,
                                   FileTooLarge, InvalidBatchRequest)
 
@@ -105,7 +106,7 @@ _DOMAIN: dict[type[Exception], type[GatewayError]] = {
     InvalidBatchRequest: BadRequest, BatchForbidden: Forbidden, BatchNotFound: NotFound,
     BatchConflict: Conflict, FileTooLarge: PayloadTooLarge,
     InvalidDeclaration: BadRequest, SelfApproval: Forbidden, UnknownDeclaration: NotFound,
-    WrongState: Conflict,
+    WrongState: Conflict, InvalidStep: Forbidden,
 }
 DOMAIN_ERRORS: tuple[type[Exception], ...] = (BatchError, CrisisError)
 """The domain error bases the app answers through :func:`from_domain`."""

@@ -13,6 +13,8 @@ from policies import Policy
 from scheduler.crisis import CrisisRegistry
 from scheduler.ledger import Ledger
 from serving.batch import BatchService
+from serving.federation.runtime import Federation
+from serving.federation.witnessing import Witness
 from serving.feed import SecurityFeed
 from serving.gateway.auth import Authenticator, Principal
 from serving.gateway.errors import Forbidden, Unauthenticated
@@ -62,6 +64,11 @@ class Gateway:
     # Digest of each served model's loaded artifact; request workloads carry it, so the
     # rulebook's ``model-pinned`` rule checks it (required in autarky mode).
     model_digests: dict[str, str] = field(default_factory=dict)
+    # Two sites: this site's jurisdiction (responses say X-Corridor-Site), and its link to the
+    # peer site (forwarding under crisis declarations, crisis steps, witnessing). None: one site.
+    site: str | None = None
+    federation: Federation | None = None
+    witness: Witness | None = None
     metrics: GatewayMetrics = field(init=False)
     upstream: UpstreamPool = field(init=False)
 
@@ -70,10 +77,14 @@ class Gateway:
         self.upstream = UpstreamPool(read_timeout=self.upstream_timeout)
 
     async def start(self) -> None:
-        """Open the upstream connection pool (called by the app's lifespan)."""
+        """Open the upstream connection pool and the peer link (called by the app's lifespan)."""
         await self.upstream.start()
+        if self.federation is not None:
+            await self.federation.start(*((self.witness.loop,) if self.witness else ()))
 
     async def stop(self) -> None:
+        if self.federation is not None:
+            await self.federation.stop()
         await self.upstream.close()
 
     def authenticate(self, request: Request, roles: Sequence[str]) -> Principal:

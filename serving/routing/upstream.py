@@ -13,7 +13,7 @@ Errors before the response headers arrive are :class:`UpstreamUnreachable`
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
 
@@ -37,6 +37,10 @@ class UpstreamResponse:
     @property
     def status(self) -> int:
         return self._response.status
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._response.headers
 
     @property
     def content_type(self) -> str:

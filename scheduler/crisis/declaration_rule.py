@@ -2,7 +2,7 @@
 
 A declaration is active only when a ``declare`` step of one site and an
 ``approve`` step of the other site both verify
-(:func:`~serving.federation.signed_steps.verify_step`) and name the same
+(:func:`~scheduler.crisis.steps.verify_step`) and name the same
 body, no ``revoke`` of either site verifies, and (given a time) the time is
 inside the window. Steps that do not verify or do not fit are left out and
 listed in :attr:`DeclarationState.refused`, for the caller's security feed;
@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from serving.federation.signed_steps import (
+from scheduler.crisis.steps import (
     ACTIONS,
     CrisisStep,
     DeclarationBody,

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from policies import Declaration
 from scheduler.ledger.signing import PublicKey
-from serving.federation.declaration_rule import declaration_state, is_active
-from serving.federation.signed_steps import (
+from scheduler.crisis.declaration_rule import declaration_state, is_active
+from scheduler.crisis.steps import (
     STEP_TYPE,
     CrisisStep,
     DeclarationBody,

@@ -24,7 +24,7 @@ keeps these signatures apart from the ledger key's other signed JSON (tree
 heads, witness cosignatures), whose keys differ.
 
 The rule that makes a declaration active from its verified steps is
-:mod:`~serving.federation.declaration_rule`.
+:mod:`~scheduler.crisis.declaration_rule`.
 
 Errors::
 
