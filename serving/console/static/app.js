@@ -50,7 +50,7 @@ function signInView(error) {
 }
 
 async function start() {
-  replace(main, h("p", { role: "status" }, t("loading")));
+  replace(main, h("p", { role: "status", class: "loading" }, t("loading")));
   let me;
   try {
     me = await api.get("/console/api/whoami");

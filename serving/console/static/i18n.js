@@ -126,7 +126,7 @@ const en = {
   "crisis.validUntil": "Valid until",
   "severity.0": "Unknown", "severity.1": "Informational", "severity.2": "Low", "severity.3": "Medium",
   "severity.4": "High", "severity.5": "Critical", "severity.6": "Fatal",
-  "feed.minSeverity": "Minimum severity", "feed.newestFirst": "newest first", "feed.none": "No security events.",
+  "feed.refresh": "Refresh", "feed.minSeverity": "Minimum severity", "feed.newestFirst": "newest first", "feed.none": "No security events.",
 };
 
 const fr = {
@@ -251,7 +251,7 @@ const fr = {
   "crisis.validUntil": "Valable jusqu'au",
   "severity.0": "Inconnue", "severity.1": "Information", "severity.2": "Faible", "severity.3": "Moyenne",
   "severity.4": "Élevée", "severity.5": "Critique", "severity.6": "Fatale",
-  "feed.minSeverity": "Gravité minimale", "feed.newestFirst": "les plus récents d'abord", "feed.none": "Aucun événement de sécurité.",
+  "feed.refresh": "Actualiser", "feed.minSeverity": "Gravité minimale", "feed.newestFirst": "les plus récents d'abord", "feed.none": "Aucun événement de sécurité.",
 };
 
 const de = {
@@ -376,7 +376,7 @@ const de = {
   "crisis.validUntil": "Gültig bis",
   "severity.0": "Unbekannt", "severity.1": "Information", "severity.2": "Niedrig", "severity.3": "Mittel",
   "severity.4": "Hoch", "severity.5": "Kritisch", "severity.6": "Fatal",
-  "feed.minSeverity": "Mindestschweregrad", "feed.newestFirst": "neueste zuerst", "feed.none": "Keine Sicherheitsereignisse.",
+  "feed.refresh": "Aktualisieren", "feed.minSeverity": "Mindestschweregrad", "feed.newestFirst": "neueste zuerst", "feed.none": "Keine Sicherheitsereignisse.",
 };
 
 const DICTIONARIES = { en, fr, de };

@@ -69,6 +69,7 @@ export async function rootFromInclusionProof(index, size, leaf, path, onStep = (
   if (!Number.isSafeInteger(index) || !Number.isSafeInteger(size) || index < 0 || index >= size) {
     throw new ProofInputError(`index: got ${index}, want 0 <= index < tree_size ${size}`);
   }
+  if (leaf.length !== 32) throw new ProofInputError(`leaf hash: got ${leaf.length} bytes, want 32`);
   let fn = index;
   let sn = size - 1;
   let r = leaf;

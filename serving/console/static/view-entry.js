@@ -29,7 +29,7 @@ async function fetchItem(index) {
 }
 
 export async function entryView(root, ctx, index) {
-  replace(root, h("p", { role: "status" }, t("loading")));
+  replace(root, h("p", { role: "status", class: "loading" }, t("loading")));
   let item;
   try {
     item = await fetchItem(index);

@@ -133,7 +133,7 @@ function crisisSection(ctx, declarations, reload) {
     form);
 }
 
-function feedSection(feed, minSeverity, onFilter) {
+function feedSection(feed, minSeverity, onFilter, onRefresh) {
   const rows = feed.data.map((r) => h("tr", { "data-event": (r.metadata || {}).event_code, "data-severity": r.severity_id },
     h("td", { class: "nowrap" }, shortTime(r.time_dt)),
     h("td", {}, h("span", { class: `badge ${SEVERITY_CLASSES[r.severity_id] || ""}` }, t(`severity.${r.severity_id}`, {}, r.severity))),
@@ -145,6 +145,7 @@ function feedSection(feed, minSeverity, onFilter) {
   return h("section", { "aria-labelledby": "h-feed", id: "feed" },
     h("h2", { id: "h-feed" }, t("operator.feed")),
     h("div", { class: "toolbar" }, h("label", { for: "feed-severity" }, t("feed.minSeverity")), filter,
+      h("button", { type: "button", id: "feed-refresh", onclick: onRefresh }, t("feed.refresh")),
       h("span", { class: "muted" }, t("feed.newestFirst"))),
     table("feed-table", [t("field.time"), t("field.severity"), t("field.event"), t("field.message"), t("field.ledgerIndex")], rows, t("feed.none")));
 }
@@ -177,7 +178,7 @@ export async function operatorView(root, ctx) {
     if (!ctx.caps.feed) { replace(boxes.feed); return; }
     try {
       const feed = await api.get("/console/api/security-events", { limit: 100, min_severity: minSeverity });
-      replace(boxes.feed, feedSection(feed, minSeverity, (n) => { minSeverity = n; loadFeed(); }));
+      replace(boxes.feed, feedSection(feed, minSeverity, (n) => { minSeverity = n; loadFeed(); }, loadFeed));
     } catch (err) { fail(boxes.feed, err); }
   }
   async function reloadAfterStep() {

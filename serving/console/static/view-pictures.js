@@ -138,7 +138,7 @@ export function crossings(entries) {
 }
 
 export async function picturesView(root, ctx) {
-  replace(root, h("h1", {}, t("pictures.title")), h("p", { role: "status" }, t("loading")));
+  replace(root, h("h1", {}, t("pictures.title")), h("p", { role: "status", class: "loading" }, t("loading")));
   const now = new Date();
   const [corridor, pools, deployments, entries, crisisEntries, crisisRecords] = await Promise.all([
     ctx.corridor ? Promise.resolve(ctx.corridor) : null,
