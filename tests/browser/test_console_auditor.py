@@ -3,6 +3,9 @@ proofs verified in the browser, and the pictures drawn from the ledger."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 pytestmark = pytest.mark.browser
@@ -63,14 +66,25 @@ def test_an_entry_outside_the_scope_is_not_shown(page, stack):
     assert "No such entry" in page.text("main .error")
 
 
-def test_a_tenants_export_is_verified_in_the_browser_before_it_is_saved(page, stack):
+def test_a_tenants_export_is_verified_in_the_browser_and_saved_for_the_cli(page, stack, tmp_path):
     count = sum(1 for _ in stack.ledger.export(tenant="fr-interior"))
+    page.driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)})
     page.sign_in("*/auditor", "/ledger")
     page.wait("#f-tenant").send_keys("fr-interior")
     page.wait("#export").click()
     verdict = page.wait("#export-verdict")
     assert verdict.get_attribute("class") == "verdict ok", verdict.text
     assert f"{count} entries exported" in verdict.text
+    for button in page.find(".export-result button"):
+        button.click()
+    page.until(lambda d: len([p for p in tmp_path.iterdir() if p.suffix in (".json", ".jsonl")]) == 3)
+    entries, head, key = (next(tmp_path.glob(pattern)) for pattern in
+                          ("*.jsonl", "*-tree-head.json", "*-public-key.json"))
+    assert len(entries.read_text().splitlines()) == count
+    checked = subprocess.run([sys.executable, "-m", "serving.cli", "audit", "verify", "--home", str(tmp_path),
+                              "--export", str(entries), "--tree-head", str(head), "--public-key", str(key)],
+                             capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_a_tampered_export_is_not_called_verified(page, stack):

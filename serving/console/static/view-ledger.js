@@ -156,14 +156,17 @@ async function exportTenant(ctx, box) {
     const failures = checks.every((c) => c.ok) ? await verifyExport(lines, head) : [{ index: "-", error: checks.find((c) => !c.ok).error }];
     const ok = failures.length === 0;
     const name = `corridor-${tenant}-${size}`;
-    const headFile = JSON.stringify({ tree_head: toPlain(head), public_key: published }, null, 1);
+    // The three files `corridor audit verify --export … --tree-head … --public-key …` reads.
+    const headFile = JSON.stringify(toPlain(head), null, 1);
+    const keyFile = JSON.stringify(published, null, 1);
     replace(box,
       h("p", { class: ok ? "verdict ok" : "verdict bad", id: "export-verdict" },
         ok ? t("export.verified", { count: lines.length, size }) : t("export.failed", { count: failures.length })),
       failures.length ? h("ul", {}, failures.slice(0, 10).map((x) => h("li", {}, `#${x.index}: ${x.error}`))) : null,
       h("div", { class: "actions" },
         h("button", { type: "button", onclick: () => download(`${name}.jsonl`, text, "application/x-ndjson") }, t("export.saveEntries")),
-        h("button", { type: "button", onclick: () => download(`${name}-tree-head.json`, headFile) }, t("export.saveHead"))));
+        h("button", { type: "button", onclick: () => download(`${name}-tree-head.json`, headFile) }, t("export.saveHead")),
+        h("button", { type: "button", onclick: () => download(`${name}-public-key.json`, keyFile) }, t("export.saveKey"))));
   } catch (err) {
     replace(box, h("p", { class: "error", role: "alert" }, err.message));
   }
