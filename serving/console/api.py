@@ -96,26 +96,23 @@ def read_tail(path: Path, limit: int, keep=lambda record: True) -> tuple[list[di
 
 def _lines_backwards(path: Path) -> Iterator[bytes]:
     try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed in the finally below
+        handle = open(path, "rb")
     except FileNotFoundError:
         return
-    try:
+    with handle:
         position = handle.seek(0, os.SEEK_END)
         rest = b""
         while position > 0:
             step = min(_BLOCK, position)
             position -= step
             handle.seek(position)
-            chunk = handle.read(step) + rest
-            lines = chunk.split(b"\n")
+            lines = (handle.read(step) + rest).split(b"\n")
             rest = lines.pop(0)  # may continue in the previous block
             for line in reversed(lines):
                 if line.strip():
                     yield line
         if rest.strip():
             yield rest
-    finally:
-        handle.close()
 
 
 def console_api_router() -> APIRouter:

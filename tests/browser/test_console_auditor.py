@@ -3,10 +3,10 @@ proofs verified in the browser, and the pictures drawn from the ledger."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
+from typer.testing import CliRunner
+
+from serving.cli import app as cli
 
 pytestmark = pytest.mark.browser
 
@@ -81,10 +81,9 @@ def test_a_tenants_export_is_verified_in_the_browser_and_saved_for_the_cli(page,
     entries, head, key = (next(tmp_path.glob(pattern)) for pattern in
                           ("*.jsonl", "*-tree-head.json", "*-public-key.json"))
     assert len(entries.read_text().splitlines()) == count
-    checked = subprocess.run([sys.executable, "-m", "serving.cli", "audit", "verify", "--home", str(tmp_path),
-                              "--export", str(entries), "--tree-head", str(head), "--public-key", str(key)],
-                             capture_output=True, text=True, timeout=60)
-    assert checked.returncode == 0, checked.stdout + checked.stderr
+    checked = CliRunner().invoke(cli, ["audit", "verify", "--home", str(tmp_path), "--export", str(entries),
+                                       "--tree-head", str(head), "--public-key", str(key)])
+    assert checked.exit_code == 0, checked.output
 
 
 def test_a_tampered_export_is_not_called_verified(page, stack):

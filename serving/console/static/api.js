@@ -67,12 +67,14 @@ export function getText(path, params) { return call("GET", path, { params }); }
 /** POST a JSON body → parsed JSON. */
 export async function post(path, body = {}) { return JSON.parse(await call("POST", path, { body })); }
 
-/** The API's answer, or null when it refuses this caller (401/403/404), so a view can hide. */
+/** The API's answer, or null when it refuses this caller (401/403/404), so a view can hide.
+ *  Any other failure also hides the view (and is logged), rather than stopping the console. */
 export async function probe(path, params) {
   try {
     return await get(path, params);
   } catch (err) {
-    if (err instanceof ApiError && [401, 403, 404].includes(err.status)) return null;
-    throw err;
+    if (!(err instanceof ApiError)) throw err;
+    if (![401, 403, 404].includes(err.status)) console.warn(`${path}: ${err.status} ${err.message}`);
+    return null;
   }
 }

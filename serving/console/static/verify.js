@@ -12,8 +12,6 @@ import {
   equalBytes, fromBase64, fromHex, hex, leafHash, rootFromInclusionProof, sha256, utf8, verifyEd25519,
 } from "./merkle.js";
 
-export const STEPS = ["leaf", "path", "root", "key", "signature"];
-
 const PINNED = "corridor.pinnedKeyId";
 
 /** The key id the auditor pinned (hex SHA-256 of the ledger's public key), if any. */

@@ -36,7 +36,7 @@ function scopeTenant(ctx) {
 const date = (iso) => (iso ? new Date(iso) : null);
 
 /** Declarations from GET /admin/crisis, as the timeline draws them. */
-export function declarationsFromApi(records, now = new Date()) {
+export function declarationsFromApi(records) {
   return records.map((r) => {
     const sides = new Set([r.declared_by.jurisdiction]);
     let activeFrom = null;
@@ -160,7 +160,7 @@ export async function picturesView(root, ctx) {
       }
     }
   }
-  const declarations = crisisRecords ? declarationsFromApi(crisisRecords.data, now)
+  const declarations = crisisRecords ? declarationsFromApi(crisisRecords.data)
     : crisisEntries ? declarationsFromLedger(crisisEntries, now) : [];
   const crossed = entries ? crossings(entries) : [];
 
