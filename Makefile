@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 TORCH_INDEX ?=
 PIP_INDEX_ARGS := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
 
-.PHONY: up test test-unit test-integration test-e2e bench install clean
+.PHONY: up test test-unit test-integration test-e2e test-browser browser-deps bench install clean
 
 install: $(STAMP)
 
@@ -27,19 +27,42 @@ $(STAMP): pyproject.toml
 up: $(STAMP)
 	$(VENV)/bin/corridor up
 
-# Every tier: unit, integration (real local Ray cluster), end-to-end (real vLLM + gateway).
+# The browser tier drives the console with Debian's chromium through Debian's chromedriver
+# (browser downloads are not used). Installed with apt-get when missing; as root, or with sudo.
+CHROMIUM_PACKAGES := chromium chromium-driver
+
+browser-deps:
+	@if [ -x "$$CHROMIUM" ] && [ -x "$$CHROMEDRIVER" ]; then exit 0; fi; \
+	if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "error: the browser tier needs chromium and chromedriver, and this machine has no apt-get;" >&2; \
+	  echo "       install them, or point CHROMIUM=... CHROMEDRIVER=... at them" >&2; exit 1; fi; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO=sudo; \
+	else echo "error: the browser tier needs Debian's $(CHROMIUM_PACKAGES); run as root:" >&2; \
+	  echo "       apt-get update && apt-get install -y $(CHROMIUM_PACKAGES)" >&2; exit 1; fi; \
+	echo "installing $(CHROMIUM_PACKAGES) with apt-get …"; \
+	$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $(CHROMIUM_PACKAGES) \
+	  || { echo "error: apt-get could not install $(CHROMIUM_PACKAGES) (no package mirror reachable?)" >&2; exit 1; }
+
+# Every tier: unit, integration (real local Ray cluster), end-to-end (real vLLM + gateway),
+# browser (the console in headless Chromium).
 # pytest exits 5 when it collects no test; make treats that as the failure it is.
-test: $(STAMP)
+test: $(STAMP) browser-deps
 	$(PY) -m pytest tests
 
 test-unit: $(STAMP)
-	$(PY) -m pytest tests -m "not integration and not e2e"
+	$(PY) -m pytest tests -m "not integration and not e2e and not browser"
 
 test-integration: $(STAMP)
 	$(PY) -m pytest tests -m integration
 
 test-e2e: $(STAMP)
 	$(PY) -m pytest tests -m e2e
+
+# Screenshots go to a temporary folder (printed); CORRIDOR_UPDATE_DOCS_SCREENSHOTS=1 rewrites
+# docs/images/console-*.png from the run.
+test-browser: $(STAMP) browser-deps
+	$(PY) -m pytest tests/browser -m browser
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

@@ -52,6 +52,8 @@ def up(
         for who in ("fr-interior/app", "de-federal-it/app", "*/auditor"):
             console.print(f"  {who:<20} {installation.keys[who]}", highlight=False)
         console.print(f"\n[bold green]Gateway[/] http://{config.host}:{config.port}/v1 — Ctrl-C stops everything")
+        console.print(f"[bold green]Console[/] http://{config.host}:{config.port}/console — sign in with an "
+                      f"auditor or operator key")
         uvicorn.run(installation.app(), host=config.host, port=config.port, log_level="warning",
                     access_log=False)
     finally:

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from serving.console import console_router
 from serving.gateway import admin_api, audit_api, batch_api, crisis_api, openai_api
 from serving.gateway.errors import DOMAIN_ERRORS, BadRequest, GatewayError, NotFound, from_domain
 from serving.gateway.service import Gateway
@@ -36,6 +37,7 @@ def create_app(gateway: Gateway) -> FastAPI:
     app.include_router(admin_api.router)
     app.include_router(crisis_api.router)
     app.include_router(batch_api.router)
+    app.include_router(console_router())
 
     @app.exception_handler(GatewayError)
     async def gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
