@@ -75,10 +75,11 @@ class Inventory:
     """
 
     def __init__(self, policy: Policy, *, ledger: LedgerWriter | None = None,
-                 period_s: float = 5.0) -> None:
+                 period_s: float = 5.0, site: str | None = None) -> None:
         if period_s <= 0:
             raise ValueError(f"period_s: got {period_s!r}, want a positive number of seconds, e.g. 5.0")
         self.policy = policy
+        self.site = site  # a site's own cluster: nodes of the other jurisdiction are quarantined
         self.ledger = ledger
         self.period_s = period_s
         self.refreshes = 0
@@ -90,7 +91,7 @@ class Inventory:
 
     def refresh(self) -> Snapshot:
         """Read Ray now, rebuild the snapshot, report new quarantines; return the snapshot."""
-        snapshot = build_snapshot(self.policy.bundle.pools, read_ray_nodes())
+        snapshot = build_snapshot(self.policy.bundle.pools, read_ray_nodes(), site=self.site)
         with self._lock:
             self._snapshot = snapshot
             self.refreshes += 1

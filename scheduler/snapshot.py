@@ -31,6 +31,7 @@ class QuarantineCode(enum.StrEnum):
     JURISDICTION_MISMATCH = "JURISDICTION_MISMATCH"  # jurisdiction label contradicts its pool's
     AMBIGUOUS_POOL = "AMBIGUOUS_POOL"  # matches the selectors of more than one pool
     SELECTOR_MISMATCH = "SELECTOR_MISMATCH"  # claims a known pool but lacks part of its selector
+    FOREIGN_JURISDICTION = "FOREIGN_JURISDICTION"  # in this site's cluster, labelled for the other site
 
 
 _QUARANTINE_MESSAGES = {
@@ -40,6 +41,8 @@ _QUARANTINE_MESSAGES = {
     "AMBIGUOUS_POOL": "node {node_id} matches the node selectors of several pools: {pools}",
     "SELECTOR_MISMATCH": "node {node_id} claims pool {pool} but lacks labels of its node selector "
                          "{selector}",
+    "FOREIGN_JURISDICTION": "node {node_id} joined the Ray cluster of site {site} but is labelled for "
+                            "pool {pool} of jurisdiction {got}; a site commands only its own pools",
 }
 
 
@@ -192,8 +195,12 @@ def _quarantine(node: RayNode, code: QuarantineCode, claimed_pool: str | None,
     return Quarantine(node.node_id, code, message, dict(node.labels), claimed_pool)
 
 
-def build_snapshot(pools: Sequence[Pool], ray_nodes: Iterable[RayNode], at: float | None = None) -> Snapshot:
+def build_snapshot(pools: Sequence[Pool], ray_nodes: Iterable[RayNode], at: float | None = None,
+                   site: str | None = None) -> Snapshot:
     """Match nodes to pools by node selector and quarantine contradicting nodes. Pure.
+
+    With ``site`` (``FR``/``DE``), this is one site's own cluster: a node matching a pool of
+    the other jurisdiction is quarantined (``FOREIGN_JURISDICTION``), never used.
 
     Cost is linear in nodes: pools are indexed by their ``corridor.eu/pool``
     selector value; only pools whose selector lacks that key are tried on
@@ -239,6 +246,9 @@ def build_snapshot(pools: Sequence[Pool], ray_nodes: Iterable[RayNode], at: floa
             if jurisdiction is not None and jurisdiction != pool.jurisdiction:
                 verdict = _quarantine(node, QuarantineCode.JURISDICTION_MISMATCH, pool.id,
                                       pool=pool.id, expected=pool.jurisdiction, got=jurisdiction)
+            elif site is not None and pool.jurisdiction != site:
+                verdict = _quarantine(node, QuarantineCode.FOREIGN_JURISDICTION, pool.id, pool=pool.id,
+                                      site=site, got=pool.jurisdiction)
             else:
                 member = Node(node.node_id, pool.id, pool.jurisdiction, pool.site,
                               node.gpus_total, node.gpus_free)

@@ -96,19 +96,23 @@ async def _send(send, status: int, body: bytes) -> None:
 class ServerThread:
     """Serve an ASGI app with uvicorn in a background thread on a free loopback port."""
 
-    def __init__(self, app, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, app, *, host: str = "127.0.0.1", port: int = 0, ssl_context=None,
+                 lifespan: str = "on") -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, port))
         self.host, self.port = self.sock.getsockname()
+        options = {} if ssl_context is None else {
+            "ssl_context_factory": lambda config, default: ssl_context}
+        self.scheme = "http" if ssl_context is None else "https"
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
-                                                    lifespan="on"))
+                                                    lifespan=lifespan, **options))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
                                        daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def __enter__(self) -> ServerThread:
         self.thread.start()

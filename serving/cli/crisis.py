@@ -74,6 +74,19 @@ def _key(key: str | None, as_: str | None, home: Path | None) -> str:
     raise _die("no operator key: pass --key, --as FR|DE, or set $CORRIDOR_API_KEY")
 
 
+def _url(url: str | None, as_: str | None, home: Path | None) -> str | None:
+    """``--url``, else with ``--as FR|DE`` that site's gateway from ``sites.json`` (the corridor)."""
+    if url or not as_:
+        return url
+    path = (home or Path(os.environ.get("CORRIDOR_HOME", ".corridor"))) / "sites.json"
+    try:
+        sites = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return None  # one installation: the default gateway
+    site = sites.get(as_.upper()) if isinstance(sites, dict) else None
+    return site.get("url") if isinstance(site, dict) else None
+
+
 def _call(method: str, path: str, *, url: str | None, key: str, body: Any = None) -> dict[str, Any]:
     base = (url or os.environ.get("CORRIDOR_URL") or "http://127.0.0.1:8000").rstrip("/")
     try:
@@ -132,7 +145,7 @@ def declare(
     scope = {"tenants": tenant, "markings": marking, "models": model,
              "directions": [_direction(d) for d in direction]}
     body = {"scope": scope, "reason": reason, "valid_for_hours": hours}
-    _show(_call("POST", "/admin/crisis", url=url, key=_key(key, as_, home), body=body), as_json)
+    _show(_call("POST", "/admin/crisis", url=_url(url, as_, home), key=_key(key, as_, home), body=body), as_json)
 
 
 @app.command()
@@ -142,7 +155,7 @@ def approve(
     as_json: JsonOption = False,
 ) -> None:
     """Approve as an operator of the other jurisdiction (the declarer cannot)."""
-    _show(_call("POST", f"/admin/crisis/{declaration}/approve", url=url,
+    _show(_call("POST", f"/admin/crisis/{declaration}/approve", url=_url(url, as_, home),
                 key=_key(key, as_, home)), as_json)
 
 
@@ -153,7 +166,7 @@ def revoke(
     as_json: JsonOption = False,
 ) -> None:
     """Revoke at once (either jurisdiction); crossings stop within seconds."""
-    _show(_call("POST", f"/admin/crisis/{declaration}/revoke", url=url,
+    _show(_call("POST", f"/admin/crisis/{declaration}/revoke", url=_url(url, as_, home),
                 key=_key(key, as_, home)), as_json)
 
 
@@ -163,7 +176,7 @@ def list_(
     as_json: JsonOption = False,
 ) -> None:
     """Every declaration, newest first, with its status now."""
-    payload = _call("GET", "/admin/crisis", url=url, key=_key(key, as_, home))
+    payload = _call("GET", "/admin/crisis", url=_url(url, as_, home), key=_key(key, as_, home))
     if as_json:
         typer.echo(json.dumps(payload, indent=2, ensure_ascii=False))
         return
@@ -190,4 +203,4 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """One declaration."""
-    _show(_call("GET", f"/admin/crisis/{declaration}", url=url, key=_key(key, as_, home)), as_json)
+    _show(_call("GET", f"/admin/crisis/{declaration}", url=_url(url, as_, home), key=_key(key, as_, home)), as_json)

@@ -1,4 +1,9 @@
-"""``corridor up``: start the embedded default (or join a Ray cluster) and serve the gateway."""
+"""``corridor up``: the embedded two-site corridor, or one site of it (``--site FR|DE``).
+
+Without ``--site``: FR on ``--port`` and DE on the next port, each its own process with its own
+Ray cluster, peered over mutual TLS (:mod:`serving.installation.corridor`). With ``--site``: one
+site (its own pools, ledger, keys), and with ``--peer-url`` its link to the other site.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ console = Console()
 
 
 def up(
-    port: Annotated[int, typer.Option(help="Gateway port.")] = 8000,
+    port: Annotated[int, typer.Option(help="Gateway port (the FR site's; DE takes the next one).")] = 8000,
     host: Annotated[str, typer.Option(help="Gateway address (0.0.0.0 in a container).")] = "127.0.0.1",
     ray_address: Annotated[Optional[str], typer.Option(help="Join this Ray cluster instead of starting one.")] = None,
     autarky: Annotated[bool, typer.Option(help="Autarky mode: only a bundle signed by a listed operator key, "
@@ -26,14 +31,43 @@ def up(
     home: Annotated[Optional[Path], typer.Option(help="State directory (default $CORRIDOR_HOME or .corridor/).")] = None,
     config_file: Annotated[Optional[Path], typer.Option(
         "--config", help="Running configuration: operator keys, security feed (default <home>/corridor.yaml).")] = None,
+    site: Annotated[Optional[str], typer.Option(help="Run one site of the corridor: FR or DE.")] = None,
+    peer_url: Annotated[Optional[str], typer.Option(help="The other site's peer API, https://HOST:PORT.")] = None,
+    peer_port: Annotated[Optional[int], typer.Option(help="This site's peer API port (default: port + 100).")] = None,
+    peer_ca: Annotated[Optional[Path], typer.Option(help="The other site's CA certificate (PEM).")] = None,
+    identity: Annotated[Optional[Path], typer.Option(
+        help="This site's identity folder: site CA, certificate, key (default <home>/identity; created).")] = None,
+    peer_gateway_url: Annotated[Optional[str], typer.Option(
+        help="The other site's gateway URL, named when a key of the other site is presented here.")] = None,
 ) -> None:
-    """Start the embedded default: local Ray cluster, FR and DE pools, demo model, gateway."""
-    import uvicorn  # the server, Ray and vLLM's helpers load only for this command
+    """Start the embedded corridor (FR and DE sites), or one site with --site."""
+    home = home or corridor_home()
+    if site is None:
+        _corridor(home, host, port, policy_file, autarky, config_file)
+        return
+    site = site.upper()
+    if site not in ("FR", "DE"):
+        console.print(f"error: --site: got {site!r}, want FR or DE", style="bold red", markup=False)
+        raise typer.Exit(2)
+    peer = None
+    if peer_url is not None:
+        from serving.federation.sites import PeerConfig, other_site
 
-    from serving.installation.installation import Installation
+        if peer_ca is None:
+            console.print("error: --peer-url needs --peer-ca (the other site's CA certificate)", style="bold red")
+            raise typer.Exit(2)
+        peer = PeerConfig(site=site, peer_url=peer_url, peer_ca=peer_ca,
+                          identity_dir=identity or home / "identity", listen_host=host,
+                          listen_port=peer_port or port + 100, peer_gateway_url=peer_gateway_url)
+        console.print(f"site {site}: peer {other_site(site)} at {peer_url}", highlight=False)
+    config = UpConfig(home=home, host=host, port=port, ray_address=ray_address, bundle=policy_file,
+                      autarky=autarky, config_file=config_file, site=site, peer=peer)
+    _site(config)
 
-    config = UpConfig(home=home or corridor_home(), host=host, port=port, ray_address=ray_address,
-                      bundle=policy_file, autarky=autarky, config_file=config_file)
+
+def _site(config: UpConfig) -> None:
+    from serving.installation.installation import Installation  # Ray and vLLM's helpers: only here
+
     try:
         installation = Installation(config, console)
     except (ConfigError, PolicyError) as exc:
@@ -48,14 +82,52 @@ def up(
         console.print()
         for line in installation.summary():
             console.print(f"  {line}", highlight=False)
-        console.print(f"\nDemo API keys: {config.home / 'demo-keys.json'}")
-        for who in ("fr-interior/app", "de-federal-it/app", "*/auditor"):
-            console.print(f"  {who:<20} {installation.keys[who]}", highlight=False)
-        console.print(f"\n[bold green]Gateway[/] http://{config.host}:{config.port}/v1 — Ctrl-C stops everything")
-        console.print(f"[bold green]Console[/] http://{config.host}:{config.port}/console — sign in with an "
-                      f"auditor or operator key")
-        uvicorn.run(installation.app(), host=config.host, port=config.port, log_level="warning",
-                    access_log=False)
+        if config.site is None:
+            console.print(f"\nDemo API keys: {config.home / 'demo-keys.json'}")
+            for who in ("fr-interior/app", "de-federal-it/app", "*/auditor"):
+                if who in installation.keys:
+                    console.print(f"  {who:<20} {installation.keys[who]}", highlight=False)
+        base = f"http://{config.host}:{config.port}"
+        console.print(f"\n[bold green]Gateway[/] {base}/v1 — Ctrl-C stops everything")
+        console.print(f"[bold green]Console[/] {base}/console — sign in with an API key "
+                      f"(auditor or operator)", highlight=False)
+        installation.serve()
     finally:
         console.print("stopping replicas and Ray …")
         installation.stop()
+
+
+def _corridor(home: Path, host: str, port: int, bundle: Path | None, autarky: bool,
+              config_file: Path | None) -> None:
+    from serving.installation.corridor import SITES, Corridor, CorridorConfig
+
+    config = CorridorConfig(home=home, port=port, host=host, bundle=bundle, autarky=autarky,
+                            config_file=config_file)
+    corridor = Corridor(config, console)
+    try:
+        corridor.prepare()
+    except (ConfigError, PolicyError) as exc:
+        console.print(f"error: {exc}", style="bold red", markup=False, highlight=False)
+        raise typer.Exit(2) from exc
+    corridor.start()
+    try:
+        if not corridor.wait_ready():
+            console.print("error: a site did not come up (its output is above)", style="bold red")
+            raise typer.Exit(1)
+        console.print(f"\n[bold green]The corridor is up[/] — sites in {home / 'sites.json'}, "
+                      f"demo API keys in {home / 'demo-keys.json'}", highlight=False)
+        for site in SITES:
+            url = config.url_of(site)
+            console.print(f"  {site}  gateway {url}/v1   console {url}/console   "
+                          f"peer API https://127.0.0.1:{config.peer_port_of(site)} (mutual TLS)", highlight=False)
+        for who in ("fr-interior/app", "de-federal-it/app", "*/auditor", "FR/operator", "DE/operator"):
+            console.print(f"  {who:<20} {corridor.keys[who]}", highlight=False)
+        console.print("Ctrl-C stops both sites", highlight=False)
+        code = corridor.wait()
+        if code:
+            raise typer.Exit(code)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        console.print("stopping both sites …")
+        corridor.stop()

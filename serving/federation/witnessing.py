@@ -93,8 +93,8 @@ class Witness:
         await asyncio.to_thread(self.ledger.latest_tree_head)  # sign our own head if we grew
         federation = self.federation
         peer_key = federation.state.public_key
-        if peer_key is None:
-            return None
+        if peer_key is None or federation.state.halted:
+            return None  # halted: reported once; an operator clears it after investigating
         try:
             served = await federation.link.get_json("/peer/v1/tree-head")
             head = served["tree_head"]

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
 from scheduler.ledger import NotFoundError, ProofInputError
 from serving.gateway.auth import Principal
@@ -127,3 +127,28 @@ async def export(request: Request, tenant: str | None = None,
             yield json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
 
     return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+
+@router.get("/witness")
+async def witness(request: Request, after: int | None = None, limit: int = 100) -> dict[str, Any]:
+    """The peer's signed tree heads this site countersigned, oldest first: ``{"data": [{"site",
+    "tree_head", "cosignature", "checkpoint"}], "has_more"}`` (empty without a peer)."""
+    gateway, _ = _auditor(request)
+    if not 1 <= limit <= 1000:
+        raise BadRequest(f"limit: got {limit}, want 1 <= limit <= 1000", param="limit", code="invalid_parameter")
+    if gateway.witness is None:
+        return {"data": [], "has_more": False}
+    return gateway.witness.page(after, limit)
+
+
+@router.get("/checkpoint")
+def checkpoint(request: Request) -> Response:
+    """This site's latest signed tree head as a C2SP checkpoint (``text/plain``), with the peer's
+    ``cosignature/v1`` line once the peer has witnessed that size."""
+    gateway, _ = _auditor(request)
+    if gateway.witness is not None:
+        return PlainTextResponse(gateway.witness.checkpoint())
+    if gateway.site is None:
+        raise NotFound("this gateway is not a site of the corridor; its checkpoint origin would have no "
+                       "site (corridor.eu/<site>/ledger)", code="no_site")
+    raise NotFound("this site has no signing key for checkpoints", code="no_checkpoint")

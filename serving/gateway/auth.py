@@ -49,10 +49,16 @@ def _hash(key: str) -> str:
 
 
 class KeyStore:
-    """API keys by key id, hashes only, persisted as JSON (mode 0600) when given a path."""
+    """API keys by key id, hashes only, persisted as JSON (mode 0600) when given a path.
 
-    def __init__(self, path: Path | None = None) -> None:
+    At a site of the corridor (``site``), key ids start with the site's code in lower case
+    (``cor_fr…``), so a key presented at the other site is recognised as the other site's
+    (:func:`issuing_site`) and the caller is told where to send it.
+    """
+
+    def __init__(self, path: Path | None = None, *, site: str | None = None) -> None:
         self.path = path
+        self.site = site
         self._records: dict[str, dict[str, Any]] = {}
         if path is not None and path.exists():
             self._records = json.loads(path.read_text("utf-8"))
@@ -66,12 +72,18 @@ class KeyStore:
             raise ValueError(f"role {role!r} needs a tenant")
         if role == "operator" and jurisdiction not in JURISDICTIONS:
             raise ValueError("role 'operator' needs jurisdiction FR or DE")
-        key_id = secrets.token_hex(6)
+        key_id = (self.site.lower() + secrets.token_hex(5)) if self.site else secrets.token_hex(6)
         key = f"cor_{key_id}_{secrets.token_urlsafe(24)}"
+        self.add(key, role, tenant=tenant, jurisdiction=jurisdiction, scope=scope)
+        return key
+
+    def add(self, key: str, role: str, *, tenant: str | None = None, jurisdiction: str | None = None,
+            scope: tuple[str, ...] = ()) -> None:
+        """Accept an existing key too (e.g. the corridor-wide auditor key, issued at one site)."""
+        key_id = key.split("_", 2)[1]
         self._records[key_id] = {"sha256": _hash(key), "role": role, "tenant": tenant,
                                  "jurisdiction": jurisdiction, "scope": list(scope)}
         self._save()
-        return key
 
     def authenticate(self, key: str) -> Principal | None:
         """The principal of ``key``, or None when it is unknown or wrong."""
@@ -93,6 +105,19 @@ class KeyStore:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(self._records, handle, indent=1, sort_keys=True)
         os.replace(tmp, self.path)
+
+
+def issuing_site(key: str) -> str | None:
+    """The site whose key store issued ``key``, from its id (``cor_de…`` → ``DE``); None if unknown.
+
+    >>> issuing_site("cor_de0a1b2c3d4e_secret")
+    'DE'
+    """
+    parts = key.split("_", 2)
+    if len(parts) != 3 or parts[0] != "cor":
+        return None
+    prefix = parts[1][:2].upper()
+    return prefix if prefix in JURISDICTIONS else None
 
 
 class JwtVerifier:

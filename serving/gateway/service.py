@@ -16,7 +16,7 @@ from serving.batch import BatchService
 from serving.federation.runtime import Federation
 from serving.federation.witnessing import Witness
 from serving.feed import SecurityFeed
-from serving.gateway.auth import Authenticator, Principal
+from serving.gateway.auth import Authenticator, Principal, issuing_site
 from serving.gateway.errors import Forbidden, Unauthenticated
 from serving.gateway.limits import RateLimiter
 from serving.gateway.metrics import GatewayMetrics
@@ -98,6 +98,12 @@ class Gateway:
             raise Unauthenticated("missing bearer credentials: send 'Authorization: Bearer <api key>'",
                                   code="invalid_api_key")
         principal = self.auth.authenticate(token.strip())
+        if principal is None and self.federation is not None:
+            home = issuing_site(token.strip())
+            if home == self.federation.peer:
+                url = self.federation.config.peer_gateway_url or f"the {home} site's gateway"
+                raise Unauthenticated(f"this key was issued by site {home}, not by this site "
+                                      f"({self.site}): send it to {url}", code="wrong_site")
         if principal is None:
             if limiter is not None:
                 limiter.auth_failed(request.client.host if request.client else None,

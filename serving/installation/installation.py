@@ -26,7 +26,6 @@ Steps, each shown as it runs:
 from __future__ import annotations
 
 import gc
-import json
 import os
 import time
 from pathlib import Path
@@ -48,11 +47,15 @@ from serving.feed import LedgerFollower, SecurityFeed, open_feed
 from serving.gateway import Authenticator, Gateway, KeyStore, create_app
 from serving.gateway.limits import RateLimiter
 from serving.installation.adapters import DeploymentEndpoints, SchedulerView
-from serving.installation.settings import UpConfig
+from serving.installation.settings import UpConfig, own_pools, serves_here
 from serving.models.artifacts import artifact_digest, minilm_directory
 from serving.models.demo import MODEL_ID as DEMO_MODEL, build_demo_model
 from serving.replica.actor import OFFLINE_ENV, VLLMReplica
+from serving.federation.runtime import Federation
+from serving.installation.keys import demo_keystore
+from serving.installation.site import federation_of, serve_site, signer_of, witness_of
 from serving.routing import Router
+from scheduler.inventory import Inventory
 
 
 class Installation:
@@ -69,6 +72,7 @@ class Installation:
         self.crisis: CrisisRegistry | None = None
         self.events: SecurityFeed | None = None
         self.follower: LedgerFollower | None = None
+        self.federation: Federation | None = None
         self.cluster = None
         self.ledger: Ledger | None = None
         self.deployments: Deployments | None = None
@@ -103,8 +107,15 @@ class Installation:
         self.events, self.follower = open_feed(self.run_config.events_path(home),
                                                syslog=self.run_config.security_events.syslog,
                                                ledger=self.ledger)
-        self.crisis = CrisisRegistry(self.policy, self.ledger, home / STORE_FILENAME).start()
+        self.federation = federation_of(self.config, self.policy, self.ledger)
+        self.crisis = CrisisRegistry(self.policy, self.ledger, home / STORE_FILENAME,
+                                     signer=signer_of(self.config, self.federation)).start()
+        if self.federation is not None:
+            self.federation.crisis = self.crisis
+            self.crisis.subscribe(self.federation.crisis_changed)
         self.deployments = Deployments(self.policy, self.ledger, VLLMReplica,
+                                       inventory=Inventory(self.policy, ledger=self.ledger,
+                                                           site=self.config.site),
                                        declarations=self.crisis.declarations)
         self._step("replicas placed", lambda: self._deploy(models))
         self.deployments.start()
@@ -120,7 +131,9 @@ class Installation:
                                limiter=RateLimiter(self.policy, ledger=self.ledger, feed=self.events,
                                                    auth_failures=self.run_config.auth_throttle.failures,
                                                    auth_window_s=self.run_config.auth_throttle.window_s),
-                               model_digests=dict(self.model_digests))
+                               model_digests=dict(self.model_digests),
+                               site=self.config.site, federation=self.federation,
+                               witness=witness_of(self.config, self.federation, self.ledger))
         # Batches resume where they stopped: their state is in the home directory.
         self.gateway.batches = BatchService.open(
             home, provisioner=DeploymentProvisioner(self.deployments, models))
@@ -132,6 +145,11 @@ class Installation:
     def app(self):
         assert self.gateway is not None, "start() first"
         return create_app(self.gateway)
+
+    def serve(self, log_level: str = "warning") -> None:
+        """Serve the gateway (and, at a site with a peer, the peer API over mutual TLS) until Ctrl-C."""
+        assert self.gateway is not None, "start() first"
+        serve_site(self.app(), self.gateway, self.config, log_level)
 
     def _step(self, title: str, action):
         started = time.monotonic()
@@ -152,7 +170,7 @@ class Installation:
         self.cluster = Cluster(initialize_head=True,
                                head_node_args={"num_cpus": 1, "num_gpus": 0,
                                                "include_dashboard": False, **loopback})
-        for pool in self.policy.bundle.pools:
+        for pool in own_pools(self.config.site, self.policy):
             self.cluster.add_node(num_cpus=1, num_gpus=self.config.gpus_per_node,
                                   labels=dict(pool.node_selector), **loopback)
         ray.init(address=self.cluster.address, logging_level="WARNING")
@@ -187,7 +205,7 @@ class Installation:
     def _deploy(self, models: dict[str, dict[str, Any]]) -> None:
         assert self.deployments is not None
         for name, model, audiences in self.config.deployments:
-            if model not in models:
+            if model not in models or not serves_here(self.config.site, self.policy, audiences):
                 continue
             spec = DeploymentSpec(name, model, audiences, replicas=1, gpus_per_replica=1,
                                   model_digest=self.model_digests.get(model),
@@ -221,25 +239,7 @@ class Installation:
                            f"({time.monotonic() - started:.0f} s)")
 
     def _keystore(self) -> KeyStore:
-        """Demo keys for every role; reused from ``demo-keys.json`` when they still authenticate."""
-        store = KeyStore(self.config.home / "api-keys.json")
-        demo_path = self.config.home / "demo-keys.json"
-        if demo_path.exists():
-            existing = json.loads(demo_path.read_text("utf-8"))
-            if existing and all(store.authenticate(key) for key in existing.values()):
-                self.keys = existing
-                return store
-        keys = {}
-        for tenant in self.policy.tenants:
-            for role in ("app", "admin"):
-                keys[f"{tenant}/{role}"] = store.issue(role, tenant=tenant)
-        keys["*/auditor"] = store.issue("auditor", scope=("*",))
-        for jurisdiction in ("FR", "DE"):
-            keys[f"{jurisdiction}/operator"] = store.issue("operator", jurisdiction=jurisdiction)
-        fd = os.open(demo_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(keys, handle, indent=2)
-        self.keys = keys
+        store, self.keys = demo_keystore(self.config.home, self.policy, self.config.site)
         return store
 
     def _security(self, message: str, **detail: Any) -> None:

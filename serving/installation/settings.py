@@ -6,7 +6,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from policies import Policy, Pool
 from scheduler.spec import Audience
+from serving.federation.sites import PeerConfig
 from serving.models.demo import MODEL_ID as DEMO_MODEL
 
 
@@ -50,3 +52,20 @@ class UpConfig:
     ready_timeout_s: float = 900.0
     deployments: list[tuple[str, str, list[Audience]]] = field(
         default_factory=lambda: list(DEMO_DEPLOYMENTS))
+    #: One site of the corridor (``FR``/``DE``): its own pools only, and its peer link. None: one
+    #: installation holding every pool of the bundle (tests, and single-operator setups).
+    site: str | None = None
+    peer: PeerConfig | None = None
+
+
+def own_pools(site: str | None, policy: Policy) -> list[Pool]:
+    """The pools a site's own Ray cluster holds: those of its jurisdiction (every pool without a site)."""
+    return [pool for pool in policy.bundle.pools if site in (None, pool.jurisdiction)]
+
+
+def serves_here(site: str | None, policy: Policy, audiences: list[Audience]) -> bool:
+    """At a site, a deployment serves the tenants whose home it is (its first audience's)."""
+    if site is None:
+        return True
+    tenant = policy.tenants.get(audiences[0].tenant) if audiences else None
+    return tenant is not None and tenant.home == site

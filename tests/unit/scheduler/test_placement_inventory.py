@@ -97,3 +97,17 @@ def test_a_node_matching_two_pools_selectors_is_quarantined() -> None:
     snap = snapshot(policy, RayNode("both", True, {"zone": "eu-west"}, 2, 2))
     assert snap.quarantined["both"].code == QuarantineCode.AMBIGUOUS_POOL
     assert "both" not in snap.nodes
+
+
+def test_a_node_of_the_other_jurisdiction_in_a_sites_own_cluster_is_quarantined(default_policy):
+    from scheduler.snapshot import build_snapshot
+
+    nodes = [RayNode("n-paris", True, {"corridor.eu/pool": "fr-paris", "corridor.eu/jurisdiction": "FR"}, 2, 2),
+             RayNode("n-frankfurt", True, {"corridor.eu/pool": "de-frankfurt",
+                                           "corridor.eu/jurisdiction": "DE"}, 2, 2)]
+    snapshot = build_snapshot(default_policy.bundle.pools, nodes, site="FR")
+    assert set(snapshot.nodes) == {"n-paris"}
+    assert snapshot.quarantined["n-frankfurt"].code == QuarantineCode.FOREIGN_JURISDICTION
+    assert "site FR" in snapshot.quarantined["n-frankfurt"].message
+    everywhere = build_snapshot(default_policy.bundle.pools, nodes)
+    assert set(everywhere.nodes) == {"n-paris", "n-frankfurt"}, "without a site, both are pool members"
