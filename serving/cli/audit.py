@@ -139,8 +139,18 @@ def verify(
             "--public-key", dir_okay=False, help="Public key JSON {key_id, public_key} (default: the key in --home)."
         ),
     ] = None,
+    peer: Annotated[str | None, typer.Option(
+        "--peer", help="Instead: check the peer site's log (at this gateway URL) against every head of it "
+                       "this site (--home) witnessed.")] = None,
+    key: Annotated[str | None, typer.Option(
+        "--key", envvar="CORRIDOR_AUDITOR_KEY", help="With --peer: an auditor key valid at the peer site.")] = None,
 ) -> None:
-    """Verify the stored ledger, or an export against a signed tree head."""
+    """Verify the stored ledger, an export against a signed tree head, or (--peer) the peer site's log."""
+    if peer is not None:
+        from serving.cli.audit_peer import verify_peer
+
+        verify_peer(peer, home, key)
+        return
     home = _home(home)
     if (export is None) != (tree_head is None):
         raise _die("--export and --tree-head go together")
@@ -259,3 +269,7 @@ def public_key(home: HomeOption = None) -> None:
 
 if __name__ == "__main__":
     app()
+
+
+# Checks across the two sites of the corridor (``verify-peer``, ``reconcile``) register here.
+import serving.cli.audit_peer  # noqa: E402,F401

@@ -154,6 +154,26 @@ def test_each_site_witnesses_the_other_and_auditors_can_check_the_cosignatures(c
     assert checkpoint.startswith("corridor.eu/DE/ledger\n")
 
 
+def test_reconcile_finds_every_forwarded_request_in_both_ledgers_and_verify_peer_holds(corridor, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from serving.cli import app
+
+    fr, de = corridor["FR"], corridor["DE"]
+    corridor.wait(lambda: fr.gateway.witness.items, what="a witnessed DE head")
+    (tmp_path / "sites.json").write_text(json.dumps({"FR": {"url": fr.url}, "DE": {"url": de.url}}))
+    auditor = fr.keys["*/auditor"]
+    result = CliRunner().invoke(app, ["audit", "reconcile", "--home", str(tmp_path), "--key", auditor])
+    assert result.exit_code == 0, result.output
+    assert "DE→FR: 1 forwarded, 1 served, 1 in both" in result.output
+    checked = CliRunner().invoke(app, ["audit", "verify", "--peer", de.url, "--home", str(corridor.home / "FR"),
+                                       "--key", auditor])
+    assert checked.exit_code == 0, checked.output
+    assert "site DE" in checked.output and "consistent" in checked.output
+
+
 def test_a_site_on_another_bundle_gets_nothing_forwarded_and_both_say_why(tmp_path):
     import yaml
 
