@@ -170,13 +170,22 @@ class Corridor:
         return not waiting
 
     def wait(self) -> int:
-        """Block until a site exits; return its exit status."""
-        while True:
+        """Block until both sites have exited; return the first non-zero status.
+
+        A site that exits alone leaves the other serving: each site is autarkic on its own (its
+        home traffic goes on; requests that need the gone peer get 503 ``peer_unavailable``).
+        """
+        reported: dict[str, int] = {}
+        while len(reported) < len(self.processes):
             for site, process in self.processes.items():
                 code = process.poll()
-                if code is not None:
-                    return code
+                if code is not None and site not in reported:
+                    reported[site] = code
+                    self.console.print(f"site {site} stopped (status {code}); "
+                                       f"{', '.join(s for s in self.processes if s not in reported) or 'none'} "
+                                       f"still serving", highlight=False)
             time.sleep(0.5)
+        return next((code for code in reported.values() if code), 0)
 
     def stop(self, timeout_s: float = 90.0) -> None:
         """SIGINT both sites (each stops replicas and Ray), then SIGKILL whatever is left."""

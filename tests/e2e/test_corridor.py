@@ -1,11 +1,12 @@
-"""End to end: the Batch API of a real ``corridor up`` (Ray, vLLM CPU servers) with the openai SDK.
+"""End to end: a real two-site ``corridor up`` (two Ray clusters, vLLM CPU servers) with the openai SDK.
 
-The installation runs as its own process (``python -m serving.cli up``), as
-in production, on a bundle that differs from the default in one point:
-``fr-health`` may not use ``minilm``. The last test SIGKILLs it mid-batch and
-starts it again on the same home; the replicas (Ray actors of the killed
-process) die with it and are placed again. Two starts, a few minutes each on
-two cores.
+The corridor runs as its own process (``python -m serving.cli up``: an FR and a DE site process),
+as in production, on a bundle that differs from the default in one point: ``fr-health`` may not
+use ``minilm``. The Batch API at each tenant's home site; the two-site crisis drill (declared at
+DE, approved at FR, German embeddings forwarded to FR and served there, both ledgers under one
+decision id, reconciled and witnessed); a gateway SIGKILLed mid-batch and started again; the
+FR site killed during crossings (503 ``peer_unavailable``, home traffic unaffected). Two starts,
+a few minutes each on two cores.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ import pytest
 import yaml
 
 from policies import default_bundle_path
+from serving.gateway.auth import issuing_site
+from serving.loopback import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3000)]
 
@@ -55,15 +58,32 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
+def free_port_pair() -> int:
+    """A port P with P and P + 1 (the two gateways) and P + 100, P + 101 (their peer APIs) free now."""
+    for _ in range(50):
+        port = free_port()
+        if port < 60000 and all(_free(p) for p in (port + 1, port + 100, port + 101)):
+            return port
+    raise RuntimeError("no free port range for the two sites")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 class Corridor:
-    """``corridor up`` as a child process on ``home`` and ``port``."""
+    """``corridor up`` (two sites: FR on ``port``, DE on ``port + 1``) as a child process on ``home``."""
 
     def __init__(self, home: Path, bundle: Path) -> None:
         self.home, self.bundle = home, bundle
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.port = free_port_pair()
+        self.url = f"http://127.0.0.1:{self.port}"  # the FR site
+        self.sites: dict[str, str] = {}
         self.process: subprocess.Popen | None = None
         self.keys: dict[str, str] = {}
 
@@ -75,17 +95,24 @@ class Corridor:
              "--policy", str(self.bundle)], env=env, stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.home)
         deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=2):
-                    break
-            except OSError:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"corridor up exited; see {self.home / 'up.log'}") from None
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"corridor up not serving within {timeout:.0f} s") from None
-                time.sleep(2)
+        for url in (self.url, f"http://127.0.0.1:{self.port + 1}"):
+            while True:
+                try:
+                    with urllib.request.urlopen(url + "/healthz", timeout=2):
+                        break
+                except OSError:
+                    if self.process.poll() is not None:
+                        raise RuntimeError(f"corridor up exited; see {self.home / 'up.log'}") from None
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"corridor up not serving within {timeout:.0f} s") from None
+                    time.sleep(2)
         self.keys = json.loads((self.home / "demo-keys.json").read_text("utf-8"))
+        self.sites = {site: entry["url"] for site, entry in
+                      json.loads((self.home / "sites.json").read_text("utf-8")).items()}
+
+    def url_of(self, who: str) -> str:
+        """The gateway of the site that issued ``who``'s key (the auditor's: FR, valid at both)."""
+        return self.sites[issuing_site(self.keys[who]) or "FR"]
 
     def kill(self) -> None:
         """SIGKILL the gateway process, then reap what it left (Ray, vLLM) so nothing lingers."""
@@ -120,20 +147,27 @@ class Corridor:
             time.sleep(0.2)
 
     def sdk(self, who: str, **headers: str) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.url + "/v1", api_key=self.keys[who], max_retries=2, timeout=120,
-                             default_headers=headers)
+        return openai.OpenAI(base_url=self.url_of(who) + "/v1", api_key=self.keys[who], max_retries=2,
+                             timeout=120, default_headers=headers)
 
-    def get(self, who: str, path: str) -> httpx.Response:
-        return httpx.get(self.url + path, headers={"authorization": f"Bearer {self.keys[who]}"}, timeout=60)
+    def get(self, who: str, path: str, site: str | None = None) -> httpx.Response:
+        base = self.sites[site] if site else self.url_of(who)
+        return httpx.get(base + path, headers={"authorization": f"Bearer {self.keys[who]}"}, timeout=60)
 
     def ledger(self, tenant: str) -> list[dict]:
-        response = self.get("*/auditor", f"/audit/export?tenant={tenant}")
+        """The tenant's entries in the ledger of its home site."""
+        site = issuing_site(self.keys[f"{tenant}/app"])
+        response = self.get("*/auditor", f"/audit/export?tenant={tenant}", site=site)
         response.raise_for_status()
         return [json.loads(line)["entry"] for line in response.text.splitlines() if line.strip()]
 
     def pool_of_nodes(self) -> dict[str, str]:
-        pools = self.get("FR/operator", "/admin/pools").json()["pools"]
-        return {node["node_id"]: pool["id"] for pool in pools for node in pool["nodes"]}
+        """Every node of both sites' Ray clusters, with its pool."""
+        found = {}
+        for site in ("FR", "DE"):
+            pools = self.get(f"{site}/operator", "/admin/pools").json()["pools"]
+            found.update({node["node_id"]: pool["id"] for pool in pools for node in pool["nodes"]})
+        return found
 
 
 @pytest.fixture(scope="module")
@@ -275,6 +309,75 @@ def test_a_batch_without_a_live_allowed_replica_gets_a_batch_replica_in_an_allow
     assert {e["detail"]["replica"] for e in used} <= {e["detail"]["replica"] for e in placed}
 
 
+def operator(corridor, site: str, method: str, path: str, body: dict | None = None) -> dict:
+    answer = httpx.request(method, corridor.sites[site] + path, json=body, timeout=60,
+                           headers={"authorization": f"Bearer {corridor.keys[f'{site}/operator']}"})
+    assert answer.status_code < 400, answer.text
+    return answer.json()
+
+
+def embed_at_home(corridor):
+    """de-federal-it's VS-NfD embeddings, sent to its home site (DE), through the official SDK."""
+    client = corridor.sdk("de-federal-it/app", **{"X-Corridor-Marking": "VS-NfD"})
+    return client.embeddings.with_raw_response.create(model="minilm", input="Lagebericht")
+
+
+def test_the_two_site_drill_crosses_only_under_a_declaration_held_by_both_sites(corridor):
+    with pytest.raises(openai.InternalServerError) as before:
+        embed_at_home(corridor)
+    assert before.value.body["code"] == "no_replica_available"
+    scope = {"tenants": ["de-federal-it"], "markings": ["VS-NfD"], "models": ["minilm"], "directions": ["DE->FR"]}
+    declared = operator(corridor, "DE", "POST", "/admin/crisis", {"scope": scope, "reason": "e2e drill",
+                                                                  "valid_for_hours": 1})
+    deadline = time.monotonic() + 60
+    while True:  # the signed declare step travels to FR over the peer link
+        answer = httpx.get(f"{corridor.sites['FR']}/admin/crisis/{declared['id']}", timeout=30,
+                           headers={"authorization": f"Bearer {corridor.keys['FR/operator']}"})
+        if answer.status_code == 200:
+            break
+        assert time.monotonic() < deadline, "the declaration never reached FR"
+        time.sleep(0.5)
+    assert operator(corridor, "FR", "POST", f"/admin/crisis/{declared['id']}/approve")["status"] == "active"
+    deadline = time.monotonic() + 60
+    while operator(corridor, "DE", "GET", f"/admin/crisis/{declared['id']}")["status"] != "active":
+        assert time.monotonic() < deadline, "FR's approval never reached DE"
+        time.sleep(0.5)
+    raw = embed_at_home(corridor)
+    assert (raw.headers["x-corridor-site"], raw.headers["x-corridor-pool"]) == ("FR", "fr-paris")
+    assert raw.headers["x-corridor-declaration"] == declared["id"]
+    assert len(raw.parse().data[0].embedding) == 384  # a real vector, from the real minilm in Paris
+    decision = raw.headers["x-corridor-decision"]
+    both = {site: corridor.get("*/auditor", f"/audit/entries?decision_id={decision}", site=site).json()["data"]
+            for site in ("FR", "DE")}
+    (home,), (served,) = both["DE"], both["FR"]
+    assert home["entry"]["detail"]["forwarded_to"] == "FR" and served["entry"]["detail"]["forwarded_from"] == "DE"
+    assert home["entry"]["declaration"] == served["entry"]["declaration"] == declared["id"]
+    operator(corridor, "FR", "POST", f"/admin/crisis/{declared['id']}/revoke")
+    deadline = time.monotonic() + 60
+    while operator(corridor, "DE", "GET", f"/admin/crisis/{declared['id']}")["status"] != "revoked":
+        assert time.monotonic() < deadline, "the revocation never reached DE"
+        time.sleep(0.5)
+    with pytest.raises(openai.InternalServerError):
+        embed_at_home(corridor)
+    reconciled = subprocess.run([sys.executable, "-m", "serving.cli", "audit", "reconcile", "--home",
+                                 str(corridor.home), "--key", corridor.keys["*/auditor"]],
+                                capture_output=True, text=True, timeout=120)
+    assert reconciled.returncode == 0 and "DE→FR: 1 forwarded, 1 served, 1 in both" in reconciled.stdout
+
+
+def test_each_site_witnesses_the_other(corridor):
+    deadline = time.monotonic() + 120
+    for site in ("FR", "DE"):
+        while not corridor.get("*/auditor", "/audit/witness", site=site).json()["data"]:
+            assert time.monotonic() < deadline, f"{site} witnessed nothing"
+            time.sleep(1)
+    for site, peer in (("FR", "DE"), ("DE", "FR")):
+        checked = subprocess.run([sys.executable, "-m", "serving.cli", "audit", "verify", "--peer",
+                                  corridor.sites[peer], "--home", str(corridor.home / "sites" / site),
+                                  "--key", corridor.keys["*/auditor"]], capture_output=True, text=True, timeout=120)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
 def test_a_gateway_killed_mid_batch_finishes_it_after_restart_with_every_line_once(corridor):
     client = corridor.sdk("fr-interior/admin")
     source = client.files.create(file=("cases.jsonl", chat_file(600, max_tokens=32, prefix="k")),
@@ -296,3 +399,29 @@ def test_a_gateway_killed_mid_batch_finishes_it_after_restart_with_every_line_on
     entries = [e for e in corridor.ledger("fr-interior") if e["detail"].get("batch") == batch.id]
     assert len({e["node_id"] for e in entries}) == 2  # one replica before the kill, one after
     assert {e["pool"] for e in entries} == {"fr-paris"}
+
+
+def test_with_the_fr_site_killed_a_crossing_is_503_peer_unavailable_and_de_serves_its_own(corridor):
+    scope = {"tenants": ["de-federal-it"], "markings": ["VS-NfD"], "models": ["minilm"], "directions": ["DE->FR"]}
+    declared = operator(corridor, "DE", "POST", "/admin/crisis", {"scope": scope, "reason": "e2e peer down",
+                                                                  "valid_for_hours": 1})
+    deadline = time.monotonic() + 60
+    while httpx.get(f"{corridor.sites['FR']}/admin/crisis/{declared['id']}", timeout=30,
+                    headers={"authorization": f"Bearer {corridor.keys['FR/operator']}"}).status_code != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    operator(corridor, "FR", "POST", f"/admin/crisis/{declared['id']}/approve")
+    while operator(corridor, "DE", "GET", f"/admin/crisis/{declared['id']}")["status"] != "active":
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    assert embed_at_home(corridor).headers["x-corridor-site"] == "FR"
+    fr_site = [pid for pid in _descendants(corridor.process.pid)
+               if "--site FR" in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()]
+    assert fr_site, "the FR site process"
+    corridor._reap(fr_site[:1] + _descendants(fr_site[0]))
+    with pytest.raises(openai.InternalServerError) as info:
+        embed_at_home(corridor)
+    assert info.value.body["code"] == "peer_unavailable"
+    home = corridor.sdk("de-federal-it/app", **{"X-Corridor-Marking": "VS-NfD"}).chat.completions.with_raw_response.create(
+        model="corridor-tiny", messages=[{"role": "user", "content": "Hallo"}], max_tokens=4)
+    assert home.headers["x-corridor-site"] == "DE" and home.headers["x-corridor-pool"] == "de-frankfurt"
