@@ -63,10 +63,12 @@ class Witness:
         return {"tree_head": head, "checkpoint": note}
 
     def checkpoint(self) -> str:
-        """This site's latest checkpoint, with the peer's cosignature when it has cosigned that size."""
-        head = self.ledger.latest_tree_head()
-        return self.cosigned.get(str(head["tree_size"])) or sign_tree_head_checkpoint(
-            self.federation.site, head, self.key)
+        """This site's newest checkpoint the peer has cosigned (both signature lines), else its latest
+        own signed one: the log grows between witness cycles, so the witnessed checkpoint is
+        usually a few entries behind the newest head."""
+        if self.cosigned:
+            return self.cosigned[max(self.cosigned, key=int)]
+        return sign_tree_head_checkpoint(self.federation.site, self.ledger.latest_tree_head(), self.key)
 
     def receive_cosignature(self, item: dict[str, Any]) -> None:
         """The peer cosigned one of this site's heads; keep its cosigned checkpoint."""

@@ -143,8 +143,8 @@ async def witness(request: Request, after: int | None = None, limit: int = 100) 
 
 @router.get("/checkpoint")
 def checkpoint(request: Request) -> Response:
-    """This site's latest signed tree head as a C2SP checkpoint (``text/plain``), with the peer's
-    ``cosignature/v1`` line once the peer has witnessed that size."""
+    """This site's newest checkpoint the peer witnessed, as a C2SP signed note (``text/plain``): this
+    site's ledger signature and the peer's ``cosignature/v1`` line; before any, the latest own one."""
     gateway, _ = _auditor(request)
     if gateway.witness is not None:
         return PlainTextResponse(gateway.witness.checkpoint())
