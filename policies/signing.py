@@ -1,7 +1,9 @@
 """Detached Ed25519 signatures of policy bundles, and the operator keys trusted to sign them.
 
 A bundle file ``B.yaml`` is signed by a detached file ``B.yaml.sig`` holding
-one JSON object::
+``{"signatures": [...]}``, one object per signer (a joint bundle of the corridor
+carries one of an operator of each jurisdiction; a file with one bare object is
+read as one signature)::
 
     {"algorithm": "Ed25519",
      "key_id": "<lowercase hex SHA-256 of the signer's raw 32-byte public key>",
@@ -152,10 +154,36 @@ def verify_bundle(data: bytes, signature: BundleSignature,
     return key
 
 
-def verify_bundle_file(path: str | Path, trusted: Sequence[OperatorKey]) -> tuple[bytes, OperatorKey]:
-    """Read a bundle and its ``.sig``; return the verified bytes and who signed them.
+def parse_signatures(text: str | bytes, source: str = "signature") -> list[BundleSignature]:
+    """Every signature of a ``.sig`` file (``{"signatures": [...]}``, or one bare object)."""
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise BundleSignatureError("MALFORMED", f"{source}: not JSON ({exc})") from exc
+    if isinstance(document, dict) and set(document) == {"signatures"} and isinstance(document["signatures"], list):
+        if not document["signatures"]:
+            raise BundleSignatureError("MALFORMED", f"{source}: signatures: empty")
+        return [parse_signature(json.dumps(item), f"{source}: signatures[{i}]")
+                for i, item in enumerate(document["signatures"])]
+    return [parse_signature(text, source)]
 
-    Load the bundle from the returned bytes, not by reading the file again.
+
+def signatures_text(signatures: Sequence[BundleSignature]) -> str:
+    """The ``.sig`` file content for ``signatures``."""
+    return json.dumps({"signatures": [s.model_dump() for s in signatures]}, indent=2) + "\n"
+
+
+def with_signature(existing: Sequence[BundleSignature], new: BundleSignature) -> list[BundleSignature]:
+    """``existing`` plus ``new`` (replacing an earlier signature of the same key)."""
+    return [*(s for s in existing if s.key_id != new.key_id), new]
+
+
+def verify_bundle_signers(path: str | Path,
+                          trusted: Sequence[OperatorKey]) -> tuple[bytes, list[OperatorKey]]:
+    """Read a bundle and its ``.sig``; every signature must verify with a trusted key.
+
+    Returns the verified bytes (load the bundle from them, not by reading the file again)
+    and the signers, in signature order.
     """
     path = Path(path)
     data = path.read_bytes()
@@ -166,7 +194,15 @@ def verify_bundle_file(path: str | Path, trusted: Sequence[OperatorKey]) -> tupl
         raise BundleSignatureError(
             "UNSIGNED", f"{path} has no signature {sig_path.name}; sign it with "
             f"`corridor policy sign {path} --key <operator key.pem>`") from exc
-    return data, verify_bundle(data, parse_signature(text, str(sig_path)), trusted)
+    return data, [verify_bundle(data, signature, trusted)
+                  for signature in parse_signatures(text, str(sig_path))]
+
+
+def verify_bundle_file(path: str | Path, trusted: Sequence[OperatorKey]) -> tuple[bytes, OperatorKey]:
+    """Read a bundle and its ``.sig``; return the verified bytes and its first signer (every
+    signature must verify)."""
+    data, signers = verify_bundle_signers(path, trusted)
+    return data, signers[0]
 
 
 def load_private_key(path: str | Path) -> Ed25519PrivateKey:

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 
 from policies import Policy, load_bundle
 from policies.exceptions import BundleSignatureError, PolicyError
-from policies.signing import OperatorKey, verify_bundle_file
+from policies.signing import OperatorKey, verify_bundle_signers
 from serving.replica.actor import OFFLINE_ENV
 
 #: A closed loopback port: whatever is sent there is refused on the spot, and never leaves.
@@ -180,19 +180,29 @@ class BundleCheck:
                 "signer_jurisdiction": self.signer.jurisdiction, "key_id": self.signer.key_id}
 
 
-def check_bundle(path: Path, policy: Policy, trusted: Sequence[OperatorKey]) -> BundleCheck:
-    """Verify ``path``'s signature and that it is the bundle ``policy`` was built from."""
+def check_bundle(path: Path, policy: Policy, trusted: Sequence[OperatorKey],
+                 jurisdictions: Sequence[str] = ()) -> BundleCheck:
+    """Verify ``path``'s signatures and that it is the bundle ``policy`` was built from.
+
+    ``jurisdictions``: a site of the corridor needs a signature of an operator of each (the
+    joint bundle both sites load)."""
     if not trusted:
         raise AutarkyError([f"no operator_keys in the running configuration, so no signature of "
                             f"{path} can be trusted; list the signers' public keys "
                             f"(`corridor policy keygen` prints them) in corridor.yaml"])
     try:
-        data, signer = verify_bundle_file(path, trusted)
+        data, signers = verify_bundle_signers(path, trusted)
+        signer = signers[0]
         verified = load_bundle(path, text=data.decode("utf-8"))
     except BundleSignatureError as exc:
         raise AutarkyError([f"policy bundle {path}: {exc}"]) from exc
     except (OSError, UnicodeDecodeError, PolicyError) as exc:
         raise AutarkyError([f"policy bundle {path}: cannot be read and verified ({exc})"]) from exc
+    missing = sorted(set(jurisdictions) - {s.jurisdiction for s in signers})
+    if missing:
+        raise AutarkyError([f"policy bundle {path}: the joint bundle of the corridor needs a signature "
+                            f"of an operator of {', '.join(missing)} too (`corridor policy sign` on each "
+                            f"side)"])
     if verified.digest() != policy.digest:
         raise AutarkyError([f"policy bundle {path} changed after it was loaded (digest "
                             f"{verified.digest()}, loaded {policy.digest}); start again"])

@@ -120,7 +120,9 @@ def sign(
     key: Annotated[Path, typer.Option("--key", help="Operator private key (PEM).")],
 ) -> None:
     """Sign a valid bundle's exact bytes with an operator key; writes FILE.sig."""
-    from policies.signing import sign_bundle, signature_path, load_private_key
+    from policies.exceptions import BundleSignatureError
+    from policies.signing import (load_private_key, parse_signatures, sign_bundle, signature_path,
+                                  signatures_text, with_signature)
 
     try:
         data = file.read_bytes()
@@ -136,8 +138,17 @@ def sign(
         raise typer.Exit(2) from exc
     signature = sign_bundle(data, private, bundle_digest=bundle.digest())
     target = signature_path(file)
-    target.write_text(signature.to_text(), "utf-8")
-    console.print(f"[bold green]signed[/] {file} → {target}", highlight=False, soft_wrap=True)
+    existing = []
+    if target.exists():  # a joint bundle: the other jurisdiction's operator signed already
+        try:
+            existing = [s for s in parse_signatures(target.read_text("utf-8"), str(target))
+                        if s.bundle_digest == bundle.digest()]
+        except BundleSignatureError:
+            existing = []
+    signatures = with_signature(existing, signature)
+    target.write_text(signatures_text(signatures), "utf-8")
+    console.print(f"[bold green]signed[/] {file} → {target} ({len(signatures)} signature(s))",
+                  highlight=False, soft_wrap=True)
     console.print(f"key {signature.key_id} · bundle {bundle.digest()}", highlight=False, soft_wrap=True)
 
 
@@ -151,20 +162,25 @@ def verify(
 ) -> None:
     """Check FILE.sig against the trusted operator keys: exit 0 with the signer, else 1."""
     from policies.exceptions import BundleSignatureError
-    from policies.signing import verify_bundle_file
+    from policies.signing import verify_bundle_signers
     from serving.config import ConfigError, load_run_config
 
     try:
         trusted = load_run_config(config_file, home or Path(".corridor")).operator_keys
-        _, signer = verify_bundle_file(file, trusted)
+        _, signers = verify_bundle_signers(file, trusted)
     except BundleSignatureError as exc:
         errors.print(f"[bold red]✗ {file}[/]: {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from exc
     except (ConfigError, OSError) as exc:
         errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from exc
-    console.print(f"[bold green]✓[/] {file} signed by {signer.name} ({signer.jurisdiction}, "
-                  f"key {signer.key_id})", highlight=False, soft_wrap=True)
+    for signer in signers:
+        console.print(f"[bold green]✓[/] {file} signed by {signer.name} ({signer.jurisdiction}, "
+                      f"key {signer.key_id})", highlight=False, soft_wrap=True)
+    missing = sorted({"FR", "DE"} - {s.jurisdiction for s in signers})
+    if missing:
+        console.print(f"  not yet signed by an operator of {', '.join(missing)} (a joint bundle of the "
+                      f"corridor needs both in autarky mode)", highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -256,7 +256,8 @@ class Installation:
                                      syslog=self.run_config.security_events.syslog)
         try:
             bundle = check_bundle(self.config.bundle or default_bundle_path(), self.policy,
-                                  self.run_config.operator_keys)
+                                  self.run_config.operator_keys,
+                                  jurisdictions=("FR", "DE") if self.config.peer else ())
         except AutarkyError as exc:
             problems = exc.problems + problems
         if problems:

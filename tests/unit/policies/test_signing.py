@@ -94,3 +94,29 @@ def test_private_keys_are_written_0600_and_never_overwritten(tmp_path):
 def test_a_bad_public_key_in_the_configuration_is_refused(public_key):
     with pytest.raises(ValueError, match="32-byte"):
         OperatorKey(name="x", jurisdiction="FR", public_key=public_key)
+
+
+def test_a_joint_bundle_carries_a_signature_of_each_jurisdiction_and_every_one_must_verify(tmp_path):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from policies import default_bundle_path
+    from policies.exceptions import BundleSignatureError
+    from policies.signing import (OperatorKey, parse_signatures, sign_bundle, signature_path, signatures_text,
+                                  verify_bundle_signers, with_signature)
+
+    bundle = tmp_path / "joint.yaml"
+    bundle.write_bytes(default_bundle_path().read_bytes())
+    keys = {j: Ed25519PrivateKey.generate() for j in ("FR", "DE")}
+    trusted = [OperatorKey.of(f"{j.lower()}-ops", j, k.public_key()) for j, k in keys.items()]
+    signatures = []
+    for key in keys.values():
+        signatures = with_signature(signatures, sign_bundle(bundle.read_bytes(), key))
+    signature_path(bundle).write_text(signatures_text(signatures))
+    _, signers = verify_bundle_signers(bundle, trusted)
+    assert [s.jurisdiction for s in signers] == ["FR", "DE"]
+    assert len(parse_signatures(signature_path(bundle).read_text())) == 2
+    forged = with_signature(signatures, sign_bundle(b"another bundle", keys["DE"]))
+    signature_path(bundle).write_text(signatures_text(forged))
+    with pytest.raises(BundleSignatureError) as info:
+        verify_bundle_signers(bundle, trusted)
+    assert info.value.code == "BAD_SIGNATURE", "one bad signature fails the whole file"

@@ -198,3 +198,18 @@ class TestCorridorUp:
         installation = Installation(UpConfig(home=home, bundle=bundle))
         assert installation.autarky
         assert "no operator_keys" in str(self.refused(installation, monkeypatch))
+
+
+def test_a_site_of_the_corridor_refuses_a_joint_bundle_signed_by_one_jurisdiction_only(tmp_path):
+    from policies.signing import signatures_text
+
+    bundle = tmp_path / "joint.yaml"
+    bundle.write_bytes(default_bundle_path().read_bytes())
+    key = Ed25519PrivateKey.generate()
+    signature_path(bundle).write_text(signatures_text([sign_bundle(bundle.read_bytes(), key)]))
+    trusted = [OperatorKey.of("fr-ops", "FR", key.public_key())]
+    policy = Policy.load(bundle)
+    assert check_bundle(bundle, policy, trusted).signer.jurisdiction == "FR"  # one site alone: enough
+    with pytest.raises(AutarkyError) as info:
+        check_bundle(bundle, policy, trusted, jurisdictions=("FR", "DE"))
+    assert "operator of DE" in str(info.value)
