@@ -25,6 +25,7 @@ from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 
 from policies import PolicyError, Workload, parse_data_flags, parse_marking
+from scheduler.ledger import LedgerEntryDraft
 from scheduler.ledger.decisions import decision_entry, refusal_entry
 from serving.federation.link import PeerUnavailable
 from serving.gateway.errors import BadRequest, Conflict, Forbidden, Unavailable
@@ -114,6 +115,12 @@ async def serve_forwarded(gateway: Gateway, request: Request, path: str, body: b
         raise BadRequest(f"a forwarded request needs the headers {', '.join(missing)}",
                          code="invalid_forward")
     if fields["X-Corridor-Policy-Digest"] != federation.own_digest:
+        await gateway.ledger.append_async(LedgerEntryDraft(
+            kind="security", allowed=False, reasons=["PEER_POLICY_MISMATCH"], policy_digest=federation.own_digest,
+            detail={"event": "peer_policy_mismatch", "site": federation.peer,
+                    "peer_digest": fields["X-Corridor-Policy-Digest"],
+                    "message": f"site {federation.peer} forwarded a request decided under another bundle; "
+                               f"refused"}))
         raise Conflict(f"this site runs policy {federation.own_digest}, the request was decided under "
                        f"{fields['X-Corridor-Policy-Digest']}; nothing is served across until both sites "
                        f"load the same joint bundle", code="peer_policy_mismatch")
