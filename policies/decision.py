@@ -37,6 +37,7 @@ class ReasonCode(enum.StrEnum):
     MISSING_ACCREDITATION = "MISSING_ACCREDITATION"
     EXPIRED_ACCREDITATION = "EXPIRED_ACCREDITATION"
     EVALUATION_ERROR = "EVALUATION_ERROR"
+    MARKING_SPILLAGE = "MARKING_SPILLAGE"
 
 
 _MESSAGES: dict[str, str] = {
@@ -63,6 +64,8 @@ _MESSAGES: dict[str, str] = {
     "EXPIRED_ACCREDITATION": "{subject} needs {accreditation}; the pool held it until "
     "{valid_until}, it has expired",
     "EVALUATION_ERROR": "the policy could not be evaluated ({error}); denied (fail closed)",
+    "MARKING_SPILLAGE": "the request text carries a {banner} banner (level {level}), above its "
+    "declared marking {marking}; refused",
 }
 
 

@@ -7,6 +7,7 @@ evaluated, and callers translate them into their own error format::
     PolicyError
     ├── UnknownMarkingError   a marking string that names no known marking
     ├── UnknownDataFlagError  a data flag that is not health/personal/sensitive
+    ├── UnknownCaveatError    a national-only caveat that is not in the markings catalogue
     ├── BundleError           a policy bundle that fails to load or validate
     └── BundleSignatureError  a bundle without a valid signature of a trusted operator key
 """
@@ -36,6 +37,15 @@ class UnknownDataFlagError(PolicyError, ValueError):
         self.value = value
         self.known = known
         super().__init__(f"unknown data flag {value!r}; known data flags: {', '.join(known)}")
+
+
+class UnknownCaveatError(PolicyError, ValueError):
+    """A caveat string that names no caveat of the markings catalogue."""
+
+    def __init__(self, value: str, known: list[str]) -> None:
+        self.value = value
+        self.known = known
+        super().__init__(f"unknown caveat {value!r}; known caveats: {', '.join(known)}")
 
 
 @dataclass(frozen=True)
