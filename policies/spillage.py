@@ -36,14 +36,17 @@ words "restreint" or "Dienstgebrauch" on their own (no spelling is that short).
 
 Speed
 -----
-Two cheap passes decide which work is needed. Every form-1, form-2 and
-one-word banner contains, in its exact case, an *anchor*: the longest word of
-one of its spellings (upper case, or as written for a designator). The text's
-UTF-8 bytes are reduced in one ``bytes.translate`` to its capitals (accented
-capitals folded to their letter) and the letters designators use; only if an
-anchor occurs there is the whole text scanned with the one precompiled regex.
-Otherwise only line starts are tried (a regex whose literal prefix is the line
-break). About 30 µs for 8 KiB of ordinary prose (``benchmarks/spillage_bench.py``).
+Two cheap passes decide which work is needed. Every upper-case banner (forms 1
+and 3) contains, within one word, an *anchor*: a few capital words chosen from
+the catalogue (``SECRET``, ``RESTREINT``, ``NFD``, …). The text's UTF-8 bytes
+are reduced by one ``bytes.translate`` to its capitals (accented capitals
+folded to their letter); a designator's anchor (``NfD``) is looked up in the
+text only when its capitals (``ND``) are there. Only if an anchor occurs is
+the whole text scanned with the precompiled regex (each alternative starts
+with a literal capital and the spellings are factored as a trie). Otherwise
+only line starts are tried, with the same alternatives behind a literal line
+break. Ordinary prose costs 25–40 µs per 8 KiB on the 2-core reference
+machine, a text carrying a banner 70–130 µs (``benchmarks/spillage_bench.py``).
 
 >>> highest_banner("Note\\nDIFFUSION RESTREINTE\\nobjet : …").id
 'DR'
@@ -98,39 +101,79 @@ def _word_pattern(word: str) -> str:
     return "".join(f"[{_ACCENTS[ch]}]" if ch in _ACCENTS else re.escape(ch) for ch in word)
 
 
-def _caps_table(keep_lower: str) -> tuple[bytes, bytes]:
-    """A ``bytes.translate`` table keeping A–Z and ``keep_lower``, folding the UTF-8
-    continuation bytes of À–Þ to their base capital, and the bytes to delete."""
+def _caps_table() -> tuple[bytes, bytes]:
+    """A ``bytes.translate`` table keeping A–Z and folding the UTF-8 continuation bytes of
+    À–Þ to their base capital, and the bytes to delete (everything else)."""
     table = bytearray(range(256))
     for byte in range(0x80, 0x9F):  # U+00C0..U+00DE are C3 80..C3 9E in UTF-8
         base = _fold(chr(0xC0 + byte - 0x80)).upper()[:1]
         if base.isascii() and base.isalpha():
             table[byte] = ord(base)
-    kept = {*range(ord("A"), ord("Z") + 1), *map(ord, keep_lower)}
+    kept = set(range(ord("A"), ord("Z") + 1))
     kept |= {b for b in range(0x80, 0x9F) if table[b] != b}
     delete = bytes(b for b in range(256) if b not in kept)
     return bytes(table), delete
 
 
 def _anchors(forms: dict[str, set[str]]) -> list[str]:
-    """Few words such that every banner form contains one: a greedy cover, taking the word
-    of four letters or more (shorter only when a form has none) that covers most forms,
-    then the longest, until all are covered.
+    """Few words such that every banner form has a word containing one: a greedy cover,
+    taking the candidate (a word of four letters or more, or a form's longest word) that
+    covers most forms, then the longest, until all are covered.
 
-    ``forms`` maps each form (a banner's letters run together) to its words.
+    Anchors never span two words: between words the reduced bytes may hold anything.
+    ``forms`` maps each form (a banner's words, space-separated) to its words.
 
-    >>> _anchors({"SECRETUE": {"SECRET", "UE"}, "EUSECRET": {"EU", "SECRET"},
-    ...           "STRENGGEHEIM": {"STRENG", "GEHEIM"}, "GEHEIM": {"GEHEIM"}})
+    >>> _anchors({"SECRET UE": {"SECRET", "UE"}, "EU SECRET": {"EU", "SECRET"},
+    ...           "STRENG GEHEIM": {"STRENG", "GEHEIM"}, "GEHEIM": {"GEHEIM"}})
     ['GEHEIM', 'SECRET']
     """
     candidates = sorted({w for words in forms.values() for w in words if len(w) >= 4}
                         | {max(words, key=len) for words in forms.values()})
+
+    def covers(candidate: str, form: str) -> bool:
+        return any(candidate in word for word in forms[form])
+
     uncovered, chosen = set(forms), []
     while uncovered:
-        best = max(candidates, key=lambda c: (sum(c in f for f in uncovered), len(c)))
+        best = max(candidates, key=lambda c: (sum(covers(c, f) for f in uncovered), len(c)))
         chosen.append(best)
-        uncovered = {f for f in uncovered if best not in f}
+        uncovered = {f for f in uncovered if not covers(best, f)}
     return sorted(chosen)
+
+
+def _trie(spellings: Iterable[list[str]]) -> str:
+    """One regex for many spellings (lists of folded words), factored as a trie so that a
+    shared prefix is matched once; each alternative starts with a literal capital, the rest
+    is case-insensitive, each word must end a word, and longer continuations are tried first.
+
+    >>> pattern = re.compile(_trie([["secret"], ["secret", "ue"], ["geheim"]]))
+    >>> [pattern.match(t).group() for t in ("SECRET UE", "Secret ue", "SECRET UEX", "GEHEIM")]
+    ['SECRET UE', 'Secret ue', 'SECRET', 'GEHEIM']
+    >>> pattern.match("secret") is None  # the first letter is a capital
+    True
+    """
+    root: dict[str, list] = {}
+    for words in spellings:
+        node = root
+        for index, word in enumerate(words):
+            entry = node.setdefault(word, [False, {}])
+            entry[0] = entry[0] or index == len(words) - 1
+            node = entry[1]
+
+    def word(text: str) -> str:
+        return _word_pattern(text) + r"(?![^\W_])"
+
+    def tail(entry: list) -> str:
+        end, children = entry
+        if not children:
+            return ""
+        alternatives = "|".join(word(w) + tail(children[w]) for w in sorted(children, key=lambda w: (-len(w), w)))
+        return f"(?:{_SEP}(?:{alternatives}))" + ("?" if end else "")
+
+    by_letter: dict[str, list[str]] = {}
+    for first in sorted(root, key=lambda w: (-len(w), w)):
+        by_letter.setdefault(first[0].upper(), []).append(word(first[1:]) + tail(root[first]))
+    return "|".join(f"{letter}(?i:{'|'.join(alternatives)})" for letter, alternatives in sorted(by_letter.items()))
 
 
 class _Scanner:
@@ -140,8 +183,9 @@ class _Scanner:
         self.by_key: dict[str, Marking] = {}
         self.single: set[str] = set()
         self.designators: set[str] = set()
-        forms: dict[str, set[str]] = {}  # each banner's letters as they reach the reduced bytes
-        branches: dict[str, set[str]] = {}
+        forms: dict[str, set[str]] = {}  # each upper-case form's words
+        text_anchors: set[str] = set()
+        spellings: list[list[str]] = []
         for marking in markings:
             if marking.level < 1:
                 continue
@@ -151,23 +195,20 @@ class _Scanner:
                     continue
                 key = " ".join(words)
                 self.by_key[key] = marking
+                spellings.append(words)
                 if len(words) == 1:
                     self.single.add(key)
                 upper = [w.upper() for w in words]
-                forms.setdefault("".join(upper), set()).update(upper)
+                forms.setdefault(" ".join(upper), set()).update(upper)
                 if spelling != spelling.upper():
                     self.designators.add(re.sub(_SEP, "-", spelling))
-                    written = re.findall(r"[^\W_]+", spelling)
-                    forms.setdefault("".join(written), set()).update(written)
-                body = _word_pattern(words[0][1:]) + "".join(_SEP + _word_pattern(w) for w in words[1:])
-                branches.setdefault(words[0][0].upper(), set()).add(body)
-        kept = _anchors(forms)
-        self.anchors = tuple(a.encode("ascii") for a in kept)
-        keep_lower = "".join(sorted({ch for a in kept for ch in a if ch.islower()}))
-        self.table, self.delete = _caps_table(keep_lower)
-        # each alternative starts with a literal capital; longest first ("TRES SECRET UE" > "TRES SECRET")
-        alternatives = "|".join(f"{first}(?i:{'|'.join(sorted(bodies, key=lambda b: (-len(b), b)))})"
-                                for first, bodies in sorted(branches.items()))
+                    text_anchors.add(max(re.findall(r"[^\W_]+", spelling), key=len))
+        self.anchors = tuple(a.encode("ascii") for a in _anchors(forms))
+        # a designator anchor ("NfD") is searched in the text only when its capitals ("ND") are
+        # in the reduced bytes: that gate is cheap, the text search is not
+        self.text_anchors = tuple((re.sub(r"[^A-Z]", "", a).encode("ascii"), a) for a in sorted(text_anchors))
+        self.table, self.delete = _caps_table()
+        alternatives = _trie(spellings)
         self.anywhere = re.compile(alternatives)
         self.first_line = re.compile(f"[{re.escape(_LEAD)}]*({alternatives})")
         self.line = re.compile(f"\n[{re.escape(_LEAD)}]*({alternatives})")
@@ -177,6 +218,9 @@ class _Scanner:
         caps = text.encode("utf-8", "surrogatepass").translate(self.table, self.delete)
         for anchor in self.anchors:
             if anchor in caps:
+                return self._scan_all(text)
+        for gate, anchor in self.text_anchors:
+            if gate in caps and anchor in text:
                 return self._scan_all(text)
         return self._scan_lines(text)
 
@@ -212,16 +256,31 @@ class _Scanner:
         if (start and text[start - 1].isalnum()) or (end < len(text) and text[end].isalnum()):
             return None
         spelled = text[start:end]
-        key = " ".join(_words(spelled))
+        upper = spelled == spelled.upper()
+        header: bool | None = None
+        if not upper and _dashed(spelled) not in self.designators:
+            header = _is_header(text, start, end)
+            if not header:
+                return None
+        key = _key(spelled)
         marking = self.by_key.get(key)
         if marking is None:
             return None
-        upper = spelled == spelled.upper()
-        if key not in self.single and (upper or re.sub(_SEP, "-", spelled) in self.designators):
+        if key not in self.single:
             return marking
-        if key in self.single and not upper:
+        if not upper:
             return None
-        return marking if _is_header(text, start, end) else None
+        return marking if (header if header is not None else _is_header(text, start, end)) else None
+
+
+@lru_cache(maxsize=1024)
+def _key(spelled: str) -> str:
+    return " ".join(_words(spelled))
+
+
+@lru_cache(maxsize=1024)
+def _dashed(spelled: str) -> str:
+    return re.sub(_SEP, "-", spelled)
 
 
 def _is_header(text: str, start: int, end: int) -> bool:

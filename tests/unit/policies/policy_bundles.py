@@ -71,11 +71,11 @@ def base() -> dict[str, Any]:
              "markings": ["PUBLIC"], "default_marking": "PUBLIC", "data_flags": ["health"],
              "models": ["tiny"]},
             {"id": "eu-agency", "name": "EU agency", "home": "FR", "residency": ["FR", "DE"],
-             "markings": ["PUBLIC", "RESTREINT UE"], "default_marking": "PUBLIC",
+             "markings": ["PUBLIC", "RESTREINT UE", "NATO RESTRICTED"], "default_marking": "PUBLIC",
              "models": ["tiny", "other"]},
         ],
         "models": [
-            {"id": "tiny", "markings": ["PUBLIC", "DR", "VS-NfD", "RESTREINT UE"]},
+            {"id": "tiny", "markings": ["PUBLIC", "DR", "VS-NfD", "RESTREINT UE", "NATO RESTRICTED"]},
             {"id": "other", "markings": ["PUBLIC"]},
         ],
         "requirements": [
@@ -103,7 +103,10 @@ def base() -> dict[str, Any]:
 
 
 def declaration(**overrides: Any) -> dict[str, Any]:
-    """An FR→DE declaration for fr-interior DR on `tiny`, declared by FR, approved by DE."""
+    """An FR→DE declaration for fr-interior DR on `tiny`, declared by FR, approved by DE.
+
+    ``scope`` may be given whole or as ``scope_changes`` merged into the default scope.
+    """
     value = {
         "id": "crisis-1",
         "declared_by": {"operator": "anne", "jurisdiction": "FR"},
@@ -115,6 +118,7 @@ def declaration(**overrides: Any) -> dict[str, Any]:
         "approvals": [{"operator": "bernd", "jurisdiction": "DE",
                        "at": NOW - dt.timedelta(minutes=30)}],
     }
+    value["scope"].update(overrides.pop("scope_changes", {}))
     value.update(overrides)
     return value
 
