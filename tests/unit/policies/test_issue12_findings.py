@@ -7,12 +7,17 @@ the tests, so that each finding fails on its own against the old code.
 import datetime as dt
 
 import pytest
+import yaml
 
 from policies import BundleError, Declaration, Policy, Workload, load_bundle
 from policies.bundle import default_bundle_path
 from policies.loading import validate_document
 
-from policy_bundles import build
+
+
+def build(document: dict):
+    """Validate a bundle document as a file would be."""
+    return load_bundle("issue12.yaml", text=yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc)
 
@@ -80,6 +85,12 @@ class TestFinding2RulesFollowTheData:
         for pool in ("de-frankfurt", "de-berlin"):
             assert not decisions[pool].allowed
             assert "DATA_FLAG_NOT_DECLARED" in decisions[pool].codes
+
+    def test_a_public_declaration_for_de_health_leaves_paris_denied(self, default_policy):
+        crossing = declaration("de-health", "PUBLIC", "DE->FR")
+        decision = default_policy.decide(Workload.create("de-health", "PUBLIC", model="minilm"), "fr-paris",
+                                         at=NOW, declarations=[crossing])
+        assert not decision.allowed and "DATA_FLAG_NOT_DECLARED" in decision.codes
 
     def test_german_health_data_is_denied_on_paris_which_holds_no_c5_attestation(self, default_policy):
         crossing = declaration("de-health", "PUBLIC", "DE->FR", data_flags=["health", "personal"])
