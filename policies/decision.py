@@ -211,16 +211,13 @@ class Decision(NamedTuple):
 
     def to_json(self) -> dict[str, Any]:
         """The per-pool shape of ``corridor policy explain --json``."""
-        value = {
+        return {
             "pool": self.pool,
             "jurisdiction": self.jurisdiction,
             "allowed": self.allowed,
             "reasons": [reason.to_json() for reason in self.reasons],
             "declaration": self.declaration,
         }
-        if self.relied_on:
-            value["relied_on"] = [reliance.to_json() for reliance in self.relied_on]
-        return value
 
 
 class Evaluation(NamedTuple):
