@@ -37,6 +37,7 @@ from policies.markings import caveat_catalogue, parse_marking
 from policies.workload import Workload
 
 R = ReasonCode
+_PLAN_CACHE_SIZE = 4096
 
 #: What may satisfy a required accreditation: (held id, via an equivalence, crisis-only).
 Satisfier = tuple[str, bool, bool]
@@ -88,6 +89,9 @@ class Planner:
             self.equivalent[(fr, "DE")] = de
             self.equivalent[(de, "FR")] = fr
         self._satisfier_cache: dict[tuple[str, str, bool], tuple[Satisfier, ...]] = {}
+        # per (tenant, marking, flags, caveats), with no declaration in play: what each
+        # jurisdiction owes, before the reasons common to all pools
+        self._plan_cache: dict[tuple, dict[str, JurisdictionPlan]] = {}
 
     def satisfiers(self, rule: str, accreditation: str, crisis: bool) -> tuple[Satisfier, ...]:
         """The accreditation itself, then its declared equivalents for ``rule`` (crisis-only
@@ -131,8 +135,19 @@ class Planner:
         flags = workload.data_flags | frozenset(tenant.data_flags)
         declarations = [d for d in (*self.bundle.declarations, *extra_declarations)
                         if self._covers(d, workload, at)]
-        plans = {j: _JurisdictionPlanner(self, workload, tenant, flags, j).plan(declarations, common)
-                 for j in JURISDICTIONS}
+        key = (tenant.id, marking.id, flags, workload.caveats)
+        plans = None if declarations else self._plan_cache.get(key)
+        if plans is None:
+            plans = {j: _JurisdictionPlanner(self, workload, tenant, flags, j).plan(declarations)
+                     for j in JURISDICTIONS}
+            if not declarations:
+                if len(self._plan_cache) >= _PLAN_CACHE_SIZE:
+                    self._plan_cache.clear()
+                self._plan_cache[key] = plans
+        if common:
+            prefix = tuple(common)
+            plans = {j: JurisdictionPlan(prefix + p.reasons, p.declaration, p.checks, p.applied)
+                     for j, p in plans.items()}
         return Plan(workload, at, at.timestamp(), tuple(common), plans)
 
     def _model_reasons(self, workload: Workload, tenant_models: list[str]) -> list[Reason]:
@@ -196,9 +211,8 @@ class _JurisdictionPlanner:
             found.extend((r, f"{flag} data") for r in applicable(self.p.by_flag.get(flag, ()), where, home))
         return found
 
-    def plan(self, declarations: list[Declaration], common: list[Reason]) -> JurisdictionPlan:
+    def plan(self, declarations: list[Declaration]) -> JurisdictionPlan:
         j, tenant, marking = self.j, self.tenant, self.workload.marking.id
-        self.reasons.extend(common)
         marking_rules = applicable(self.p.by_marking.get(marking, ()), j, tenant.home)
         blocked = [r for r in marking_rules if r.jurisdictions is not None and j not in r.jurisdictions]
         crossing_needed = j not in tenant.residency or bool(blocked)

@@ -46,8 +46,9 @@ from policies.workload import Workload
 
 R = ReasonCode
 
-#: (reasons that deny, the declaration an allowed crossing uses, what an allowed decision relied on)
-_Verdict = tuple[tuple[Reason, ...], str | None, tuple[Reliance, ...]]
+#: (reasons that deny, the declaration an allowed crossing uses, the rules that applied,
+#:  what an allowed decision relied on)
+_Verdict = tuple[tuple[Reason, ...], str | None, tuple[str, ...], tuple[Reliance, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +115,7 @@ class Policy:
             profile = profiles.setdefault(key, len(profiles))
             self.pools[pool.id] = _CompiledPool(pool, pool.jurisdiction, expiry, rank, profile)
         self._planner = Planner(bundle)
+        self._name, self._version = bundle.name, bundle.version
         self.tenants = self._planner.tenants
         self.models = self._planner.models
 
@@ -165,15 +167,26 @@ class Policy:
         except Exception as exc:  # noqa: BLE001 - fail closed
             return Evaluation(workload, self.digest,
                               [self._error_decision(workload, p, at, exc) for p in pool_ids])
-        evaluate = self._evaluate
+        # the steps of _evaluate, inlined: pools of one profile share their verdict
         verdicts: dict[int, _Verdict] = {}
         decisions = []
+        append, pools_get, verdict_of = decisions.append, self.pools.get, self._verdict
+        digest, decided, when, name, version = self.digest, plan.workload, plan.at, self._name, self._version
         for pool_id in pool_ids:
             try:
-                decisions.append(evaluate(plan, pool_id, verdicts))
+                compiled = pools_get(pool_id)
+                if compiled is None:
+                    append(self._evaluate(plan, pool_id))
+                    continue
+                verdict = verdicts.get(compiled.profile)
+                if verdict is None:
+                    verdict = verdicts[compiled.profile] = verdict_of(plan, compiled)
+                reasons, declaration, applied, relied = verdict
+                append(_decision((not reasons, pool_id, compiled.jurisdiction, reasons, declaration,
+                                  digest, decided, when, applied, relied, name, version)))
             except Exception as exc:  # noqa: BLE001 - fail closed
-                decisions.append(self._error_decision(workload, pool_id, at, exc))
-        return Evaluation(plan.workload, self.digest, decisions)
+                append(self._error_decision(workload, pool_id, at, exc))
+        return Evaluation(decided, digest, decisions)
 
     def active_declarations(
         self, at: dt.datetime, declarations: Sequence[Declaration] = ()
@@ -183,25 +196,17 @@ class Policy:
 
     # -- evaluation ---------------------------------------------------------
 
-    def _evaluate(self, plan: Plan, pool_id: str,
-                  verdicts: dict[int, _Verdict] | None = None) -> Decision:
-        """One pool's decision; ``verdicts`` shares the work between pools of one profile."""
-        bundle = self.bundle
+    def _evaluate(self, plan: Plan, pool_id: str) -> Decision:
+        """One pool's decision (``decide_all`` inlines the same steps and shares verdicts)."""
         compiled = self.pools.get(pool_id)
         if compiled is None:
             reason = Reason.of(R.UNKNOWN_POOL, "pool-known", pool=pool_id)
             return _decision((False, pool_id, None, (*plan.common, reason), None, self.digest,
-                              plan.workload, plan.at, (), (), bundle.name, bundle.version))
-        verdict = verdicts.get(compiled.profile) if verdicts is not None else None
-        if verdict is None:
-            verdict = self._verdict(plan, compiled)
-            if verdicts is not None:
-                verdicts[compiled.profile] = verdict
-        reasons, declaration, relied = verdict
-        jplan = plan.jurisdictions[compiled.jurisdiction]
+                              plan.workload, plan.at, (), (), self._name, self._version))
+        reasons, declaration, applied, relied = self._verdict(plan, compiled)
         return _decision((not reasons, pool_id, compiled.jurisdiction, reasons, declaration,
-                          self.digest, plan.workload, plan.at, jplan.applied, relied,
-                          bundle.name, bundle.version))
+                          self.digest, plan.workload, plan.at, applied, relied,
+                          self._name, self._version))
 
     @staticmethod
     def _verdict(plan: Plan, compiled: _CompiledPool) -> _Verdict:
@@ -231,8 +236,8 @@ class Policy:
                     else:
                         reasons += (_accreditation_reason(rule, subject, label, expired_until),)
         if reasons:
-            return reasons, None, ()
-        return reasons, jplan.declaration, tuple(relied)
+            return reasons, None, jplan.applied, ()
+        return reasons, jplan.declaration, jplan.applied, tuple(relied)
 
     def _error_decision(self, workload: Any, pool_id: str, at: dt.datetime,
                         exc: Exception) -> Decision:
