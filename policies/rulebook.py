@@ -57,6 +57,7 @@ class _CompiledPool:
     jurisdiction: str
     expiry: dict[str, float]  # accreditation id -> first instant (epoch s) it is no longer valid
     rank: dict[str, int]  # accreditation id -> attestation rank (0: none stated)
+    valid_until: dict[str, str]  # accreditation id -> last valid day (ISO date)
     profile: int  # pools of one jurisdiction with the same accreditations and expiries share it
 
 
@@ -90,10 +91,8 @@ def _no_equivalence(rule: str, declaration: str, subject: str, accreditation: st
                      jurisdiction=jurisdiction, missing=accreditation, accreditation=accreditation)
 
 
-@functools.lru_cache(maxsize=4096)
-def _reliance(rule: str, accreditation: str, held: str, until: float, equivalence: bool,
-              crisis_only: bool) -> Reliance:
-    return Reliance(rule, accreditation, held, _last_day(until), equivalence, crisis_only)
+#: Builds a Reliance from (rule, accreditation, held, valid_until, equivalence, crisis_only).
+_reliance = functools.partial(tuple.__new__, Reliance)
 
 
 class Policy:
@@ -113,7 +112,9 @@ class Policy:
             rank = {a.id: ATTESTATION_RANK[a.attestation] for a in pool.accreditations if a.attestation}
             key = (pool.jurisdiction, tuple(sorted(expiry.items())), tuple(sorted(rank.items())))
             profile = profiles.setdefault(key, len(profiles))
-            self.pools[pool.id] = _CompiledPool(pool, pool.jurisdiction, expiry, rank, profile)
+            valid_until = {a.id: a.valid_until.isoformat() for a in pool.accreditations}
+            self.pools[pool.id] = _CompiledPool(pool, pool.jurisdiction, expiry, rank, valid_until,
+                                                profile)
         self._planner = Planner(bundle)
         self._name, self._version = bundle.name, bundle.version
         self.tenants = self._planner.tenants
@@ -214,7 +215,7 @@ class Policy:
         allowed crossing uses, and the accreditations an allowed decision relied on."""
         jplan = plan.jurisdictions[compiled.jurisdiction]
         reasons = jplan.reasons
-        relied: list[Reliance] = []
+        relied: list[tuple[str, str, str, bool, bool]] = []
         if jplan.checks:
             expiry = compiled.expiry
             at_ts = plan.at_ts
@@ -225,8 +226,7 @@ class Policy:
                     if until is None or (rank and not equivalence and compiled.rank.get(held, 0) < rank):
                         continue
                     if until > at_ts:
-                        relied.append(_reliance(rule, accreditation, held, until, equivalence,
-                                                crisis_only))
+                        relied.append((rule, accreditation, held, equivalence, crisis_only))
                         break
                     expired_until = until
                 else:
@@ -237,7 +237,10 @@ class Policy:
                         reasons += (_accreditation_reason(rule, subject, label, expired_until),)
         if reasons:
             return reasons, None, jplan.applied, ()
-        return reasons, jplan.declaration, jplan.applied, tuple(relied)
+        valid_until = compiled.valid_until
+        return reasons, jplan.declaration, jplan.applied, tuple(
+            _reliance((rule, accreditation, held, valid_until[held], equivalence, crisis_only))
+            for rule, accreditation, held, equivalence, crisis_only in relied)
 
     def _error_decision(self, workload: Any, pool_id: str, at: dt.datetime,
                         exc: Exception) -> Decision:
