@@ -48,6 +48,8 @@ only line starts are tried, with the same alternatives behind a literal line
 break. Ordinary prose costs 25–40 µs per 8 KiB on the 2-core reference
 machine, a text carrying a banner 70–130 µs (``benchmarks/spillage_bench.py``).
 
+(The module runs past 300 lines because its first 55 are the contract above.)
+
 >>> highest_banner("Note\\nDIFFUSION RESTREINTE\\nobjet : …").id
 'DR'
 >>> highest_banner("la diffusion restreinte de ce rapport") is None
