@@ -11,16 +11,20 @@ replica a request may be routed to, and where a batch job may run.
 '1/4 pools: 2 RESIDENCY, 2 WRONG_JURISDICTION, 1 MISSING_ACCREDITATION'
 """
 
-from policies.bundle import Bundle, Declaration, Pool, Tenant, default_bundle_path, load_bundle
-from policies.decision import Decision, Evaluation, Reason, ReasonCode
-from policies.exceptions import BundleError, BundleIssue, PolicyError, UnknownDataFlagError, UnknownMarkingError
-from policies.markings import Marking, parse_marking
+from policies.bundle import Bundle, Declaration, Pool, Tenant, default_bundle_path
+from policies.decision import Decision, Evaluation, Reason, ReasonCode, Reliance
+from policies.exceptions import (
+    BundleError, BundleIssue, PolicyError, UnknownCaveatError, UnknownDataFlagError, UnknownMarkingError,
+)
+from policies.markings import Caveat, Marking, parse_caveat, parse_marking
 from policies.rulebook import Policy, decide
-from policies.workload import Workload, parse_data_flags
+from policies.validation import load_bundle
+from policies.workload import MarkingRaise, Workload, apply_minimum_marking, parse_caveats, parse_data_flags
 
 __all__ = [
-    "Bundle", "BundleError", "BundleIssue", "Decision", "Declaration", "Evaluation", "Marking",
-    "Policy", "PolicyError", "Pool", "Reason", "ReasonCode", "Tenant", "UnknownDataFlagError",
-    "UnknownMarkingError", "Workload", "decide", "default_bundle_path", "load_bundle",
-    "parse_data_flags", "parse_marking",
+    "Bundle", "BundleError", "BundleIssue", "Caveat", "Decision", "Declaration", "Evaluation",
+    "Marking", "MarkingRaise", "Policy", "PolicyError", "Pool", "Reason", "ReasonCode", "Reliance",
+    "Tenant", "UnknownCaveatError", "UnknownDataFlagError", "UnknownMarkingError", "Workload",
+    "apply_minimum_marking", "decide", "default_bundle_path", "load_bundle", "parse_caveat",
+    "parse_caveats", "parse_data_flags", "parse_marking",
 ]

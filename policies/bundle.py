@@ -1,37 +1,37 @@
 """The policy bundle: pools, tenants, models, requirement rules, equivalences, declarations.
 
-A bundle is data (YAML); this module defines its schema and checks it on load.
-Every model forbids unknown fields, and values are validated strictly, so a
-misspelled ``residency`` or a quoted number is an error, never a silent
-default. Errors name the file, the path inside it and what is wrong::
+A bundle is data (YAML); this module defines its schema. Every model forbids
+unknown fields, and values are validated strictly, so a misspelled
+``residency`` or a quoted number is an error, never a silent default. Errors
+name the file, the path inside it and what is wrong::
 
     policies/bundles/default.yaml: tenants[1].residency: unknown field ...
 
 Cross-references (a tenant naming a model that does not exist, an unknown
-marking, a declaration window longer than allowed) are checked after the
-schema, with the same kind of error.
-
-One module because it is one schema: the bundle's models and the cross-section
-checks that read all of them.
+marking, a restricted marking with no rule for a jurisdiction that has pools)
+are checked after the schema by :mod:`policies.validation`, with the same
+kind of error; :func:`policies.load_bundle` runs both.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
 from pathlib import Path
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from policies.canonical import canonical_json, sha256_hex
-from policies.exceptions import BundleError, BundleIssue, UnknownMarkingError
-from policies.loading import load_yaml_model
-from policies.markings import Scheme, parse_marking
+from policies.exceptions import UnknownMarkingError
+from policies.loading import validate_document
+from policies.markings import parse_marking
 
 Jurisdiction = Literal["FR", "DE"]
 DataFlag = Literal["health", "personal", "sensitive"]
 Direction = Literal["FR->DE", "DE->FR"]
+#: Attestation types (BSI C5): type-2 also covers the operating effectiveness over a period.
+Attestation = Literal["type-1", "type-2"]
+ATTESTATION_RANK: dict[str, int] = {"type-1": 1, "type-2": 2}
 
 JURISDICTIONS: tuple[str, ...] = get_args(Jurisdiction)
 DIRECTIONS: tuple[str, ...] = get_args(Direction)
@@ -54,6 +54,9 @@ class Accreditation(_Strict):
     id: Identifier = Field(description="e.g. secnumcloud-3.2, bsi-c5, hds, dr-homologation.")
     valid_until: dt.date = Field(description="Last day on which the accreditation is valid.")
     issuer: str | None = Field(default=None, description="Who granted it (ANSSI, BSI, …).")
+    attestation: Attestation | None = Field(
+        default=None, description="For an attestation such as BSI C5: type-1 (design at a date) "
+        "or type-2 (design and operating effectiveness over a period).")
 
 
 class Gpus(_Strict):
@@ -111,6 +114,8 @@ class Tenant(_Strict):
     )
     models: list[Identifier] = Field(default_factory=list, description="Models it may use.")
     quotas: Quotas = Field(default_factory=Quotas)
+    minimum_marking: str | None = Field(
+        default=None, description="A workload declared below it is treated at it (downgrade guard).")
 
 
 class Model(_Strict):
@@ -127,10 +132,13 @@ class Model(_Strict):
 
 
 class Condition(_Strict):
-    """When a requirement applies: a marking, or a data flag (exactly one)."""
+    """When a requirement applies: a marking, or a data flag (exactly one); with ``origin``,
+    only to data whose tenant's home is that jurisdiction (the rule follows the data)."""
 
     marking: str | None = None
     data_flag: DataFlag | None = None
+    origin: Jurisdiction | None = Field(
+        default=None, description="Only data of tenants at home in this jurisdiction.")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Condition:
@@ -143,7 +151,11 @@ class Requirement(_Strict):
     """A requirement rule: data matching ``when`` needs these jurisdictions/accreditations.
 
     With ``pool_jurisdiction`` set, the rule applies only to pools of that
-    jurisdiction (e.g. health data needs ``hds`` in FR and ``bsi-c5`` in DE).
+    jurisdiction (the host's rule, e.g. RESTREINT UE needs ``bsi-c5`` and
+    ``vsa-approval`` in DE); with ``when.origin`` set, it applies wherever data
+    of that origin is processed (the owner's rule, e.g. French health data
+    needs ``hds`` everywhere). ``jurisdictions`` not naming a jurisdiction states
+    that the data never runs there (except as a crisis crossing).
     """
 
     id: Identifier = Field(description="Stable rule id, shown in decisions and the ledger.")
@@ -155,16 +167,27 @@ class Requirement(_Strict):
     accreditations: list[Identifier] = Field(
         default_factory=list, description="All of these are required of the pool."
     )
+    attestation: dict[Identifier, Attestation] = Field(
+        default_factory=dict, description="Minimum attestation type per accreditation, "
+        "e.g. {bsi-c5: type-2}; a pool's accreditation without that type does not count.")
     source: str = Field(min_length=1, description="The text this rule encodes.")
     description: str | None = None
 
 
 class AccreditationEquivalence(_Strict):
-    """``accreditation`` is also satisfied by any of ``satisfied_by``."""
+    """``accreditation`` is also satisfied by any of ``satisfied_by``.
+
+    This is the only way a home accreditation is met abroad. ``crisis_only``
+    equivalences count only for a crossing under an active declaration;
+    ``rules`` limits the equivalence to those requirement rules.
+    """
 
     accreditation: Identifier
     satisfied_by: list[Identifier] = Field(min_length=1)
     source: str = Field(min_length=1)
+    crisis_only: bool = Field(default=False, description="Counts only under an active declaration.")
+    rules: list[Identifier] | None = Field(
+        default=None, description="Requirement rules it applies to; None: every rule.")
 
 
 class MarkingEquivalence(_Strict):
@@ -198,6 +221,8 @@ class Scope(_Strict):
     markings: list[str] = Field(min_length=1)
     models: list[Identifier] = Field(min_length=1)
     directions: list[Direction] = Field(min_length=1)
+    data_flags: list[DataFlag] = Field(
+        default_factory=list, description="Data flags that may cross; flagged data named here only.")
 
 
 def scope_issues(scope: Scope, tenant_ids: set[str], model_ids: set[str],
@@ -259,6 +284,19 @@ class Declaration(_Strict):
             return "active"
         return "pending"
 
+    def to_json(self) -> dict[str, Any]:
+        """The declaration's full text as JSON types; :meth:`from_json` reads it back equal.
+
+        Who calls it: the crisis registry, to write a declaration into ledger
+        entries so a replay can rebuild it.
+        """
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any], *, source: str = "declaration") -> Declaration:
+        """Rebuild a declaration from :meth:`to_json` output (strict; raises ``BundleError``)."""
+        return validate_document(value, cls, source)
+
 
 class Settings(_Strict):
     autarky: bool = Field(default=False, description="Refuse models whose digest is not pinned.")
@@ -284,77 +322,6 @@ class Bundle(_Strict):
         return "sha256:" + sha256_hex(canonical_json(self.model_dump(mode="json")))
 
 
-def load_bundle(path: str | Path, *, text: str | None = None) -> Bundle:
-    """Load and fully validate a bundle file; raises :class:`BundleError` listing every issue."""
-    bundle = load_yaml_model(path, Bundle, text=text)
-    issues = check_references(bundle, str(path))
-    if issues:
-        raise BundleError(issues)
-    return bundle
-
-
 def default_bundle_path() -> Path:
     """The default bundle shipped with the package (used by ``corridor up``)."""
     return Path(__file__).parent / "bundles" / "default.yaml"
-
-
-def check_references(bundle: Bundle, file: str) -> list[BundleIssue]:
-    """Checks across sections of a schema-valid bundle; returns every issue found."""
-    issues: list[BundleIssue] = []
-
-    def issue(path: str, message: str) -> None:
-        issues.append(BundleIssue(file, path, message))
-
-    def check_marking(path: str, value: str) -> str | None:
-        try:
-            return parse_marking(value).id
-        except UnknownMarkingError as exc:
-            issue(path, str(exc))
-            return None
-
-    for section in ("pools", "tenants", "models", "requirements", "declarations"):
-        counts = Counter(item.id for item in getattr(bundle, section))
-        for index, item in enumerate(getattr(bundle, section)):
-            if counts[item.id] > 1:
-                issue(f"{section}[{index}].id", f"duplicate id {item.id!r}")
-
-    model_ids = {model.id for model in bundle.models}
-    tenant_ids = {tenant.id for tenant in bundle.tenants}
-    for index, model in enumerate(bundle.models):
-        for m, marking in enumerate(model.markings):
-            check_marking(f"models[{index}].markings[{m}]", marking)
-    for index, tenant in enumerate(bundle.tenants):
-        path = f"tenants[{index}]"
-        allowed = {check_marking(f"{path}.markings[{m}]", v) for m, v in enumerate(tenant.markings)}
-        default = check_marking(f"{path}.default_marking", tenant.default_marking)
-        if default is not None and default not in allowed:
-            issue(f"{path}.default_marking", f"{default!r} is not among the tenant's markings")
-        if tenant.home not in tenant.residency:
-            issue(f"{path}.residency", f"must include the tenant's home jurisdiction {tenant.home!r}")
-        for m, model_id in enumerate(tenant.models):
-            if model_id not in model_ids:
-                issue(f"{path}.models[{m}]", f"unknown model {model_id!r}; known: {sorted(model_ids)}")
-    for index, rule in enumerate(bundle.requirements):
-        if rule.when.marking is not None:
-            check_marking(f"requirements[{index}].when.marking", rule.when.marking)
-        if rule.jurisdictions is None and not rule.accreditations:
-            issue(f"requirements[{index}]", "requires nothing: give jurisdictions or accreditations")
-    for index, eq in enumerate(bundle.equivalences.markings):
-        for side in JURISDICTIONS:
-            marking_id = check_marking(f"equivalences.markings[{index}].{side}", getattr(eq, side))
-            if marking_id is not None and parse_marking(marking_id).scheme != Scheme(side):
-                issue(f"equivalences.markings[{index}].{side}", f"{marking_id!r} is not a {side} marking")
-    max_window = dt.timedelta(hours=bundle.settings.crisis_max_hours)
-    for index, declaration in enumerate(bundle.declarations):
-        path = f"declarations[{index}]"
-        if declaration.valid_until <= declaration.valid_from:
-            issue(f"{path}.valid_until", "must be after valid_from")
-        elif declaration.valid_until - declaration.valid_from > max_window:
-            issue(f"{path}.valid_until", f"window exceeds settings.crisis_max_hours "
-                  f"({bundle.settings.crisis_max_hours:g} h)")
-        for a, approval in enumerate(declaration.approvals):
-            if approval.operator == declaration.declared_by.operator:
-                issue(f"{path}.approvals[{a}]", "the declarer cannot approve their own declaration")
-        for where, problem in scope_issues(declaration.scope, tenant_ids, model_ids, f"{path}.scope"):
-            issue(where, problem)
-    return issues

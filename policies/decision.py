@@ -4,6 +4,12 @@ A reason has a stable ``code`` (countable: "9 RESIDENCY, 3 MISSING_ACCREDITATION
 the ``rule`` id that fired, and ``details`` (pool ids, markings, accreditations).
 The human message is rendered from a fixed template per code, so the same
 facts always read the same way.
+
+An allowed decision also says what it relied on (:class:`Reliance`: each
+required accreditation, the one the pool holds for it — itself or a declared
+equivalent — and its ``valid_until``), and :meth:`Decision.facts` gives the
+JSON-able record a ledger entry keeps so that :func:`policies.archive.replay`
+can decide again later.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from policies.canonical import canonical_json, sha256_hex
-from policies.workload import Workload
+from policies.workload import MarkingRaise, Workload
 
 
 class ReasonCode(enum.StrEnum):
@@ -37,6 +43,13 @@ class ReasonCode(enum.StrEnum):
     MISSING_ACCREDITATION = "MISSING_ACCREDITATION"
     EXPIRED_ACCREDITATION = "EXPIRED_ACCREDITATION"
     EVALUATION_ERROR = "EVALUATION_ERROR"
+    # A declaration that otherwise covers the crossing does not name the workload's data flag.
+    DATA_FLAG_NOT_DECLARED = "DATA_FLAG_NOT_DECLARED"
+    # A national-only caveat keeps the data in one jurisdiction; no declaration moves it.
+    CAVEAT_NATIONAL_ONLY = "CAVEAT_NATIONAL_ONLY"
+    # Gateway, before deciding: a marking banner in the request text is above the declared
+    # marking. The caller re-sends at the right marking; the request is refused as it is.
+    MARKING_SPILLAGE = "MARKING_SPILLAGE"
 
 
 _MESSAGES: dict[str, str] = {
@@ -57,12 +70,18 @@ _MESSAGES: dict[str, str] = {
     "{jurisdiction} and no active crisis declaration covers this workload",
     "WRONG_JURISDICTION": "{subject} must be processed in {required}; the pool is in "
     "{jurisdiction}",
-    "NO_EQUIVALENCE": "declaration {declaration} covers {marking} but the bundle declares no "
-    "{jurisdiction} equivalent of it; it cannot cross",
+    "NO_EQUIVALENCE": "declaration {declaration} lets {subject} cross to {jurisdiction}, but the "
+    "bundle declares no equivalent there of {missing}; it cannot cross",
     "MISSING_ACCREDITATION": "{subject} needs {accreditation}, which the pool does not hold",
     "EXPIRED_ACCREDITATION": "{subject} needs {accreditation}; the pool held it until "
     "{valid_until}, it has expired",
     "EVALUATION_ERROR": "the policy could not be evaluated ({error}); denied (fail closed)",
+    "DATA_FLAG_NOT_DECLARED": "declaration {declaration} does not name {flag} data; "
+    "{flag} data of tenant {tenant} cannot cross to {jurisdiction}",
+    "CAVEAT_NATIONAL_ONLY": "caveat {caveat} keeps the data in {required}; the pool is in "
+    "{jurisdiction} and no declaration moves national-only data",
+    "MARKING_SPILLAGE": "the request text carries a {banner} banner (level {level}), above its "
+    "declared marking {marking}; refused",
 }
 
 
@@ -115,11 +134,38 @@ def summary_of(allowed: int, total: int, tally: Counter[str]) -> str:
     return f"{head}: {counted}" if counted else head
 
 
+class Reliance(NamedTuple):
+    """One accreditation an allowed decision relied on.
+
+    ``accreditation`` is what rule ``rule`` requires; ``held`` is what the pool
+    holds for it (the same id, or a declared equivalent — then ``equivalence``
+    is True and ``crisis_only`` says whether it counts only in a crisis);
+    ``valid_until`` is the last valid day of ``held`` on that pool (ISO date).
+    """
+
+    rule: str
+    accreditation: str
+    held: str
+    valid_until: str
+    equivalence: bool = False
+    crisis_only: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rule": self.rule, "accreditation": self.accreditation, "held": self.held,
+                "valid_until": self.valid_until,
+                "equivalence": ({"accreditation": self.accreditation, "satisfied_by": self.held,
+                                 "crisis_only": self.crisis_only} if self.equivalence else None)}
+
+
 class Decision(NamedTuple):
     """The rulebook's answer for one workload on one pool.
 
     ``declaration`` names the crisis declaration that allowed a border
     crossing, if one did. ``reasons`` is empty exactly when ``allowed``.
+    ``workload`` is the workload as decided: its marking is the *effective*
+    one (see :attr:`marking_raised`). ``applied`` lists the requirement rules
+    that applied on this pool; ``relied_on`` the accreditations an allowed
+    decision relied on. ``policy_name``/``policy_version`` name the bundle.
     """
 
     allowed: bool
@@ -130,6 +176,10 @@ class Decision(NamedTuple):
     policy_digest: str
     workload: Workload
     at: dt.datetime
+    applied: tuple[str, ...] = ()
+    relied_on: tuple[Reliance, ...] = ()
+    policy_name: str = ""
+    policy_version: str = ""
 
     @property
     def codes(self) -> list[str]:
@@ -137,11 +187,51 @@ class Decision(NamedTuple):
         return [reason.code for reason in self.reasons]
 
     @property
+    def rules(self) -> list[str]:
+        """Rule ids behind the verdict: those that fired (denied), else those that applied."""
+        if self.reasons:
+            return list(dict.fromkeys(reason.rule for reason in self.reasons))
+        return list(self.applied)
+
+    @property
+    def effective_marking(self) -> str:
+        """The marking the decision was made at (the declared one unless a minimum raised it)."""
+        return self.workload.marking.id
+
+    @property
+    def marking_raised(self) -> MarkingRaise | None:
+        """Why the effective marking differs from the declared one, if it does."""
+        return self.workload.raised
+
+    @property
     def id(self) -> str:
         """A stable id: the same decision (policy, workload, pool, time) has the same id."""
-        key = [self.policy_digest, self.workload.id, self.workload.summary(), self.pool,
+        key = [self.policy_digest, self.workload.id, self.workload.to_json(), self.pool,
                self.at.isoformat(), self.allowed, self.codes, self.declaration]
         return "dec_" + sha256_hex(canonical_json(key))[:24]
+
+    def facts(self) -> dict[str, Any]:
+        """What a ledger entry keeps so the decision can be replayed: JSON types only.
+
+        Who calls it: the gateway and the scheduler, once per decision they record.
+        :func:`policies.archive.replay` takes it back.
+        """
+        return {
+            "decision_id": self.id,
+            "workload_id": self.workload.id,
+            "allowed": self.allowed,
+            "at": self.at.isoformat(),
+            "pool": self.pool,
+            "jurisdiction": self.jurisdiction,
+            "workload": self.workload.to_json(),
+            "reasons": [{"code": r.code, "rule": r.rule, "details": dict(r.details)}
+                        for r in self.reasons],
+            "rules": self.rules,
+            "accreditations": [reliance.to_json() for reliance in self.relied_on],
+            "policy": {"name": self.policy_name, "version": self.policy_version,
+                       "digest": self.policy_digest},
+            "declaration": self.declaration,
+        }
 
     def to_json(self) -> dict[str, Any]:
         """The per-pool shape of ``corridor policy explain --json``."""
@@ -155,11 +245,24 @@ class Decision(NamedTuple):
 
 
 class Evaluation(NamedTuple):
-    """Decisions of one workload against many pools, with a tally of reason codes."""
+    """Decisions of one workload against many pools, with a tally of reason codes.
+
+    ``workload`` is the workload as decided (effective marking).
+    """
 
     workload: Workload
     policy_digest: str
     decisions: Sequence[Decision]
+
+    @property
+    def effective_marking(self) -> str:
+        """The marking the decisions were made at."""
+        return self.workload.marking.id
+
+    @property
+    def marking_raised(self) -> MarkingRaise | None:
+        """Why the effective marking differs from the declared one, if it does."""
+        return self.workload.raised
 
     @property
     def allowed(self) -> list[Decision]:
@@ -206,8 +309,11 @@ class Evaluation(NamedTuple):
 
     def to_json(self) -> dict[str, Any]:
         """The shape of ``corridor policy explain --json``."""
-        return {
+        value = {
             "policy_digest": self.policy_digest,
             "workload": self.workload.summary(),
             "decisions": [decision.to_json() for decision in self.decisions],
         }
+        if self.workload.raised is not None:
+            value["marking_raised"] = self.workload.raised.to_json()
+        return value

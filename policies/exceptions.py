@@ -7,8 +7,13 @@ evaluated, and callers translate them into their own error format::
     PolicyError
     ├── UnknownMarkingError   a marking string that names no known marking
     ├── UnknownDataFlagError  a data flag that is not health/personal/sensitive
+    ├── UnknownCaveatError    a national-only caveat that is not in the markings catalogue
     ├── BundleError           a policy bundle that fails to load or validate
-    └── BundleSignatureError  a bundle without a valid signature of a trusted operator key
+    ├── BundleSignatureError  a bundle without a valid signature of a trusted operator key
+    └── ArchiveError          the bundle archive cannot do what was asked
+        ├── ArchiveConflictError   a digest already stored with different bytes (write-once)
+        ├── ArchiveDigestMismatch  stored bytes whose SHA-256 is not their digest (altered)
+        └── BundleNotArchived      no bundle stored under that digest
 """
 
 from __future__ import annotations
@@ -36,6 +41,15 @@ class UnknownDataFlagError(PolicyError, ValueError):
         self.value = value
         self.known = known
         super().__init__(f"unknown data flag {value!r}; known data flags: {', '.join(known)}")
+
+
+class UnknownCaveatError(PolicyError, ValueError):
+    """A caveat string that names no caveat of the markings catalogue."""
+
+    def __init__(self, value: str, known: list[str]) -> None:
+        self.value = value
+        self.known = known
+        super().__init__(f"unknown caveat {value!r}; known caveats: {', '.join(known)}")
 
 
 @dataclass(frozen=True)
@@ -71,3 +85,37 @@ class BundleSignatureError(PolicyError):
     def __init__(self, code: str, message: str) -> None:
         self.code = code
         super().__init__(f"{code}: {message}")
+
+
+class ArchiveError(PolicyError):
+    """Base class of the bundle archive's errors (:mod:`policies.archive`)."""
+
+
+class ArchiveConflictError(ArchiveError):
+    """A file for this digest exists with different bytes; the archive is write-once."""
+
+    def __init__(self, digest: str, path: str) -> None:
+        self.digest = digest
+        super().__init__(f"{path}: already holds different bytes for {digest}; archived bundles "
+                         f"are never overwritten")
+
+
+class ArchiveDigestMismatch(ArchiveError):
+    """The stored bytes do not hash to the digest they are stored under: the file was altered."""
+
+    def __init__(self, digest: str, got: str, path: str) -> None:
+        self.digest = digest
+        self.got = got
+        super().__init__(f"{path}: stored bytes hash to {got}, want {digest}; the archived bundle "
+                         f"was altered")
+
+
+class BundleNotArchived(ArchiveError, KeyError):
+    """No bundle is stored under the digest asked for."""
+
+    def __init__(self, digest: str, directory: str) -> None:
+        self.digest = digest
+        super().__init__(f"no bundle {digest} in the archive {directory}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])

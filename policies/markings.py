@@ -9,6 +9,10 @@ Common spellings parse to the same marking:
 'VS-NfD'
 >>> parse_marking("Très Secret").level
 4
+>>> parse_marking("Secret Défense").id   # a legacy (pre-2021) spelling
+'SECRET'
+>>> parse_caveat("Spécial France").jurisdiction
+'FR'
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from importlib import resources
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from policies.exceptions import UnknownMarkingError
+from policies.exceptions import UnknownCaveatError, UnknownMarkingError
 from policies.loading import load_yaml_model
 
 #: Highest level that may ever run on the platform (restricted).
@@ -47,6 +51,15 @@ class Marking(BaseModel):
     scheme: Scheme = Field(description="Origin scheme of the marking.")
     level: int = Field(ge=0, le=4, description="0 unclassified … 1 restricted … 4 top secret.")
     aliases: tuple[str, ...] = Field(default=(), description="Other accepted spellings.")
+    legacy: str | None = Field(
+        default=None, description="Set when the scheme has abolished the marking: why, and since when.")
+    legacy_aliases: tuple[str, ...] = Field(
+        default=(), description="Abolished spellings that still parse to this marking.")
+
+    @property
+    def spellings(self) -> tuple[str, ...]:
+        """Every accepted spelling: the id, the aliases, then the legacy aliases."""
+        return (self.id, *self.aliases, *self.legacy_aliases)
 
     @property
     def placeable(self) -> bool:
@@ -57,9 +70,24 @@ class Marking(BaseModel):
         return self.id
 
 
+class Caveat(BaseModel):
+    """A national-only caveat, e.g. « Spécial France »: the data stays in ``jurisdiction``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    id: str = Field(description="Canonical spelling, used in headers, workloads and the ledger.")
+    jurisdiction: str = Field(pattern=r"^(FR|DE)$", description="The only jurisdiction it may run in.")
+    aliases: tuple[str, ...] = Field(default=(), description="Other accepted spellings.")
+    source: str = Field(min_length=1, description="The text that defines the caveat.")
+
+    def __str__(self) -> str:
+        return self.id
+
+
 class _Catalogue(BaseModel):
     model_config = ConfigDict(extra="forbid")
     markings: list[Marking]
+    caveats: list[Caveat] = []
 
 
 _SEPARATORS = re.compile(r"[\s\-_.]+")
@@ -77,23 +105,42 @@ def normalise(value: str) -> str:
 
 
 @lru_cache(maxsize=1)
+def _parsed() -> _Catalogue:
+    source = resources.files("policies").joinpath("markings.yaml")
+    return load_yaml_model("markings.yaml", _Catalogue, text=source.read_text("utf-8"))
+
+
+@lru_cache(maxsize=1)
 def catalogue() -> dict[str, Marking]:
     """All known markings by canonical id, in catalogue order."""
-    source = resources.files("policies").joinpath("markings.yaml")
-    parsed = load_yaml_model("markings.yaml", _Catalogue, text=source.read_text("utf-8"))
-    return {marking.id: marking for marking in parsed.markings}
+    return {marking.id: marking for marking in _parsed().markings}
+
+
+@lru_cache(maxsize=1)
+def caveat_catalogue() -> dict[str, Caveat]:
+    """All known national-only caveats by canonical id, in catalogue order."""
+    return {caveat.id: caveat for caveat in _parsed().caveats}
+
+
+def _index(items: list, spellings) -> dict:
+    index: dict = {}
+    for item in items:
+        for spelling in spellings(item):
+            key = normalise(spelling)
+            if key in index and index[key] is not item:
+                raise RuntimeError(f"spelling {spelling!r} is ambiguous in markings.yaml")
+            index[key] = item
+    return index
 
 
 @lru_cache(maxsize=1)
 def _by_spelling() -> dict[str, Marking]:
-    index: dict[str, Marking] = {}
-    for marking in catalogue().values():
-        for spelling in (marking.id, *marking.aliases):
-            key = normalise(spelling)
-            if key in index and index[key] is not marking:
-                raise RuntimeError(f"marking spelling {spelling!r} is ambiguous in markings.yaml")
-            index[key] = marking
-    return index
+    return _index(list(catalogue().values()), lambda m: m.spellings)
+
+
+@lru_cache(maxsize=1)
+def _caveats_by_spelling() -> dict[str, Caveat]:
+    return _index(list(caveat_catalogue().values()), lambda c: (c.id, *c.aliases))
 
 
 def parse_marking(value: str) -> Marking:
@@ -103,3 +150,11 @@ def parse_marking(value: str) -> Marking:
         raise UnknownMarkingError(str(value), list(catalogue()))
     return marking
 
+
+
+def parse_caveat(value: str) -> Caveat:
+    """Parse a national-only caveat from any accepted spelling; unknown → :class:`UnknownCaveatError`."""
+    caveat = _caveats_by_spelling().get(normalise(value)) if isinstance(value, str) else None
+    if caveat is None:
+        raise UnknownCaveatError(str(value), list(caveat_catalogue()))
+    return caveat

@@ -137,7 +137,7 @@ class DeclarationBody:
     @classmethod
     def of(cls, declaration: Declaration) -> DeclarationBody:
         """The body of a declaration of the rulebook (e.g. ``CrisisRecord.declaration()``)."""
-        return cls(declaration.id, declaration.scope.model_dump(), declaration.reason,
+        return cls(declaration.id, declaration.scope.model_dump(exclude_defaults=True), declaration.reason,
                    format_timestamp(declaration.valid_from), format_timestamp(declaration.valid_until))
 
     def to_json(self) -> dict[str, Any]:

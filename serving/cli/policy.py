@@ -237,3 +237,38 @@ def pin(
         console.print(f"pinned {model_id} {digest}", highlight=False, soft_wrap=True)
     console.print(f"[bold green]written[/] {out}; sign it: corridor policy sign {out} --key KEY.pem",
                   highlight=False, soft_wrap=True)
+
+
+@app.command()
+def doc(
+    file: Annotated[Optional[Path], typer.Argument(
+        help="Policy bundle (YAML); default: the shipped default bundle.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the Markdown here.")] = None,
+    today: Annotated[Optional[str], typer.Option(
+        help="Day (YYYY-MM-DD) whose accreditations count; default: today (UTC).")] = None,
+) -> None:
+    """Write the bundle as Markdown for the regulator: markings, rules and their sources,
+    the pools that satisfy each rule, equivalences and crisis rules."""
+    import datetime as dt
+
+    from policies.document import document
+
+    try:
+        day = dt.date.fromisoformat(today) if today else None
+    except ValueError as exc:
+        errors.print(f"[bold red]error:[/] --today: got {today!r}, want YYYY-MM-DD")
+        raise typer.Exit(2) from exc
+    source = file or default_bundle_path()
+    try:
+        bundle = load_bundle(source)
+    except BundleError as exc:
+        errors.print(f"[bold red]{source}: {len(exc.issues)} problem(s)[/]")
+        for issue in exc.issues:
+            errors.print(f"  {issue}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from exc
+    text = document(bundle, today=day)
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    out.write_text(text, "utf-8")
+    errors.print(f"written {out}", highlight=False, soft_wrap=True)

@@ -51,7 +51,8 @@ class ConsolePrincipal(Protocol):
     jurisdiction: str | None
     scope: tuple[str, ...]
 
-    def sees_tenant(self, tenant: str | None) -> bool: ...
+    @property
+    def audit_scope(self) -> tuple[str, ...] | None: ...
 
 
 class ConsoleGateway(Protocol):

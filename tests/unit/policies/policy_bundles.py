@@ -10,7 +10,7 @@ import yaml
 
 from policies import Bundle, Policy
 from policies.loading import validate_document
-from policies.bundle import check_references
+from policies.validation import check_references
 from policies.exceptions import BundleError
 
 FAR = dt.date(2099, 12, 31)
@@ -18,11 +18,35 @@ NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc)
 
 
 def pool(id: str, jurisdiction: str, *accreditations: str, until: dt.date = FAR) -> dict[str, Any]:
+    """A pool; ``bsi-c5`` is a Type 2 attestation (``bsi-c5:type-1`` for a Type 1)."""
+    def accreditation(spec: str) -> dict[str, Any]:
+        name, _, attestation = spec.partition(":")
+        if name == "bsi-c5":
+            attestation = attestation or "type-2"
+        return {"id": name, "valid_until": until, **({"attestation": attestation} if attestation else {})}
     return {
         "id": id, "jurisdiction": jurisdiction, "operator": f"{jurisdiction} operator",
         "site": id, "gpu": {"type": "H100", "count": 8},
-        "accreditations": [{"id": a, "valid_until": until} for a in accreditations],
+        "accreditations": [accreditation(a) for a in accreditations],
     }
+
+
+FR_RESTRICTED = ["dr-national", "restreint-ue-fr", "nato-restricted-fr"]
+DE_RESTRICTED = ["vsnfd-national", "restreint-ue-de", "nato-restricted-de"]
+
+
+def crisis_equivalences() -> list[dict[str, Any]]:
+    """The default bundle's crisis-only accreditation equivalences, both directions."""
+    return [
+        {"accreditation": "bsi-c5", "satisfied_by": ["secnumcloud-3.2"], "crisis_only": True,
+         "rules": DE_RESTRICTED, "source": "crisis arrangement"},
+        {"accreditation": "vsa-approval", "satisfied_by": ["dr-homologation"], "crisis_only": True,
+         "rules": DE_RESTRICTED, "source": "VSA Anlage V 1.4"},
+        {"accreditation": "secnumcloud-3.2", "satisfied_by": ["bsi-c5"], "crisis_only": True,
+         "rules": FR_RESTRICTED, "source": "crisis arrangement"},
+        {"accreditation": "dr-homologation", "satisfied_by": ["vsa-approval"], "crisis_only": True,
+         "rules": FR_RESTRICTED, "source": "II 901"},
+    ]
 
 
 def base() -> dict[str, Any]:
@@ -47,31 +71,42 @@ def base() -> dict[str, Any]:
              "markings": ["PUBLIC"], "default_marking": "PUBLIC", "data_flags": ["health"],
              "models": ["tiny"]},
             {"id": "eu-agency", "name": "EU agency", "home": "FR", "residency": ["FR", "DE"],
-             "markings": ["PUBLIC", "RESTREINT UE"], "default_marking": "PUBLIC",
+             "markings": ["PUBLIC", "RESTREINT UE", "NATO RESTRICTED"], "default_marking": "PUBLIC",
              "models": ["tiny", "other"]},
         ],
         "models": [
-            {"id": "tiny", "markings": ["PUBLIC", "DR", "VS-NfD", "RESTREINT UE"]},
+            {"id": "tiny", "markings": ["PUBLIC", "DR", "VS-NfD", "RESTREINT UE", "NATO RESTRICTED"]},
             {"id": "other", "markings": ["PUBLIC"]},
         ],
         "requirements": [
             {"id": "dr-national", "when": {"marking": "DR"}, "jurisdictions": ["FR"],
              "accreditations": ["secnumcloud-3.2", "dr-homologation"], "source": "IGI 1300"},
             {"id": "vsnfd-national", "when": {"marking": "VS-NfD"}, "jurisdictions": ["DE"],
-             "accreditations": ["bsi-c5", "vsa-approval"], "source": "VSA § 50"},
-            {"id": "health-fr", "when": {"data_flag": "health"}, "pool_jurisdiction": "FR",
+             "accreditations": ["bsi-c5", "vsa-approval"], "source": "VSA Anlage V"},
+            *[{"id": f"{prefix}-{j.lower()}", "when": {"marking": marking}, "pool_jurisdiction": j,
+               "accreditations": (["secnumcloud-3.2", "dr-homologation"] if j == "FR"
+                                  else ["bsi-c5", "vsa-approval"]), "source": "II 901 / VSA Anlage VII"}
+              for prefix, marking in (("restreint-ue", "RESTREINT UE"), ("nato-restricted", "NATO RESTRICTED"))
+              for j in ("FR", "DE")],
+            {"id": "health-fr", "when": {"data_flag": "health", "origin": "FR"},
              "accreditations": ["hds"], "source": "HDS 2024"},
-            {"id": "health-de", "when": {"data_flag": "health"}, "pool_jurisdiction": "DE",
-             "accreditations": ["bsi-c5"], "source": "§ 393 SGB V"},
-            {"id": "sensitive-secnumcloud", "when": {"data_flag": "sensitive"},
-             "accreditations": ["secnumcloud-3.2"], "source": "SecNumCloud 3.2 § 19"},
+            {"id": "health-de", "when": {"data_flag": "health", "origin": "DE"},
+             "accreditations": ["bsi-c5"], "attestation": {"bsi-c5": "type-2"}, "source": "§ 393 SGB V"},
+            {"id": "sensitive-secnumcloud", "when": {"data_flag": "sensitive", "origin": "FR"},
+             "accreditations": ["secnumcloud-3.2"], "source": "circular 6404/SG"},
+            {"id": "personal-eu", "when": {"data_flag": "personal"}, "jurisdictions": ["FR", "DE"],
+             "source": "GDPR chapter V"},
         ],
-        "equivalences": {"markings": [{"FR": "DR", "DE": "VS-NfD", "source": "bilateral"}]},
+        "equivalences": {"markings": [{"FR": "DR", "DE": "VS-NfD", "source": "bilateral"}],
+                         "accreditations": crisis_equivalences()},
     }
 
 
 def declaration(**overrides: Any) -> dict[str, Any]:
-    """An FR→DE declaration for fr-interior DR on `tiny`, declared by FR, approved by DE."""
+    """An FR→DE declaration for fr-interior DR on `tiny`, declared by FR, approved by DE.
+
+    ``scope`` may be given whole or as ``scope_changes`` merged into the default scope.
+    """
     value = {
         "id": "crisis-1",
         "declared_by": {"operator": "anne", "jurisdiction": "FR"},
@@ -83,6 +118,7 @@ def declaration(**overrides: Any) -> dict[str, Any]:
         "approvals": [{"operator": "bernd", "jurisdiction": "DE",
                        "at": NOW - dt.timedelta(minutes=30)}],
     }
+    value["scope"].update(overrides.pop("scope_changes", {}))
     value.update(overrides)
     return value
 

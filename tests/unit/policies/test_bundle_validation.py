@@ -161,3 +161,95 @@ def test_every_problem_is_reported_at_once():
     document["pools"][0]["jurisdiction"] = "US"
     document["tenants"][1]["quotas"] = {"requests_per_minute": -1}
     assert len(issues_of(document)) == 2
+
+
+class TestRestrictedFamilyCoverage:
+    def test_a_restricted_marking_a_model_may_process_needs_a_rule_where_pools_are(self):
+        document = base()
+        document["models"][1]["markings"].append("NATO RESTRICTED")
+        document["requirements"] = [r for r in document["requirements"] if r["id"] != "nato-restricted-fr"]
+        issues = issues_of(document)
+        assert any(i.startswith("test.yaml: models[1].markings[1]: NATO RESTRICTED may be processed by "
+                                "model other but no requirement rule applies to it in FR (pools fr-paris, "
+                                "fr-lyon)") for i in issues)
+        assert any(i.startswith("test.yaml: tenants[4].markings[2]: NATO RESTRICTED may be sent by tenant "
+                                "eu-agency") for i in issues)
+
+    def test_a_rule_whose_jurisdictions_leave_one_out_states_that_the_marking_never_runs_there(self):
+        document = base()
+        document["requirements"] = [r for r in document["requirements"] if not r["id"].startswith("nato-")]
+        document["equivalences"]["accreditations"] = []
+        document["requirements"].append({"id": "nato-fr-only", "when": {"marking": "NATO RESTRICTED"},
+                                         "jurisdictions": ["FR"], "accreditations": ["dr-homologation"],
+                                         "source": "test"})
+        assert build(document)
+
+    def test_a_rule_for_data_of_the_other_origin_does_not_cover_a_tenants_marking(self):
+        document = base()
+        for rule in document["requirements"]:
+            if rule["id"] == "restreint-ue-de":
+                rule["when"]["origin"] = "DE"
+        issues = issues_of(document)
+        assert any("RESTREINT UE may be sent by tenant eu-agency but no requirement rule applies to it in DE"
+                   in i for i in issues)
+
+    def test_a_jurisdiction_without_pools_needs_no_rule(self):
+        document = base()
+        document["pools"] = [p for p in document["pools"] if p["jurisdiction"] == "FR"]
+        document["requirements"] = [r for r in document["requirements"] if not r["id"].endswith("-de")]
+        document["equivalences"]["accreditations"] = []
+        assert build(document)
+
+    def test_classified_markings_need_no_rule_because_they_never_run(self):
+        document = base()
+        document["tenants"][0]["markings"].append("SECRET")
+        assert build(document)
+
+
+class TestNewFields:
+    def test_a_minimum_marking_must_be_one_of_the_tenants_markings(self):
+        document = base()
+        document["tenants"][0]["minimum_marking"] = "VS-NfD"
+        assert "test.yaml: tenants[0].minimum_marking: 'VS-NfD' is not among the tenant's markings" \
+            in issues_of(document)
+
+    def test_a_default_marking_below_the_minimum_is_rejected_with_the_fix(self):
+        document = base()
+        document["tenants"][0]["minimum_marking"] = "DR"
+        document["tenants"][0]["default_marking"] = "PUBLIC"
+        assert ("test.yaml: tenants[0].default_marking: 'PUBLIC' is below the tenant's minimum_marking 'DR'; "
+                "make the default at least 'DR'") in issues_of(document)
+
+    def test_an_equivalence_must_name_existing_rules_and_not_itself(self):
+        document = base()
+        document["equivalences"]["accreditations"].append(
+            {"accreditation": "hds", "satisfied_by": ["hds"], "rules": ["health-xx"], "source": "t"})
+        issues = issues_of(document)
+        assert any(i.startswith("test.yaml: equivalences.accreditations[4].rules[0]: unknown requirement rule "
+                                "'health-xx'") for i in issues)
+        assert "test.yaml: equivalences.accreditations[4].satisfied_by: 'hds' cannot be its own equivalent" \
+            in issues
+
+    def test_an_attestation_type_must_name_a_required_accreditation(self):
+        document = base()
+        document["requirements"][0]["attestation"] = {"bsi-c5": "type-2"}
+        assert any(i.startswith("test.yaml: requirements[0].attestation.bsi-c5: 'bsi-c5' is not among")
+                   for i in issues_of(document))
+
+    def test_an_unknown_attestation_type_is_rejected(self):
+        document = base()
+        document["pools"][2]["accreditations"][0]["attestation"] = "type-3"
+        assert any(i.startswith("test.yaml: pools[2].accreditations[0].attestation:") for i in issues_of(document))
+
+    def test_a_misspelled_scope_field_is_rejected_not_ignored(self):
+        document = base()
+        document["declarations"] = [declaration(scope_changes={"data_flag": ["health"]})]
+        assert "test.yaml: declarations[0].scope.data_flag: unknown field (not allowed here; check its spelling)" \
+            in issues_of(document)
+
+
+def test_every_equivalence_of_the_default_bundle_cites_its_source_and_says_when_it_applies():
+    bundle = load_bundle(default_bundle_path())
+    assert bundle.equivalences.accreditations
+    for eq in bundle.equivalences.accreditations:
+        assert eq.source and eq.crisis_only and eq.rules

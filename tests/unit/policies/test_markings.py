@@ -2,7 +2,7 @@
 
 import pytest
 
-from policies import UnknownMarkingError, parse_marking
+from policies import UnknownCaveatError, UnknownMarkingError, parse_caveat, parse_caveats, parse_marking
 from policies.markings import Scheme, catalogue
 
 
@@ -56,3 +56,33 @@ def test_an_unknown_marking_is_an_error_that_lists_the_known_ones():
 def test_a_marking_that_is_not_a_string_is_unknown_not_a_crash():
     with pytest.raises(UnknownMarkingError):
         parse_marking(None)  # type: ignore[arg-type]
+
+
+def test_the_legacy_french_markings_are_recognised_and_labelled_legacy():
+    confidentiel = parse_marking("Confidentiel Défense")
+    assert confidentiel.id == "CONFIDENTIEL DEFENSE" and confidentiel.legacy and not confidentiel.placeable
+    assert parse_marking("Secret Défense").id == "SECRET"
+    assert parse_marking("TRES SECRET DEFENSE").id == "TRES SECRET"
+    assert "SECRET DEFENSE" in catalogue()["SECRET"].legacy_aliases
+
+
+@pytest.mark.parametrize(("spelling", "caveat_id", "jurisdiction"), [
+    ("Spécial France", "SPECIAL FRANCE", "FR"),
+    ("SPECIAL FRANCE", "SPECIAL FRANCE", "FR"),
+    ("sf", "SPECIAL FRANCE", "FR"),
+    ("Nur für Deutsche", "NUR FUER DEUTSCHE", "DE"),
+    ("NUR DEUTSCHEN ZUGÄNGLICH", "NUR FUER DEUTSCHE", "DE"),
+])
+def test_national_only_caveats_parse_from_their_spellings(spelling, caveat_id, jurisdiction):
+    caveat = parse_caveat(spelling)
+    assert (caveat.id, caveat.jurisdiction) == (caveat_id, jurisdiction) and caveat.source
+
+
+def test_an_unknown_caveat_is_an_error_that_lists_the_known_ones():
+    with pytest.raises(UnknownCaveatError, match="known caveats: SPECIAL FRANCE, NUR FUER DEUTSCHE"):
+        parse_caveats("NOFORN")
+
+
+def test_a_caveat_header_value_parses_to_canonical_ids():
+    assert parse_caveats(" Spécial France , nur für deutsche ") == {"SPECIAL FRANCE", "NUR FUER DEUTSCHE"}
+    assert parse_caveats(None) == frozenset() and parse_caveats("") == frozenset()

@@ -8,7 +8,7 @@ import pytest
 from policies import Policy, ReasonCode as R, Workload
 from policies.markings import parse_marking
 
-from policy_bundles import NOW, base, declaration, policy
+from policy_bundles import NOW, base, declaration, policy, pool
 
 
 class Case(NamedTuple):
@@ -19,6 +19,7 @@ class Case(NamedTuple):
     fired: set  # {(code, rule)} that must be exactly the reasons
     flags: str = ""
     model: str | None = "tiny"
+    caveats: str = ""
 
 
 CASES = {
@@ -40,18 +41,49 @@ CASES = {
         Case("fr-health", "PUBLIC", "fr-paris", True, set()),
     "health data is refused on Lyon by health-fr because Lyon is not HDS-certified":
         Case("fr-health", "PUBLIC", "fr-lyon", False, {(R.MISSING_ACCREDITATION, "health-fr")}),
-    "health data in a German pool needs bsi-c5, not hds (health-de), and Berlin has it":
+    "German health data needs a C5 Type 2 attestation (health-de), and Berlin has one":
         Case("de-health", "PUBLIC", "de-berlin", True, set()),
     "health data flagged on a request applies the French rule to a French pool":
         Case("eu-agency", "PUBLIC", "fr-lyon", False, {(R.MISSING_ACCREDITATION, "health-fr")},
              flags="health"),
-    "sensitive data is refused in a German pool by sensitive-secnumcloud":
+    "French health data needs hds even on a German pool its residency allows (health-fr)":
+        Case("eu-agency", "PUBLIC", "de-frankfurt", False, {(R.MISSING_ACCREDITATION, "health-fr")},
+             flags="health"),
+    "sensitive French data is refused in a German pool by sensitive-secnumcloud":
         Case("eu-agency", "PUBLIC", "de-frankfurt", False,
              {(R.MISSING_ACCREDITATION, "sensitive-secnumcloud")}, flags="sensitive"),
     "sensitive data is allowed on a SecNumCloud pool":
         Case("eu-agency", "PUBLIC", "fr-lyon", True, set(), flags="sensitive"),
-    "RESTREINT UE of an EU agency is allowed in both jurisdictions of its residency":
-        Case("eu-agency", "RESTREINT UE", "de-berlin", True, set()),
+    "sensitive data of a German tenant is not bound by the French SecNumCloud rule":
+        Case("de-federal-it", "PUBLIC", "de-berlin", True, set(), flags="sensitive"),
+    "personal data may be processed in either EEA jurisdiction (personal-eu)":
+        Case("eu-agency", "PUBLIC", "de-berlin", True, set(), flags="personal"),
+    "RESTREINT UE is allowed in Frankfurt, which holds what VS-NfD needs there":
+        Case("eu-agency", "RESTREINT UE", "de-frankfurt", True, set()),
+    "RESTREINT UE is allowed in Paris, which holds what DR needs there":
+        Case("eu-agency", "RESTREINT UE", "fr-paris", True, set()),
+    "RESTREINT UE is refused in Berlin by restreint-ue-de because Berlin lacks vsa-approval":
+        Case("eu-agency", "RESTREINT UE", "de-berlin", False,
+             {(R.MISSING_ACCREDITATION, "restreint-ue-de")}),
+    "RESTREINT UE is refused in Lyon by restreint-ue-fr because Lyon lacks dr-homologation":
+        Case("eu-agency", "RESTREINT UE", "fr-lyon", False,
+             {(R.MISSING_ACCREDITATION, "restreint-ue-fr")}),
+    "NATO RESTRICTED is refused in Berlin by nato-restricted-de because Berlin lacks vsa-approval":
+        Case("eu-agency", "NATO RESTRICTED", "de-berlin", False,
+             {(R.MISSING_ACCREDITATION, "nato-restricted-de")}),
+    "NATO RESTRICTED is refused in Lyon by nato-restricted-fr because Lyon lacks dr-homologation":
+        Case("eu-agency", "NATO RESTRICTED", "fr-lyon", False,
+             {(R.MISSING_ACCREDITATION, "nato-restricted-fr")}),
+    "NATO RESTRICTED is allowed in Frankfurt":
+        Case("eu-agency", "NATO RESTRICTED", "de-frankfurt", True, set()),
+    "a Spécial France caveat keeps data out of Germany though the residency allows it":
+        Case("eu-agency", "PUBLIC", "de-frankfurt", False,
+             {(R.CAVEAT_NATIONAL_ONLY, "caveat-national-only")}, caveats="Spécial France"),
+    "a Spécial France caveat runs in France":
+        Case("eu-agency", "PUBLIC", "fr-lyon", True, set(), caveats="SPECIAL FRANCE"),
+    "a German release restriction keeps data out of France":
+        Case("eu-agency", "RESTREINT UE", "fr-paris", False,
+             {(R.CAVEAT_NATIONAL_ONLY, "caveat-national-only")}, caveats="NUR FÜR DEUTSCHE"),
     "SECRET is refused by classified-never even on the best French pool":
         Case("fr-interior", "SECRET", "fr-paris", False,
              {(R.CLASSIFIED_NEVER, "classified-never"), (R.MARKING_NOT_ALLOWED_FOR_TENANT, "tenant-marking"),
@@ -85,7 +117,8 @@ def reasons(decision):
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 def test_rule(case: Case):
-    workload = Workload.create(case.tenant, case.marking, data_flags=case.flags, model=case.model)
+    workload = Workload.create(case.tenant, case.marking, data_flags=case.flags, model=case.model,
+                               caveats=case.caveats)
     decision = policy().decide(workload, case.pool, at=NOW)
     assert reasons(decision) == case.fired
     assert decision.allowed is case.allowed
@@ -201,17 +234,89 @@ class TestCrisisCrossing:
         assert decision.allowed and decision.reasons == ()
         assert decision.declaration == "crisis-1"
 
-    def test_crossed_dr_must_meet_the_german_rules_of_its_equivalent_vs_nfd(self):
+    def test_crossed_dr_must_meet_its_home_rules_and_the_german_rules_of_its_equivalent_vs_nfd(self):
         decision = self.with_declaration().decide(self.workload, "de-berlin", at=NOW)
-        assert reasons(decision) == {(R.MISSING_ACCREDITATION, "vsnfd-national")}
+        assert reasons(decision) == {(R.MISSING_ACCREDITATION, "dr-national"),
+                                     (R.MISSING_ACCREDITATION, "vsnfd-national")}
+        home = next(r for r in decision.reasons if r.rule == "dr-national")
+        assert home.details["accreditation"] == "dr-homologation or its declared equivalent vsa-approval"
+
+    def test_an_allowed_crossing_names_the_crisis_equivalences_it_relied_on(self):
+        decision = self.with_declaration().decide(self.workload, "de-frankfurt", at=NOW)
+        relied = {(r.rule, r.accreditation, r.held, r.equivalence, r.crisis_only) for r in decision.relied_on}
+        assert relied == {("dr-national", "secnumcloud-3.2", "bsi-c5", True, True),
+                          ("dr-national", "dr-homologation", "vsa-approval", True, True),
+                          ("vsnfd-national", "bsi-c5", "bsi-c5", False, False),
+                          ("vsnfd-national", "vsa-approval", "vsa-approval", False, False)}
+        assert decision.rules == ["dr-national", "vsnfd-national"]
+
+    @pytest.mark.parametrize("missing", ["secnumcloud-3.2", "dr-homologation"])
+    def test_without_an_accreditation_equivalence_a_home_accreditation_fails_with_no_equivalence(self, missing):
+        document = base()
+        document["declarations"] = [declaration()]
+        document["equivalences"]["accreditations"] = [
+            eq for eq in document["equivalences"]["accreditations"] if eq["accreditation"] != missing]
+        decision = policy(document).decide(self.workload, "de-frankfurt", at=NOW)
+        assert reasons(decision) == {(R.NO_EQUIVALENCE, "dr-national")}
+        assert decision.reasons[0].details["accreditation"] == missing
+        assert f"no equivalent there of {missing}" in decision.reasons[0].message
+
+    def test_a_crisis_only_equivalence_does_not_count_outside_a_crossing(self):
+        document = base()
+        document["pools"].append(pool("de-potsdam", "DE", "secnumcloud-3.2", "vsa-approval"))
+        workload = Workload.create("eu-agency", "RESTREINT UE", model="tiny")
+        decision = policy(document).decide(workload, "de-potsdam", at=NOW)
+        assert reasons(decision) == {(R.MISSING_ACCREDITATION, "restreint-ue-de")}
+
+    def test_a_permanent_equivalence_counts_outside_a_crossing_but_only_for_its_rules(self):
+        document = base()
+        document["pools"].append(pool("de-potsdam", "DE", "secnumcloud-3.2", "vsa-approval"))
+        document["equivalences"]["accreditations"].append(
+            {"accreditation": "bsi-c5", "satisfied_by": ["secnumcloud-3.2"], "rules": ["restreint-ue-de"],
+             "source": "test"})
+        p = policy(document)
+        assert p.decide(Workload.create("eu-agency", "RESTREINT UE", model="tiny"), "de-potsdam", at=NOW).allowed
+        nato = p.decide(Workload.create("eu-agency", "NATO RESTRICTED", model="tiny"), "de-potsdam", at=NOW)
+        assert reasons(nato) == {(R.MISSING_ACCREDITATION, "nato-restricted-de")}
+
+    def test_german_vs_nfd_crosses_to_paris_through_the_declared_equivalences(self):
+        scope = {"tenants": ["de-federal-it"], "markings": ["VS-NfD"], "models": ["tiny"],
+                 "directions": ["DE->FR"]}
+        p = self.with_declaration(scope=scope)
+        workload = Workload.create("de-federal-it", "VS-NfD", model="tiny")
+        paris = p.decide(workload, "fr-paris", at=NOW)
+        assert paris.allowed and paris.declaration == "crisis-1"
+        assert {(r.accreditation, r.held) for r in paris.relied_on if r.equivalence} == {
+            ("bsi-c5", "secnumcloud-3.2"), ("vsa-approval", "dr-homologation")}
+        assert reasons(p.decide(workload, "fr-lyon", at=NOW)) == {
+            (R.MISSING_ACCREDITATION, "vsnfd-national"), (R.MISSING_ACCREDITATION, "dr-national")}
+
+    def test_a_declaration_moves_flagged_data_only_when_it_names_the_flag(self):
+        scope = {"tenants": ["fr-health"], "markings": ["PUBLIC"], "models": ["tiny"], "directions": ["FR->DE"]}
+        workload = Workload.create("fr-health", "PUBLIC", model="tiny")
+        unnamed = self.with_declaration(scope=scope).decide(workload, "de-frankfurt", at=NOW)
+        assert reasons(unnamed) == {(R.DATA_FLAG_NOT_DECLARED, "declaration-scope"), (R.RESIDENCY, "residency"),
+                                    (R.MISSING_ACCREDITATION, "health-fr")}
+        assert unnamed.reasons[0].details["flag"] == "health"
+        named = self.with_declaration(scope={**scope, "data_flags": ["health"]}).decide(
+            workload, "de-frankfurt", at=NOW)
+        assert reasons(named) == {(R.NO_EQUIVALENCE, "health-fr")}
+
+    def test_a_caveated_workload_never_crosses_even_under_a_declaration_naming_it(self):
+        workload = Workload.create("fr-interior", "DR", model="tiny", caveats="SF")
+        decision = self.with_declaration().decide(workload, "de-frankfurt", at=NOW)
+        assert not decision.allowed and decision.declaration is None
+        assert {(R.CAVEAT_NATIONAL_ONLY, "caveat-national-only"), (R.RESIDENCY, "residency")} <= reasons(decision)
+        assert self.with_declaration().decide(workload, "fr-paris", at=NOW).allowed
 
     def test_a_pool_at_home_is_allowed_without_naming_the_declaration(self):
         decision = self.with_declaration().decide(self.workload, "fr-paris", at=NOW)
         assert decision.allowed and decision.declaration is None
 
-    def test_without_a_bilateral_equivalence_nothing_crosses(self):
+    def test_without_a_bilateral_marking_equivalence_nothing_crosses(self):
         decision = self.with_declaration(equivalence=False).decide(self.workload, "de-frankfurt", at=NOW)
         assert reasons(decision) == {(R.NO_EQUIVALENCE, "dr-national")}
+        assert decision.reasons[0].details["missing"] == "DR"
 
     def test_a_declaration_approved_by_one_side_only_stays_inactive(self):
         one_side = [{"operator": "claire", "jurisdiction": "FR", "at": NOW - dt.timedelta(minutes=5)}]
@@ -287,3 +392,59 @@ def test_marking_spelling_does_not_change_the_decision(default_policy):
     b = Workload(tenant="de-federal-it", marking=parse_marking("VS-NfD"), model="corridor-tiny")
     assert a == b
     assert default_policy.decide(a, "de-frankfurt", at=NOW) == default_policy.decide(b, "de-frankfurt", at=NOW)
+
+
+class TestAttestation:
+    def test_a_type_1_c5_attestation_does_not_satisfy_the_type_2_rule_for_german_health_data(self):
+        document = base()
+        document["pools"].append(pool("de-potsdam", "DE", "bsi-c5:type-1"))
+        decision = policy(document).decide(Workload.create("de-health", "PUBLIC", model="tiny"), "de-potsdam", at=NOW)
+        assert reasons(decision) == {(R.MISSING_ACCREDITATION, "health-de")}
+        assert decision.reasons[0].details["accreditation"] == "bsi-c5 (type-2 attestation)"
+
+    def test_a_type_1_c5_attestation_still_counts_where_no_type_is_required(self):
+        document = base()
+        document["pools"].append(pool("de-potsdam", "DE", "bsi-c5:type-1", "vsa-approval"))
+        workload = Workload.create("de-federal-it", "VS-NfD", model="tiny")
+        assert policy(document).decide(workload, "de-potsdam", at=NOW).allowed
+
+
+class TestMinimumMarking:
+    def with_minimum(self, tenant_index: int, minimum: str) -> Policy:
+        document = base()
+        document["tenants"][tenant_index]["minimum_marking"] = minimum
+        return policy(document)
+
+    def test_a_workload_below_the_tenants_minimum_is_decided_at_the_minimum_and_says_so(self):
+        p = self.with_minimum(0, "DR")  # fr-interior
+        decision = p.decide(Workload.create("fr-interior", "PUBLIC", model="tiny"), "fr-lyon", at=NOW)
+        assert reasons(decision) == {(R.MISSING_ACCREDITATION, "dr-national")}
+        assert decision.effective_marking == "DR"
+        assert (decision.marking_raised.declared, decision.marking_raised.by,
+                decision.marking_raised.source) == ("PUBLIC", "tenant", "fr-interior")
+        assert decision.facts()["workload"]["marking_raised"]["declared"] == "PUBLIC"
+
+    def test_the_evaluation_reports_the_effective_marking_too(self):
+        evaluation = self.with_minimum(0, "DR").decide_all(
+            Workload.create("fr-interior", "PUBLIC", model="tiny"), at=NOW)
+        assert evaluation.effective_marking == "DR" and evaluation.marking_raised.declared == "PUBLIC"
+        assert evaluation.to_json()["marking_raised"]["minimum"] == "DR"
+        assert [d.pool for d in evaluation.allowed] == ["fr-paris"]
+
+    def test_a_workload_at_or_above_the_minimum_is_unchanged(self):
+        workload = Workload.create("fr-interior", "DR", model="tiny")
+        decision = self.with_minimum(0, "DR").decide(workload, "fr-paris", at=NOW)
+        assert decision.allowed and decision.marking_raised is None and decision.workload == workload
+
+    def test_an_api_keys_minimum_raises_the_workload_before_the_decision(self):
+        from policies import apply_minimum_marking
+        workload = apply_minimum_marking(Workload.create("de-federal-it", "PUBLIC", model="tiny"),
+                                         "VS-NfD", key_id="key_42")
+        decision = policy().decide(workload, "de-berlin", at=NOW)
+        assert reasons(decision) == {(R.MISSING_ACCREDITATION, "vsnfd-national")}
+        assert decision.marking_raised.by == "key" and decision.marking_raised.source == "key_42"
+
+    def test_a_second_raise_keeps_the_marking_the_caller_declared(self):
+        workload = Workload.create("eu-agency", "PUBLIC").at_minimum("RESTREINT UE", by="key", source="k")
+        again = workload.at_minimum("RESTREINT UE", by="tenant", source="eu-agency")
+        assert again is workload and workload.raised.declared == "PUBLIC"

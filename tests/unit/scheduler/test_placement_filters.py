@@ -32,10 +32,10 @@ CASES = {
              "1/4 pools: 2 RESIDENCY, 2 WRONG_JURISDICTION, 1 MISSING_ACCREDITATION"),
     "health data of a French hospital goes only to the HDS-certified Paris pool":
         Case([("fr-health", "PUBLIC")], every_pool(), 1, ["fr-paris"],
-             "1/4 pools: 2 RESIDENCY, 1 MISSING_ACCREDITATION"),
+             "1/4 pools: 3 MISSING_ACCREDITATION, 2 RESIDENCY"),
     "a replica shared by two audiences goes only where both are allowed":
         Case([("eu-agency", "PUBLIC"), ("fr-health", "PUBLIC")], every_pool(), 1, ["fr-paris"],
-             "1/4 pools: 2 RESIDENCY, 1 MISSING_ACCREDITATION"),
+             "1/4 pools: 3 MISSING_ACCREDITATION, 2 RESIDENCY"),
     "audiences that share no allowed pool are refused by the rulebook alone":
         Case([("fr-interior", "DR"), ("de-federal-it", "VS-NfD")], every_pool(), 1, None,
              "0/4 pools: 4 RESIDENCY, 4 WRONG_JURISDICTION, 2 MISSING_ACCREDITATION"),
