@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,21 @@ def rendered(overlay: str) -> tuple[dict[str, Any], ...]:
 
 def find(documents, kind: str, name: str | None = None) -> list[dict[str, Any]]:
     return [d for d in documents if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+
+
+def gateway_container(documents) -> dict[str, Any]:
+    """The gateway Deployment's one container."""
+    (gateway,) = find(documents, "Deployment", "corridor-gateway")
+    (container,) = gateway["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def corridor_up_args(container: dict[str, Any]) -> list[str]:
+    """The arguments the gateway's shell script gives ``corridor up`` (after ``exec corridor up``)."""
+    (script,) = container["args"]
+    head, found, tail = script.partition("exec corridor up ")
+    assert found, f"the gateway does not exec corridor up: {script!r}"
+    return shlex.split(tail)
 
 
 @functools.cache

@@ -13,7 +13,8 @@ import yaml
 
 from serving.cli import load_command
 
-from deploy_manifests import KUBERAY, OVERLAYS, find, rendered, schema_errors
+from deploy_manifests import (KUBERAY, OVERLAYS, corridor_up_args, find, gateway_container, rendered,
+                              schema_errors)
 from kustomize_render import KustomizeError, render
 
 OVERLAY_IDS = list(OVERLAYS)
@@ -113,7 +114,9 @@ def test_the_gateway_joins_the_head_service_and_keeps_its_state_on_the_claim(ove
     (container,) = pod["spec"]["containers"]
     command = " ".join(container["command"] + container["args"])
     assert f"--address={cluster['metadata']['name']}-head-svc:6379" in command  # KubeRay's head service
-    assert "corridor up --ray-address auto --host 0.0.0.0" in command
+    up_args = corridor_up_args(container)
+    assert " ".join(up_args[up_args.index("--ray-address"):][:2]) == "--ray-address auto"
+    assert " ".join(up_args[up_args.index("--host"):][:2]) == "--host 0.0.0.0"
     assert gateway["spec"]["replicas"] == 1 and gateway["spec"]["strategy"]["type"] == "Recreate"
     home = {e["name"]: e.get("value") for e in container["env"]}["CORRIDOR_HOME"]
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
@@ -138,8 +141,11 @@ def test_no_pod_may_send_traffic_outside_the_cluster(overlay) -> None:
                 if "ipBlock" in peer:
                     network = ipaddress.ip_network(peer["ipBlock"]["cidr"])
                     assert network.num_addresses == 1, f"{policy['metadata']['name']}: {network} is not one host"
-                    assert policy["spec"]["podSelector"] == {"matchLabels": {"ray.io/node-type": "head"}}
-                    assert {p["port"] for p in rule["ports"]} <= {443, 6443}  # the API server, for the autoscaler
+                    pods, ports = policy["spec"]["podSelector"], {p["port"] for p in rule["ports"]}
+                    assert (pods, ports) in (
+                        ({"matchLabels": {"ray.io/node-type": "head"}}, {443, 6443}),  # the API server (autoscaler)
+                        ({"matchLabels": {"app.kubernetes.io/name": "corridor-gateway"}}, {8100}),  # the peer API
+                    ), policy["metadata"]["name"]
                 else:
                     assert set(peer) <= {"podSelector", "namespaceSelector"}
 
@@ -177,9 +183,7 @@ def test_every_ray_container_and_the_gateway_use_ray_token_authentication(overla
 
 @pytest.mark.parametrize("overlay", OVERLAY_IDS)
 def test_the_gateway_command_uses_options_corridor_up_has(overlay) -> None:
-    (gateway,) = find(rendered(overlay), "Deployment", "corridor-gateway")
-    (container,) = gateway["spec"]["template"]["spec"]["containers"]
-    up_args = container["args"][0].split("corridor up", 1)[1].split()
+    up_args = corridor_up_args(gateway_container(rendered(overlay)))
     command = load_command("up")
     known = {opt for param in command.params for opt in param.opts}
     assert {arg for arg in up_args if arg.startswith("--")} <= known
