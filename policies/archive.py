@@ -41,6 +41,9 @@ from policies.workload import Workload
 
 _DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
 
+ARCHIVE_DIRNAME = "bundles"
+"""The archive's folder inside an installation's ``$CORRIDOR_HOME``."""
+
 
 class BundleArchive:
     """Bundles by digest in one directory (created if missing). Safe to share between processes."""

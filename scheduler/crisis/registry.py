@@ -274,6 +274,7 @@ class CrisisRegistry:
                                      "reason": declaration.reason, "scope": declaration.scope.model_dump(),
                                      "valid_from": iso(declaration.valid_from),
                                      "valid_until": iso(declaration.valid_until), "backed_by": sides,
+                                     "declaration": declaration.to_json(),
                                      **({"site": site} if site else {}),
                                      **({"signed_step": signed} if signed and operator else {})})
             for step, operator in steps])

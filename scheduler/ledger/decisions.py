@@ -8,9 +8,12 @@ the same facts in the same shape:
 - ``workload``: :func:`entry_workload` of the rulebook's workload (no tenant: it
   has its own key; never any text);
 - ``reasons``: the reason codes; ``policy_digest``; ``declaration`` (if one was used);
-- ``detail.decision``: the rule ids that fired and the summary over all pools
-  (:func:`decision_facts`), so an auditor can go from the HTTP error to the
-  decision, the rule and the bundle text.
+- ``detail.decision``: for a decision at a pool, :meth:`policies.Decision.facts` (the rule
+  ids, the accreditations relied on with their validity, the bundle's name, version and
+  digest, the declaration, the workload) plus the summary over all pools; for a refusal
+  everywhere, the rule ids that fired, the summary, the workload and the time. So an
+  auditor goes from the HTTP error to the decision, the rule and the bundle text, and
+  ``corridor audit replay`` decides it again with the bundle kept by digest.
 
 >>> from policies import Policy, Workload
 >>> evaluation = Policy.load().decide_all(Workload.create("fr-interior", "SECRET", model="corridor-tiny"))
@@ -36,14 +39,15 @@ def entry_workload(workload: RulebookWorkload) -> Workload:
                     data_flags=summary["data_flags"], resources=summary["resources"])
 
 
-def decision_facts(decisions: Iterable[Decision], summary: str | None = None) -> dict[str, Any]:
-    """What decided: the rule ids that fired (in order, once each) and, if given, the summary
-    over every pool (``"1/4 pools: 2 RESIDENCY, …"``)."""
-    facts: dict[str, Any] = {
-        "rules": list(dict.fromkeys(r.rule for d in decisions for r in d.reasons))}
-    if summary is not None:
-        facts["summary"] = summary
-    return facts
+def refusal_facts(evaluation: Evaluation) -> dict[str, Any]:
+    """What a refusal everywhere keeps for replay: rule ids, summary, workload, time, policy."""
+    decisions = evaluation.decisions
+    first = decisions[0] if decisions else None
+    return {"allowed": False, "pool": None, "rules": evaluation.rules(), "summary": evaluation.summary(),
+            "workload": evaluation.workload.to_json(), "workload_id": evaluation.workload.id,
+            "at": first.at.isoformat() if first else None,
+            "policy": {"name": getattr(first, "policy_name", None), "version": getattr(first, "policy_version", None),
+                       "digest": evaluation.policy_digest}}
 
 
 def _codes(decisions: Iterable[Decision]) -> list[str]:
@@ -66,7 +70,8 @@ def decision_entry(kind: EntryKind, decision: Decision, *, decision_id: str | No
         allowed=decision.allowed if allowed is None else allowed,
         reasons=list(dict.fromkeys([*_codes([decision]), *extra_reasons])),
         policy_digest=decision.policy_digest, declaration=declaration or decision.declaration,
-        detail={**(detail or {}), "decision": decision_facts([decision], summary)})
+        detail={**(detail or {}), "decision": {**decision.facts(),
+                                               **({"summary": summary} if summary else {})}})
 
 
 def refusal_entry(kind: EntryKind, evaluation: Evaluation, *, decision_id: str | None = None,
@@ -84,4 +89,4 @@ def refusal_entry(kind: EntryKind, evaluation: Evaluation, *, decision_id: str |
         workload=entry_workload(workload), allowed=False,
         reasons=list(dict.fromkeys([*codes, *extra_reasons])),
         policy_digest=evaluation.policy_digest,
-        detail={**(detail or {}), "decision": decision_facts(evaluation.decisions, evaluation.summary())})
+        detail={**(detail or {}), "decision": refusal_facts(evaluation)})

@@ -273,3 +273,4 @@ if __name__ == "__main__":
 
 # Checks across the two sites of the corridor (``verify-peer``, ``reconcile``) register here.
 import serving.cli.audit_peer  # noqa: E402,F401
+import serving.cli.audit_replay  # noqa: E402,F401

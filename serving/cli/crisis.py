@@ -204,3 +204,7 @@ def show(
 ) -> None:
     """One declaration."""
     _show(_call("GET", f"/admin/crisis/{declaration}", url=_url(url, as_, home), key=_key(key, as_, home)), as_json)
+
+
+# The closing review's report reads the ledger; it registers here.
+import serving.cli.crisis_report  # noqa: E402,F401

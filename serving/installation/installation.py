@@ -34,6 +34,7 @@ from typing import Any
 from rich.console import Console
 
 from policies import Policy, default_bundle_path
+from policies.archive import ARCHIVE_DIRNAME, BundleArchive
 from scheduler.crisis import STORE_FILENAME, CrisisRegistry
 from scheduler.deployments import Deployments
 from scheduler.exceptions import PlacementError
@@ -97,6 +98,7 @@ class Installation:
                 self._refuse(problems)
             self.autarky_report.pinned = dict(self.model_digests)
         self.ledger = self.ledger or Ledger.open(home)
+        BundleArchive(home / ARCHIVE_DIRNAME).put(self.policy.bundle)  # kept by digest, for replay
         self.ledger.append(LedgerEntryDraft(kind="policy", policy_digest=self.policy.digest,
                                             detail={"bundle": self.policy.bundle.name,
                                                     "version": self.policy.bundle.version,

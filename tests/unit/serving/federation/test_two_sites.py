@@ -111,6 +111,21 @@ def test_the_drill_declare_at_de_approve_at_fr_forward_then_revoke(corridor):
     after = embed(de)
     assert after.status_code == 503 and "x-corridor-declaration" not in after.headers
 
+    import json
+
+    from typer.testing import CliRunner
+
+    from serving.cli import app
+
+    for site, how in (("FR", "served for DE"), ("DE", "forwarded to FR")):
+        result = CliRunner().invoke(app, ["crisis", "report", declaration, "--site-home",
+                                          str(corridor.home / site), "--json"])
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.output)
+        assert [s["step"] for s in report["steps"]] == ["declared", "approved", "activated", "revoked"]
+        assert [(r["tenant"], r["model"], r["pool"], r["how"], r["count"]) for r in report["requests"]] == [
+            ("de-federal-it", "minilm", "fr-paris", how, 1)]
+
 
 def test_a_forged_step_is_refused_by_the_peer_api(corridor):
     fr, de = corridor["FR"], corridor["DE"]
