@@ -39,7 +39,8 @@ from scheduler.exceptions import (DuplicateDeploymentError, PlacementError, Plac
 from scheduler.inventory import Inventory, LedgerWriter
 from scheduler.periodic import Periodic
 from scheduler.ledger.decisions import decision_entry, refusal_entry
-from scheduler.placement import Admission, Assignment, Placement, Placer, Status
+from scheduler.placement import Admission, Assignment, Placement, Placer, Status, default_filters
+from scheduler.quotas import GpuQuotaFilter
 from scheduler.spec import DeploymentSpec
 
 log = logging.getLogger(__name__)
@@ -141,7 +142,8 @@ class Deployments:
         self.ledger = ledger
         self.actor_class = actor_class
         self.inventory = inventory or Inventory(policy, ledger=ledger)
-        self.placer = placer or Placer(policy)
+        self.placer = placer or Placer(
+            policy, filters=[*default_filters(), GpuQuotaFilter(policy, self.tenant_gpus)])
         self.binder = binder or Binder()
         self.declarations = declarations or (lambda: ())
         self.heal_period_s = heal_period_s
@@ -206,6 +208,17 @@ class Deployments:
         with self._view:
             deployments = list(self._deployments.values())
         return [self._view_of(d) for d in deployments]
+
+    def tenant_gpus(self) -> Counter[str]:
+        """GPUs the live replicas hold per tenant (a replica counts for each audience's tenant)."""
+        held: Counter[str] = Counter()
+        with self._view:
+            deployments = list(self._deployments.values())
+        for deployment in deployments:
+            gpus = deployment.spec.gpus_per_replica * len(deployment.replicas)
+            for tenant in dict.fromkeys(a.tenant for a in deployment.spec.audiences):
+                held[tenant] += gpus
+        return held
 
     def close(self, *, release: bool = True) -> None:
         """Stop healing; with ``release`` also stop and release every replica."""

@@ -4,8 +4,6 @@ metrics; every error leaves in the OpenAI error format."""
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
-from typing import Any
-
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -13,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving.gateway import admin_api, audit_api, batch_api, crisis_api, openai_api
+from serving.gateway.boundary import ErrorBoundary
 from serving.gateway.errors import DOMAIN_ERRORS, BadRequest, GatewayError, NotFound, from_domain
 from serving.gateway.service import Gateway
 
@@ -31,6 +30,7 @@ def create_app(gateway: Gateway) -> FastAPI:
     app = FastAPI(title="Corridor sovereign gateway", lifespan=lifespan, docs_url=None,
                   redoc_url=None)
     app.state.gateway = gateway
+    app.add_middleware(ErrorBoundary)
     app.include_router(openai_api.router)
     app.include_router(audit_api.router)
     app.include_router(admin_api.router)
@@ -58,8 +58,11 @@ def create_app(gateway: Gateway) -> FastAPI:
         if exc.status_code == 404:
             return NotFound(f"no route {request.method} {request.url.path}",
                             code="unknown_route").response()
-        error = GatewayError(str(exc.detail), code=f"http_{exc.status_code}")
+        error = GatewayError(str(exc.detail), code=f"http_{exc.status_code}",
+                             headers=dict(exc.headers or {}))
         error.status, error.type = exc.status_code, "invalid_request_error"
+        if exc.status_code == 405:
+            error.code = "method_not_allowed"
         return error.response()
 
     @app.get("/healthz")
@@ -68,13 +71,16 @@ def create_app(gateway: Gateway) -> FastAPI:
 
     @app.get("/readyz")
     async def readyz() -> Response:
+        """Ready or not, nothing more: replica counts and the policy digest are for operators."""
         live = gateway.router.source.endpoints()
-        body: dict[str, Any] = {"status": "ready" if live else "waiting", "replicas": len(live),
-                                "policy_digest": gateway.policy.digest}
-        return JSONResponse(body, status_code=200 if live else 503)
+        return JSONResponse({"status": "ready" if live else "waiting"},
+                            status_code=200 if live else 503)
 
     @app.get("/metrics")
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        """Prometheus metrics; by default for operators and auditors only (they name tenants)."""
+        if gateway.metrics_roles is not None:
+            gateway.authenticate(request, gateway.metrics_roles)
         return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -11,9 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from scheduler.ledger import NotFoundError, ProofInputError
@@ -22,6 +22,9 @@ from serving.gateway.errors import BadRequest, Forbidden, NotFound
 from serving.gateway.service import Gateway
 
 router = APIRouter(prefix="/audit")
+
+#: Ledger indexes and sizes are SQLite integers: anything outside is a 400, not an overflow.
+Index = Annotated[int, Query(ge=0, le=2**63 - 1)]
 
 
 def _tenant_filter(principal: Principal, tenant: str | None) -> str | None:
@@ -51,7 +54,11 @@ def _time(name: str, value: str | None) -> dt.datetime | None:
     if moment.tzinfo is None:
         raise BadRequest(f"'{name}' needs a time zone, e.g. 2026-11-28T12:00:00Z", param=name,
                          code="invalid_time")
-    return moment
+    try:
+        return moment.astimezone(dt.timezone.utc)
+    except OverflowError as exc:
+        raise BadRequest(f"'{name}' is outside the years 1 to 9999 once in UTC, got {value!r}",
+                         param=name, code="invalid_time") from exc
 
 
 def _auditor(request: Request) -> tuple[Gateway, Principal]:
@@ -62,7 +69,9 @@ def _auditor(request: Request) -> tuple[Gateway, Principal]:
 @router.get("/entries")
 async def entries(request: Request, tenant: str | None = None, kind: str | None = None,
                   jurisdiction: str | None = None, since: str | None = None,
-                  until: str | None = None, after: int | None = None, limit: int = 100,
+                  until: str | None = None,
+                  after: Annotated[int | None, Query(ge=-1, le=2**63 - 1)] = None,
+                  limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                   decision_id: str | None = None) -> dict[str, Any]:
     """Entries matching every filter, by index; ``decision_id`` finds the entries of one decision
     (the ``X-Corridor-Decision`` of a response)."""
@@ -90,7 +99,7 @@ async def public_key(request: Request) -> dict[str, str]:
 
 
 @router.get("/proof/inclusion")
-async def inclusion(request: Request, index: int, tree_size: int) -> dict[str, Any]:
+async def inclusion(request: Request, index: Index, tree_size: Index) -> dict[str, Any]:
     gateway, _ = _auditor(request)
     try:
         return gateway.ledger.inclusion_proof(index, tree_size)
@@ -101,7 +110,7 @@ async def inclusion(request: Request, index: int, tree_size: int) -> dict[str, A
 
 
 @router.get("/proof/consistency")
-async def consistency(request: Request, first: int, second: int) -> dict[str, Any]:
+async def consistency(request: Request, first: Index, second: Index) -> dict[str, Any]:
     gateway, _ = _auditor(request)
     try:
         return gateway.ledger.consistency_proof(first, second)
@@ -113,7 +122,7 @@ async def consistency(request: Request, first: int, second: int) -> dict[str, An
 
 @router.get("/export")
 async def export(request: Request, tenant: str | None = None,
-                 tree_size: int | None = None) -> StreamingResponse:
+                 tree_size: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None) -> StreamingResponse:
     """JSON lines of entries; with ``tree_size`` each line carries its inclusion proof in the
     tree of that size, so a tenant's export verifies offline against a signed tree head."""
     gateway, principal = _auditor(request)

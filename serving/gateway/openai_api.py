@@ -3,16 +3,21 @@
 A request becomes a :class:`policies.Workload` (tenant from the credentials,
 marking from ``X-Corridor-Marking`` or the tenant's default, flags from
 ``X-Corridor-Data``, the model from the body), the router picks an allowed
-live replica, and the body is proxied unchanged, streaming chunk by chunk.
-Every routed or refused request writes a ``routing`` entry to the ledger —
-tenant, workload attributes, pool, node, decision; never the prompt — which is
-durable before the response completes.
+live replica, and the body is proxied with every field the caller sent, plus
+the tenant's ``cache_salt`` (:mod:`serving.routing.cache_salt`; a salt the
+caller sent is replaced) and, when streaming, ``stream_options.include_usage``
+so the tenant's tokens per minute can be counted (the usage event is not
+relayed to a client that did not ask for it). Streams are relayed event by
+event (:mod:`serving.gateway.sse`). Every routed or refused request writes a
+``routing`` entry to the ledger — tenant, workload attributes, pool, node,
+decision; never the prompt — which is durable before the response completes.
+Errors that reach the caller never carry replica addresses.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -25,9 +30,12 @@ from policies import Workload
 from scheduler.ledger.decisions import decision_entry, refusal_entry
 from serving.feed import policy_refusal_record
 from serving.gateway.errors import Forbidden, NotFound, Unavailable
-from serving.gateway.requests import data_flags_of, marking_of, parse_object, read_body, require_field
+from serving.gateway.requests import data_flags_of, marking_of, read_object, require_field
 from serving.gateway.service import Gateway
+from serving.gateway.sse import EventSplitter, error_event, is_usage_only, total_tokens
 from serving.routing import Endpoint, Route, UpstreamBroken, UpstreamResponse, UpstreamUnreachable
+
+log = logging.getLogger(__name__)
 
 router = APIRouter()
 
@@ -64,11 +72,12 @@ async def _inference(request: Request, path: str, field: str, kind: type | tuple
     received = time.perf_counter()
     gateway: Gateway = request.app.state.gateway
     principal = gateway.authenticate(request, INFERENCE_ROLES)
+    tenant_id = principal.tenant or ""
     if gateway.limiter is not None:
-        gateway.limiter.admit(principal.tenant or "", endpoint=path,
-                              source=request.client.host if request.client else None)
-    body = await read_body(request, gateway.max_body_bytes)
-    payload = parse_object(body)
+        gateway.limiter.admit(tenant_id, endpoint=path, source=gateway.source(request))
+    if gateway.tokens is not None:
+        gateway.tokens.admit(tenant_id)
+    _, payload = await read_object(request, gateway.max_body_bytes)
     model = require_field(payload, "model", str)
     require_field(payload, field, kind)
     tenant = gateway.policy.tenants.get(principal.tenant or "")
@@ -92,6 +101,8 @@ async def _inference(request: Request, path: str, field: str, kind: type | tuple
                           f"retry later", code="no_replica_available",
                           headers={"Retry-After": "5", "X-Corridor-Decision": decision_id})
     stream = payload.get("stream") is True
+    hide_usage = stream and _ask_for_usage(payload)
+    body = gateway.cache_salts.salted(payload, workload.tenant)
     # The routing entry's durable write overlaps the upstream call; the response completes
     # only once it is durable. A retry on another replica is a second entry, same decision id.
     first = route.candidates[0]
@@ -113,21 +124,35 @@ async def _inference(request: Request, path: str, field: str, kind: type | tuple
     gateway.metrics.requests.labels(workload.tenant, model, endpoint.jurisdiction,
                                     str(upstream.status)).inc()
     if stream and upstream.status == 200:
-        relay = _relay(gateway, upstream, endpoint, record, received)
+        relay = _relay(gateway, upstream, endpoint, record, received, workload.tenant, hide_usage)
         return StreamingResponse(relay, status_code=200, media_type=upstream.content_type,
                                  headers=headers)
     try:
         content = await upstream.read()
     except UpstreamBroken as exc:
         gateway.router.mark_failed(endpoint)
-        raise Unavailable(f"the replica failed while answering ({exc}); retry later",
+        log.warning("replica %s failed while answering: %s", endpoint.replica_id, exc)
+        raise Unavailable("the replica failed while answering; retry later",
                           code="upstream_unavailable", headers={"Retry-After": "2"}) from exc
     finally:
         upstream.release()
         gateway.router.release(endpoint)
         await record
+    if gateway.tokens is not None and upstream.status == 200:
+        gateway.tokens.charge(workload.tenant, total_tokens(content))
     return Response(content, status_code=upstream.status, media_type=upstream.content_type,
                     headers=headers)
+
+
+def _ask_for_usage(payload: dict[str, Any]) -> bool:
+    """Make a streaming request report its usage; True when the caller did not ask for it
+    (so the usage-only event is not relayed to them)."""
+    options = payload.get("stream_options")
+    if isinstance(options, dict) and options.get("include_usage") is True:
+        return False
+    payload["stream_options"] = {**(options if isinstance(options, dict) else {}),
+                                 "include_usage": True}
+    return True
 
 
 async def _open_upstream(gateway: Gateway, route: Route, path: str, body: bytes,
@@ -143,6 +168,7 @@ async def _open_upstream(gateway: Gateway, route: Route, path: str, body: bytes,
         except UpstreamUnreachable as exc:
             gateway.router.release(endpoint)
             gateway.router.mark_failed(endpoint)
+            log.warning("replica %s unreachable: %s", endpoint.replica_id, exc)
             last_error = exc
             continue
         gateway.metrics.upstream.observe(time.perf_counter() - sent)
@@ -152,29 +178,45 @@ async def _open_upstream(gateway: Gateway, route: Route, path: str, body: bytes,
             last_error = RuntimeError(f"upstream answered {upstream.status}")
             continue
         return upstream, endpoint
-    raise Unavailable(f"no replica answered ({type(last_error).__name__}: {last_error}); retry later",
-                      code="upstream_unavailable", headers={"Retry-After": "2"})
+    raise Unavailable("no replica answered; retry later", code="upstream_unavailable",
+                      headers={"Retry-After": "2"})
 
 
 async def _relay(gateway: Gateway, upstream: UpstreamResponse, endpoint: Endpoint,
-                 record: asyncio.Future, received: float) -> AsyncIterator[bytes]:
-    """Pass the upstream stream through chunk by chunk; a failure mid-stream ends it with an
-    error event (the caller has already received the first bytes, so no retry)."""
+                 record: asyncio.Future, received: float, tenant: str,
+                 hide_usage: bool) -> AsyncIterator[bytes]:
+    """Pass the upstream stream through event by event; a failure mid-stream drops the
+    unfinished event and ends the stream with a well-formed error event (the caller has
+    already received the first events, so no retry). The usage event is counted against the
+    tenant's tokens, and not relayed when only the gateway asked for it."""
     first = True
+    used: int | None = None
+    splitter = EventSplitter()
     try:
         async for chunk in upstream.chunks():
             if first:
                 gateway.metrics.ttft.observe(time.perf_counter() - received)
                 first = False
-            yield chunk
+            events = splitter.feed(chunk)
+            for event in events:
+                if b'"usage"' in event:
+                    used = total_tokens(event) or used
+                    if hide_usage and is_usage_only(event):
+                        continue
+                yield event
+        rest = splitter.finish()
+        if rest:
+            yield rest
     except UpstreamBroken as exc:
-        error = {"error": {"message": f"the replica failed mid-stream: {exc}",
-                           "type": "server_error", "code": "upstream_stream_error", "param": None}}
-        yield f"data: {json.dumps(error)}\n\n".encode()
+        log.warning("replica %s failed mid-stream: %s", endpoint.replica_id, exc)
+        yield error_event("the replica failed mid-stream; the answer is incomplete",
+                          "upstream_stream_error")
         gateway.router.mark_failed(endpoint)
     finally:
         upstream.release()
         gateway.router.release(endpoint)
+        if gateway.tokens is not None:
+            gateway.tokens.charge(tenant, used)
         await record
 
 

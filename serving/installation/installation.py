@@ -39,6 +39,7 @@ from scheduler.crisis import STORE_FILENAME, CrisisRegistry
 from scheduler.deployments import Deployments
 from scheduler.exceptions import PlacementError
 from scheduler.ledger import Ledger, LedgerEntryDraft
+from scheduler.private_files import private_directory
 from scheduler.spec import DeploymentSpec
 from serving.autarky import (AutarkyError, AutarkyReport, apply_offline_env, check_bundle,
                              endpoint_problems, model_problems)
@@ -79,8 +80,7 @@ class Installation:
     # -- start ----------------------------------------------------------------
 
     def start(self) -> Installation:
-        home = self.config.home
-        home.mkdir(parents=True, exist_ok=True)
+        home = private_directory(self.config.home)
         os.environ.update(OFFLINE_ENV)
         if self.autarky:
             self._step("autarky: signed bundle, local endpoints, offline switches", self._check_autarky)

@@ -103,9 +103,10 @@ class VLLMReplica:
             self.state, self.error = "failed", str(exc)
             return
         log_dir = Path(self.config.get("log_dir") or tempfile.mkdtemp(prefix="corridor-replica-"))
-        log_dir.mkdir(parents=True, exist_ok=True)
+        log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.log_path = log_dir / f"{self.replica_id}.log"
-        with self.log_path.open("ab") as log:
+        with os.fdopen(os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
+                       "ab") as log:
             launcher = subprocess.Popen(
                 [sys.executable, "-m", "serving.replica.guard", "--watch", str(os.getpid()),
                  "--", *command],
