@@ -12,7 +12,8 @@ Every placement cycle ends in the ledger: a ``placement`` entry per audience
 (``allowed=false`` with the reasons per pool), a ``violation`` entry when
 Ray put a replica off its decision (it is killed before serving).
 
-Healing re-places lost replicas (node dead, actor dead) and evicts replicas
+Healing re-places lost replicas (node dead, actor dead, or the actor alive but its
+server dead: it says ``server-dead`` in ``describe()``) and evicts replicas
 the rulebook no longer allows where they run (e.g. a crisis declaration
 expired). It asks the same rulebook, so a replica crosses the border only
 under an active crisis declaration, named in the ledger; without compliant
@@ -98,12 +99,17 @@ class HealReport:
     degraded: dict[str, str] = field(default_factory=dict)
 
 
+#: The state a replica actor reports when its server died while the actor lives.
+SERVER_DEAD = "server-dead"
+
+
 @dataclass(slots=True)
 class _Replica:
     id: str
     bound: BoundReplica
     assignment: Assignment
     endpoint: str | None
+    server_state: str | None = None  # the actor's own state, as its last describe() said
 
 
 @dataclass(slots=True)
@@ -246,6 +252,8 @@ class Deployments:
                         why = "node-lost"
                     elif self.binder.actor_state(replica.bound.actor_id) == "DEAD":
                         why = "actor-dead"
+                    elif replica.server_state == SERVER_DEAD:
+                        why = "server-dead"
                     else:
                         continue
                     log.warning("replica %s lost (%s) on node %s", replica.id, why,
@@ -436,6 +444,7 @@ class Deployments:
             answer = answers.get(replica.bound.actor_id)
             if answer is not None:
                 replica.endpoint = answer.get("endpoint")
+                replica.server_state = answer.get("state")
 
     def _view_of(self, deployment: _Deployment) -> DeploymentView:
         with self._view:

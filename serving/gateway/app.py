@@ -10,7 +10,8 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serving.gateway import admin_api, audit_api, batch_api, crisis_api, openai_api
+from serving.batch import BatchSettings
+from serving.gateway import admin_api, audit_api, batch_api, crisis_api, openai_api, openapi
 from serving.gateway.boundary import ErrorBoundary
 from serving.gateway.errors import DOMAIN_ERRORS, BadRequest, GatewayError, NotFound, from_domain
 from serving.gateway.service import Gateway
@@ -31,6 +32,9 @@ def create_app(gateway: Gateway) -> FastAPI:
                   redoc_url=None)
     app.state.gateway = gateway
     app.add_middleware(ErrorBoundary)
+    openapi.install(app, gateway.policy, metrics_open=gateway.metrics_roles is None,
+                    max_window_s=lambda: (gateway.batches.settings if gateway.batches is not None
+                                          else BatchSettings()).max_window_s)
     app.include_router(openai_api.router)
     app.include_router(audit_api.router)
     app.include_router(admin_api.router)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -43,22 +44,44 @@ def _tenant_filter(principal: Principal, tenant: str | None) -> str | None:
     return tenant
 
 
+_RFC3339 = re.compile(r"^([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})"
+                      r"(?:\.([0-9]+))?(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))$")
+_EARLIEST = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+_LATEST = dt.datetime.max.replace(tzinfo=dt.timezone.utc)
+
+
 def _time(name: str, value: str | None) -> dt.datetime | None:
+    """An RFC 3339 time as UTC; one outside the years 1..9999 once in UTC is the earliest or
+    latest time there is (a filter from 0001-01-01T00:00:00+14:00 means "from the start").
+
+    >>> _time("since", "2026-11-28T12:00:00+01:00").isoformat()
+    '2026-11-28T11:00:00+00:00'
+    >>> _time("until", "9999-12-31T23:59:59-10:00") == _LATEST
+    True
+    """
     if value is None:
         return None
-    try:
-        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise BadRequest(f"'{name}' must be an RFC 3339 time, got {value!r}", param=name,
-                         code="invalid_time") from exc
-    if moment.tzinfo is None:
-        raise BadRequest(f"'{name}' needs a time zone, e.g. 2026-11-28T12:00:00Z", param=name,
+    match = _RFC3339.match(value)
+    if match is None:
+        raise BadRequest(f"'{name}' must be an RFC 3339 time with a time zone, e.g. "
+                         f"2026-11-28T12:00:00Z, got {value[:64]!r}", param=name, code="invalid_time")
+    year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
+    micro = int((match.group(7) or "0")[:6].ljust(6, "0"))
+    sign, off_h, off_m = match.group(9), int(match.group(10) or 0), int(match.group(11) or 0)
+    if off_h > 23 or off_m > 59:
+        raise BadRequest(f"'{name}': time zone offset out of range in {value!r}", param=name,
                          code="invalid_time")
+    offset = dt.timedelta(hours=off_h, minutes=off_m) * (-1 if sign == "-" else 1)
+    if year == 0:
+        return _EARLIEST
     try:
-        return moment.astimezone(dt.timezone.utc)
-    except OverflowError as exc:
-        raise BadRequest(f"'{name}' is outside the years 1 to 9999 once in UTC, got {value!r}",
-                         param=name, code="invalid_time") from exc
+        local = dt.datetime(year, month, day, hour, minute, min(second, 59), micro)
+    except ValueError as exc:
+        raise BadRequest(f"'{name}': {exc} in {value!r}", param=name, code="invalid_time") from exc
+    try:
+        return (local - offset).replace(tzinfo=dt.timezone.utc)
+    except OverflowError:
+        return _EARLIEST if offset > dt.timedelta(0) else _LATEST
 
 
 def _auditor(request: Request) -> tuple[Gateway, Principal]:

@@ -25,12 +25,15 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
 
 from policies import Workload
 from scheduler.ledger.decisions import decision_entry, refusal_entry
 from serving.feed import policy_refusal_record
 from serving.gateway.errors import Forbidden, NotFound, Unavailable
-from serving.gateway.requests import data_flags_of, marking_of, read_object, require_field
+from serving.gateway.protocol import (ChatCompletionRequest, CompletionRequest, EmbeddingRequest,
+                                      check_body)
+from serving.gateway.requests import data_flags_of, marking_of, read_object
 from serving.gateway.service import Gateway
 from serving.gateway.sse import EventSplitter, error_event, is_usage_only, total_tokens
 from serving.routing import Endpoint, Route, UpstreamBroken, UpstreamResponse, UpstreamUnreachable
@@ -55,20 +58,20 @@ async def list_models(request: Request) -> dict[str, Any]:
 
 @router.post("/v1/chat/completions")
 async def chat_completions(request: Request) -> Response:
-    return await _inference(request, "/v1/chat/completions", "messages", list)
+    return await _inference(request, "/v1/chat/completions", ChatCompletionRequest)
 
 
 @router.post("/v1/completions")
 async def completions(request: Request) -> Response:
-    return await _inference(request, "/v1/completions", "prompt", (str, list))
+    return await _inference(request, "/v1/completions", CompletionRequest)
 
 
 @router.post("/v1/embeddings")
 async def embeddings(request: Request) -> Response:
-    return await _inference(request, "/v1/embeddings", "input", (str, list))
+    return await _inference(request, "/v1/embeddings", EmbeddingRequest)
 
 
-async def _inference(request: Request, path: str, field: str, kind: type | tuple[type, ...]) -> Response:
+async def _inference(request: Request, path: str, body_model: type[BaseModel]) -> Response:
     received = time.perf_counter()
     gateway: Gateway = request.app.state.gateway
     principal = gateway.authenticate(request, INFERENCE_ROLES)
@@ -78,8 +81,7 @@ async def _inference(request: Request, path: str, field: str, kind: type | tuple
     if gateway.tokens is not None:
         gateway.tokens.admit(tenant_id)
     _, payload = await read_object(request, gateway.max_body_bytes)
-    model = require_field(payload, "model", str)
-    require_field(payload, field, kind)
+    model = check_body(body_model, payload).model
     tenant = gateway.policy.tenants.get(principal.tenant or "")
     marking = marking_of(request, tenant.default_marking if tenant else "PUBLIC")
     workload = Workload(tenant=principal.tenant or "", marking=marking, kind="request",

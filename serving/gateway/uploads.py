@@ -52,7 +52,7 @@ class _Form:
         self._disposition = b""
         self._part: str | None = None  # "file", a field name, or None
         self._value = b""
-        self._seen_file = False
+        self.seen_file = False
 
     def callbacks(self) -> dict:
         return {"on_part_begin": self._begin, "on_header_field": self._field,
@@ -77,11 +77,11 @@ class _Form:
     def _headers_done(self) -> None:
         _, options = parse_options_header(self._disposition)
         name = options.get(b"name", b"").decode("utf-8", "replace")
-        if name == "file" and b"filename" in options:
-            if self._seen_file:
+        if name == "file":
+            if self.seen_file:
                 raise BadRequest("send one file per upload", code="too_many_files", param="file")
-            self._seen_file = True
-            self.upload.filename = options[b"filename"].decode("utf-8", "replace")[:255]
+            self.seen_file = True
+            self.upload.filename = options.get(b"filename", b"input.jsonl").decode("utf-8", "replace")[:255]
             self._part = "file"
         else:
             if len(self.upload.fields) >= _MAX_FIELDS:
@@ -154,7 +154,7 @@ async def receive_upload(request: Request, staging: Path, limit: int) -> Upload:
         if not form.ended:
             raise BadRequest("the multipart body ended before its closing boundary",
                              code="invalid_multipart")
-        if form.upload.filename is None:
+        if not form.seen_file:
             raise BadRequest("missing the multipart field 'file'", code="missing_required_parameter",
                              param="file")
         return form.upload

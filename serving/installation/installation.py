@@ -48,6 +48,7 @@ from serving.config import load_run_config
 from serving.feed import LedgerFollower, SecurityFeed, open_feed
 from serving.gateway import Authenticator, Gateway, KeyStore, create_app
 from serving.gateway.limits import RateLimiter
+from serving.installation.access import gateway_options, jwt_verifier
 from serving.installation.adapters import DeploymentEndpoints, SchedulerView
 from serving.installation.settings import UpConfig
 from serving.models.artifacts import artifact_digest, minilm_directory
@@ -64,6 +65,7 @@ class Installation:
         self.console = console or Console(stderr=True)
         self.policy = Policy.load(config.bundle)
         self.run_config = load_run_config(config.config_file, config.home)
+        self.jwt = jwt_verifier(self.run_config, config.home)  # a bad OIDC setup fails before Ray
         self.autarky = config.autarky or self.policy.bundle.settings.autarky
         self.autarky_report: AutarkyReport | None = None
         self.model_digests: dict[str, str] = {}
@@ -112,7 +114,7 @@ class Installation:
         self.endpoints = DeploymentEndpoints(self.deployments).start()
         self._wait_ready()
         self.gateway = Gateway(policy=self.policy, ledger=self.ledger,
-                               auth=Authenticator(self._keystore()),
+                               auth=Authenticator(self._keystore(), self.jwt),
                                router=Router(self.policy, self.endpoints,
                                              declarations=self.crisis.declarations),
                                operator_view=SchedulerView(self.deployments),
@@ -120,7 +122,8 @@ class Installation:
                                limiter=RateLimiter(self.policy, ledger=self.ledger, feed=self.events,
                                                    auth_failures=self.run_config.auth_throttle.failures,
                                                    auth_window_s=self.run_config.auth_throttle.window_s),
-                               model_digests=dict(self.model_digests))
+                               model_digests=dict(self.model_digests),
+                               **gateway_options(self.run_config, home, self.policy))
         # Batches resume where they stopped: their state is in the home directory.
         self.gateway.batches = BatchService.open(
             home, provisioner=DeploymentProvisioner(self.deployments, models))
