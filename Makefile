@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 TORCH_INDEX ?=
 PIP_INDEX_ARGS := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
 
-.PHONY: up test test-unit test-integration test-e2e bench install clean
+.PHONY: up test test-unit test-integration test-e2e test-fuzz bench install clean
 
 install: $(STAMP)
 
@@ -27,13 +27,19 @@ $(STAMP): pyproject.toml
 up: $(STAMP)
 	$(VENV)/bin/corridor up
 
-# Every tier: unit, integration (real local Ray cluster), end-to-end (real vLLM + gateway).
+# Every tier: unit (with the route × role × tenant access matrix), fuzz (Schemathesis against
+# the gateway's schema, every role), integration (real local Ray cluster), end-to-end (real vLLM
+# + gateway).
 # pytest exits 5 when it collects no test; make treats that as the failure it is.
 test: $(STAMP)
 	$(PY) -m pytest tests
 
 test-unit: $(STAMP)
-	$(PY) -m pytest tests -m "not integration and not e2e"
+	$(PY) -m pytest tests -m "not integration and not e2e and not fuzz"
+
+# A few minutes on two cores; CORRIDOR_FUZZ_EXAMPLES=N changes the examples per operation.
+test-fuzz: $(STAMP)
+	$(PY) -m pytest tests -m fuzz
 
 test-integration: $(STAMP)
 	$(PY) -m pytest tests -m integration

@@ -4,16 +4,18 @@ metrics; every error leaves in the OpenAI error format."""
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from serving.batch import BatchSettings
 from serving.gateway import admin_api, audit_api, batch_api, crisis_api, openai_api, openapi
 from serving.gateway.boundary import ErrorBoundary
 from serving.gateway.errors import DOMAIN_ERRORS, BadRequest, GatewayError, NotFound, from_domain
+from serving.gateway.requests import known_query_parameters
 from serving.gateway.service import Gateway
 
 
@@ -29,7 +31,7 @@ def create_app(gateway: Gateway) -> FastAPI:
             await gateway.stop()
 
     app = FastAPI(title="Corridor sovereign gateway", lifespan=lifespan, docs_url=None,
-                  redoc_url=None)
+                  redoc_url=None, dependencies=[Depends(known_query_parameters)])
     app.state.gateway = gateway
     app.add_middleware(ErrorBoundary)
     openapi.install(app, gateway.policy, metrics_open=gateway.metrics_roles is None,
@@ -67,6 +69,7 @@ def create_app(gateway: Gateway) -> FastAPI:
         error.status, error.type = exc.status_code, "invalid_request_error"
         if exc.status_code == 405:
             error.code = "method_not_allowed"
+            error.headers["Allow"] = ", ".join(_allowed_methods(app, request))
         return error.response()
 
     @app.get("/healthz")
@@ -88,3 +91,15 @@ def create_app(gateway: Gateway) -> FastAPI:
         return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """Every method some route serves at the request's path (Starlette names only the first
+    route's, and one path may have several routes)."""
+    methods: set[str] = set()
+    for route in app.routes:
+        match, _ = route.matches({**request.scope, "method": "GET", "type": "http"})
+        route_methods = getattr(route, "methods", None)
+        if match != Match.NONE and route_methods:
+            methods |= set(route_methods)
+    return sorted(methods)

@@ -144,6 +144,10 @@ def build_schema(app: FastAPI, policy: Policy, *, max_window_s: int,
         for method, operation in operations.items():
             if (method, path) in bodies:
                 operation["requestBody"] = bodies[(method, path)]
+            for parameter in operation.get("parameters", []):
+                if parameter["name"] in ("since", "until") and path == "/audit/entries":
+                    parameter["schema"] = {"type": "string", "format": "date-time",
+                                           "description": "RFC 3339, with a time zone"}
             responses = operation.setdefault("responses", {})
             responses.pop("422", None)
             _success(responses, path)

@@ -93,3 +93,19 @@ def data_flags_of(request: Request) -> frozenset[str]:
         return parse_data_flags(single_header(request, DATA_HEADER))
     except PolicyError as exc:
         raise BadRequest(str(exc), code="unknown_data_flag", param="X-Corridor-Data") from exc
+
+
+def known_query_parameters(request: Request) -> None:
+    """A query parameter the route does not take is a 400 naming it, never silently ignored
+    (an app-wide dependency, run before the handler)."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None or not request.query_params:
+        return
+    known = {field.alias for field in dependant.query_params}
+    for name in request.query_params:
+        if name not in known:
+            raise BadRequest(f"unknown query parameter {name[:64]!r}"
+                             + (f"; this route takes {', '.join(sorted(known))}" if known else
+                                "; this route takes none"),
+                             code="unknown_parameter", param=name[:64])
