@@ -161,6 +161,9 @@ class BatchExecutor:
             timeout = self.settings.poll_interval_s
             if self._results:
                 timeout = min(timeout, self.settings.flush_interval_s)
+            retries = [run.retry_at for run in self._runs.values() if run.failures and not run.busy]
+            if retries:
+                timeout = max(0.0, min(timeout, min(retries) - time.monotonic()))
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout)
             except TimeoutError:
