@@ -184,6 +184,7 @@ class Installation:
                 "env": {"VLLM_CPU_KVCACHE_SPACE": str(self.config.kv_cache_gib)},
                 "ready_timeout_s": self.config.ready_timeout_s,
                 "log_dir": str(self.config.home / "logs"), "host": host,
+                "log_stats": self.config.engine_metrics,
             }
         return configs
 

@@ -26,6 +26,7 @@ it runs its workers in the placement group the scheduler created.
 ``ready_timeout_s``  how long to wait for ``/health`` (default 600)
 ``log_dir``          where the server's output goes (default: a temporary directory)
 ``host``             address to bind (default 127.0.0.1; ``0.0.0.0`` on real clusters)
+``log_stats``        keep vLLM's statistics and its Prometheus metrics (default off)
 """
 
 from __future__ import annotations
@@ -161,7 +162,9 @@ class VLLMReplica:
         port = free_port(host)
         command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server",
                    "--model", str(path), "--served-model-name", self.model,
-                   "--host", host, "--port", str(port), "--disable-log-stats"]
+                   "--host", host, "--port", str(port)]
+        if not self.config.get("log_stats"):
+            command.append("--disable-log-stats")
         if self.config.get("task") == "embedding":
             command += ["--runner", "pooling"]
         if self.tensor_parallel_size > 1:
