@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 TORCH_INDEX ?=
 PIP_INDEX_ARGS := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
 
-.PHONY: up test test-unit test-integration test-e2e test-browser browser-deps bench install clean
+.PHONY: up test test-unit test-integration test-e2e test-browser test-fuzz browser-deps bench install clean
 
 install: $(STAMP)
 
@@ -44,14 +44,19 @@ browser-deps:
 	$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $(CHROMIUM_PACKAGES) \
 	  || { echo "error: apt-get could not install $(CHROMIUM_PACKAGES) (no package mirror reachable?)" >&2; exit 1; }
 
-# Every tier: unit, integration (real local Ray cluster), end-to-end (real vLLM + gateway),
-# browser (the console in headless Chromium).
+# Every tier: unit (with the route × role × tenant access matrix), fuzz (Schemathesis against
+# the gateway's schema, every role), integration (real local Ray cluster), end-to-end (real vLLM
+# + gateway, the two-site corridor), browser (the console in headless Chromium).
 # pytest exits 5 when it collects no test; make treats that as the failure it is.
 test: $(STAMP) browser-deps
 	$(PY) -m pytest tests
 
 test-unit: $(STAMP)
-	$(PY) -m pytest tests -m "not integration and not e2e and not browser"
+	$(PY) -m pytest tests -m "not integration and not e2e and not browser and not fuzz"
+
+# A few minutes on two cores; CORRIDOR_FUZZ_EXAMPLES=N changes the examples per operation.
+test-fuzz: $(STAMP)
+	$(PY) -m pytest tests -m fuzz
 
 test-integration: $(STAMP)
 	$(PY) -m pytest tests -m integration

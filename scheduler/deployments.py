@@ -12,7 +12,8 @@ Every placement cycle ends in the ledger: a ``placement`` entry per audience
 (``allowed=false`` with the reasons per pool), a ``violation`` entry when
 Ray put a replica off its decision (it is killed before serving).
 
-Healing re-places lost replicas (node dead, actor dead) and evicts replicas
+Healing re-places lost replicas (node dead, actor dead, or the actor alive but its
+server dead: it says ``server-dead`` in ``describe()``) and evicts replicas
 the rulebook no longer allows where they run (e.g. a crisis declaration
 expired). It asks the same rulebook, so a replica crosses the border only
 under an active crisis declaration, named in the ledger; without compliant
@@ -39,7 +40,8 @@ from scheduler.exceptions import (DuplicateDeploymentError, PlacementError, Plac
 from scheduler.inventory import Inventory, LedgerWriter
 from scheduler.periodic import Periodic
 from scheduler.ledger.decisions import decision_entry, refusal_entry
-from scheduler.placement import Admission, Assignment, Placement, Placer, Status
+from scheduler.placement import Admission, Assignment, Placement, Placer, Status, default_filters
+from scheduler.quotas import GpuQuotaFilter
 from scheduler.spec import DeploymentSpec
 
 log = logging.getLogger(__name__)
@@ -97,12 +99,17 @@ class HealReport:
     degraded: dict[str, str] = field(default_factory=dict)
 
 
+#: The state a replica actor reports when its server died while the actor lives.
+SERVER_DEAD = "server-dead"
+
+
 @dataclass(slots=True)
 class _Replica:
     id: str
     bound: BoundReplica
     assignment: Assignment
     endpoint: str | None
+    server_state: str | None = None  # the actor's own state, as its last describe() said
 
 
 @dataclass(slots=True)
@@ -141,7 +148,8 @@ class Deployments:
         self.ledger = ledger
         self.actor_class = actor_class
         self.inventory = inventory or Inventory(policy, ledger=ledger)
-        self.placer = placer or Placer(policy)
+        self.placer = placer or Placer(
+            policy, filters=[*default_filters(), GpuQuotaFilter(policy, self.tenant_gpus)])
         self.binder = binder or Binder()
         self.declarations = declarations or (lambda: ())
         self.heal_period_s = heal_period_s
@@ -207,6 +215,17 @@ class Deployments:
             deployments = list(self._deployments.values())
         return [self._view_of(d) for d in deployments]
 
+    def tenant_gpus(self) -> Counter[str]:
+        """GPUs the live replicas hold per tenant (a replica counts for each audience's tenant)."""
+        held: Counter[str] = Counter()
+        with self._view:
+            deployments = list(self._deployments.values())
+        for deployment in deployments:
+            gpus = deployment.spec.gpus_per_replica * len(deployment.replicas)
+            for tenant in dict.fromkeys(a.tenant for a in deployment.spec.audiences):
+                held[tenant] += gpus
+        return held
+
     def close(self, *, release: bool = True) -> None:
         """Stop healing; with ``release`` also stop and release every replica."""
         self.stop()
@@ -233,6 +252,8 @@ class Deployments:
                         why = "node-lost"
                     elif self.binder.actor_state(replica.bound.actor_id) == "DEAD":
                         why = "actor-dead"
+                    elif replica.server_state == SERVER_DEAD:
+                        why = "server-dead"
                     else:
                         continue
                     log.warning("replica %s lost (%s) on node %s", replica.id, why,
@@ -423,6 +444,7 @@ class Deployments:
             answer = answers.get(replica.bound.actor_id)
             if answer is not None:
                 replica.endpoint = answer.get("endpoint")
+                replica.server_state = answer.get("state")
 
     def _view_of(self, deployment: _Deployment) -> DeploymentView:
         with self._view:

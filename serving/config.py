@@ -11,14 +11,25 @@ unknown field or a wrong type is an error naming the file and the path::
       syslog: udp://127.0.0.1:5514 # optional RFC 5424 target, udp:// or tcp://
     auth_throttle:
       failures: 10                 # failed authentications from one source …
-      window_s: 60                 # … within this window: throttled (429) and reported
+      window_s: 60                 # … within this window: its failures answered 429, reported
+    trusted_proxies: [10.0.0.0/8]  # X-Forwarded-For is believed only from these peers
+    metrics:
+      public: false                # /metrics for operator and auditor keys only (default)
+    oidc:                          # optional: OIDC bearer tokens beside API keys
+      issuer: https://idp.example.gouv.fr
+      audience: corridor
+      jwks_file: oidc-jwks.json    # the IdP's keys, relative to $CORRIDOR_HOME (no network)
+      claims: {roles: corridor_roles, tenant: corridor_tenant,
+               jurisdiction: corridor_jurisdiction, audit_scope: corridor_audit_scope}
 
 Every field has a default, so no file means: no trusted keys, the feed in
-``security-events.jsonl``, no syslog.
+``security-events.jsonl``, no syslog, no trusted proxy, metrics for operators
+and auditors, API keys only.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -65,12 +76,56 @@ class AuthThrottleConfig(_Strict):
     window_s: float = Field(default=60.0, gt=0)
 
 
+class MetricsConfig(_Strict):
+    """Who may read ``/metrics`` (it names tenants and their request counts)."""
+
+    public: bool = Field(default=False, description="True: no credentials needed; expose the "
+                         "gateway's port only to the monitoring network then.")
+
+
+class OidcClaimsConfig(_Strict):
+    """Which token claims carry Corridor's roles, tenant, jurisdiction and audit scope."""
+
+    roles: str = Field(default="corridor_roles", min_length=1)
+    tenant: str = Field(default="corridor_tenant", min_length=1)
+    jurisdiction: str = Field(default="corridor_jurisdiction", min_length=1)
+    audit_scope: str = Field(default="corridor_audit_scope", min_length=1)
+
+
+class OidcConfig(_Strict):
+    """OIDC bearer tokens, verified offline against the identity provider's JWKS file."""
+
+    issuer: str = Field(min_length=1, description="The tokens' ``iss``, exactly.")
+    audience: str = Field(min_length=1, description="The ``aud`` the tokens must name.")
+    jwks_file: str = Field(min_length=1, description="JWKS file, relative to $CORRIDOR_HOME "
+                           "unless absolute.")
+    claims: OidcClaimsConfig = Field(default_factory=OidcClaimsConfig)
+
+    def jwks_path(self, home: Path) -> Path:
+        path = Path(self.jwks_file)
+        return path if path.is_absolute() else Path(home) / path
+
+
 class RunConfig(_Strict):
     """The whole running configuration (see the module docstring)."""
 
     operator_keys: list[OperatorKey] = Field(default_factory=list)
     security_events: SecurityEventsConfig = Field(default_factory=SecurityEventsConfig)
     auth_throttle: AuthThrottleConfig = Field(default_factory=AuthThrottleConfig)
+    trusted_proxies: list[str] = Field(default_factory=list, description="Peers whose "
+                                       "X-Forwarded-For is believed: addresses or CIDR blocks.")
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    oidc: OidcConfig | None = None
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                raise ValueError(f"got {value!r}, want an address or CIDR block, e.g. 10.0.0.0/8") from None
+        return values
 
     def events_path(self, home: Path) -> Path:
         path = Path(self.security_events.file)

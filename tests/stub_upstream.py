@@ -1,7 +1,7 @@
 """A minimal OpenAI-compatible upstream that answers instantly (no model).
 
 For measuring the gateway's own cost at high request rates and for the
-gateway's unit tests: it answers ``/v1/chat/completions`` (also streaming),
+gateway's unit tests: it answers ``/v1/chat/completions`` (also streaming, with a usage event when asked),
 ``/v1/completions`` and ``/v1/embeddings`` with fixed bodies that name the
 stub (``system_fingerprint``), so a test can tell which upstream answered.
 A raw ASGI app, so the stub itself costs as little as possible.
@@ -46,7 +46,11 @@ def make_stub(name: str, *, fail: bool = False, chunks: int = 4):
                           "model": "stub", "system_fingerprint": name,
                           "choices": [{"index": 0, "delta": {"content": f"tok{i} "},
                                        "finish_reason": None}]}) for i in range(chunks)]
-    stream = [f"data: {e}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"]
+    stream = [f"data: {e}\n\n".encode() for e in events]
+    usage = json.dumps({"id": "chatcmpl-stub", "object": "chat.completion.chunk", "created": 0,
+                        "model": "stub", "system_fingerprint": name, "choices": [],
+                        "usage": {"prompt_tokens": 3, "completion_tokens": chunks,
+                                  "total_tokens": 3 + chunks}})
     bodies = {"/v1/chat/completions": chat, "/v1/completions": completion, "/v1/embeddings": embedding}
 
     async def app(scope: dict[str, Any], receive, send) -> None:
@@ -69,7 +73,8 @@ def make_stub(name: str, *, fail: bool = False, chunks: int = 4):
         elif path == "/v1/chat/completions" and _wants_stream(body):
             await send({"type": "http.response.start", "status": 200,
                         "headers": [(b"content-type", b"text/event-stream")]})
-            for chunk in stream:
+            tail = [f"data: {usage}\n\n".encode()] if _wants_usage(body) else []
+            for chunk in stream + tail + [b"data: [DONE]\n\n"]:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
         elif path in bodies:
@@ -78,6 +83,14 @@ def make_stub(name: str, *, fail: bool = False, chunks: int = 4):
             await _send(send, 404, b'{"error": {"message": "not found"}}')
 
     return app
+
+
+def _wants_usage(body: bytes) -> bool:
+    """``stream_options.include_usage``, as vLLM reads it: a usage-only event ends the stream."""
+    try:
+        return json.loads(body).get("stream_options", {}).get("include_usage") is True
+    except (ValueError, AttributeError):
+        return False
 
 
 def _wants_stream(body: bytes) -> bool:

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
 from policies.canonical import canonical_json
+from scheduler.private_files import private_directory
 from scheduler.ledger.entry import LedgerEntryDraft, utc_now
 from scheduler.ledger.exceptions import InvalidEntryError, LedgerClosedError, LedgerError, StorageError
 from scheduler.ledger.merkle import CompactRange, leaf_hash
@@ -117,7 +118,7 @@ class Ledger(LedgerReader):
         ``home/ledger-signing-key.pem``, generated there on first start.
         """
         home = Path(home)
-        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_directory(home)
         if signing_key_path is not None:
             key = load_signing_key(Path(signing_key_path))
         else:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import NamedTuple, Protocol
 
 from scheduler.ledger.exceptions import LedgerLockedError, NotFoundError, StorageError
+from scheduler.private_files import private_database, private_directory
 from scheduler.ledger.signing import TreeHead
 
 SCHEMA_VERSION = 1
@@ -159,8 +160,9 @@ class SqliteStore:
         self._lock_fd: int | None = None
         self._write_connection: sqlite3.Connection | None = None
         if writer:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            private_directory(self.path.parent)
             self._take_lock()
+            private_database(self.path)
             try:
                 self._write_connection = self._connect(query_only=False)
                 self._write_connection.executescript(_SCHEMA + _APPEND_ONLY)

@@ -4,7 +4,10 @@ One asyncio task in the gateway's event loop does everything, in cycles
 woken by new batches, cancellations and finished lines:
 
 1. **Validate** new batches (in a thread): all lines good, or the batch fails
-   and nothing runs.
+   and nothing runs. An input that cannot be validated fails the batch too;
+   a step that fails for another reason (the disk, the store) is retried with
+   backoff (:data:`RETRY_FIRST_S` doubling up to :data:`RETRY_MAX_S`), logged
+   once per batch; validation gives up after :data:`VALIDATION_ATTEMPTS`.
 2. **Expire and cancel**: past ``expires_at``, or once cancelled, no new line
    starts; pending lines get the error ``batch_expired`` / ``batch_cancelled``;
    lines in flight finish.
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
 import time
 from collections import Counter, deque
@@ -52,7 +56,7 @@ from serving.batch.lifecycle import finalize_batch, validate_batch
 from serving.batch.ports import BatchPorts
 from serving.batch.provisioning import Provisioner
 from serving.batch.records import (CANCELLED, CANCELLING, EXPIRED, FAILED, FINALIZING, IN_PROGRESS,
-                                   VALIDATING, BatchRecord, LineResult)
+                                   VALIDATING, BatchError, BatchRecord, LineResult)
 from serving.batch.replicas import BatchReplicas
 from serving.batch.runs import ENDINGS, ExecutionSettings, Run
 from serving.batch.store import BatchStore
@@ -60,6 +64,10 @@ from serving.batch.validation import InputLimits
 from serving.routing import Endpoint, UpstreamBroken, UpstreamUnreachable
 
 log = logging.getLogger(__name__)
+
+RETRY_FIRST_S = 0.5
+RETRY_MAX_S = 30.0
+VALIDATION_ATTEMPTS = 6
 
 class BatchExecutor:
     """Runs every active batch of one store; started and stopped with the gateway app."""
@@ -153,6 +161,9 @@ class BatchExecutor:
             timeout = self.settings.poll_interval_s
             if self._results:
                 timeout = min(timeout, self.settings.flush_interval_s)
+            retries = [run.retry_at for run in self._runs.values() if run.failures and not run.busy]
+            if retries:
+                timeout = max(0.0, min(timeout, min(retries) - time.monotonic()))
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout)
             except TimeoutError:
@@ -161,9 +172,10 @@ class BatchExecutor:
     def _cycle(self) -> None:
         now = self.clock()
         self._flush(force=False)
+        monotonic = time.monotonic()
         for run in list(self._runs.values()):
             record = run.record
-            if run.busy:
+            if run.busy or run.retry_at > monotonic:
                 continue
             if record.status == VALIDATING:
                 self._spawn(run, "validating", self._validate(run))
@@ -211,8 +223,10 @@ class BatchExecutor:
                 return
             run.record = record
             run.workload = self._workload(record)
-        except Exception:  # noqa: BLE001 - retried at the next cycle
-            log.exception("validating batch %s failed", run.id)
+            run.failures = 0
+        except Exception as exc:  # noqa: BLE001 - retried with backoff, then the batch fails
+            if self._step_failed(run, "validating", exc) >= VALIDATION_ATTEMPTS:
+                await self._give_up_validation(run, exc)
         finally:
             run.busy = None
             self.wake()
@@ -232,8 +246,9 @@ class BatchExecutor:
             if record is not None:
                 record.ending = ending
                 run.record = record
-        except Exception:  # noqa: BLE001 - retried at the next cycle
-            log.exception("closing batch %s failed", run.id)
+            run.failures = 0
+        except Exception as exc:  # noqa: BLE001 - retried with backoff
+            self._step_failed(run, "closing", exc)
         finally:
             run.busy = None
             self.wake()
@@ -244,11 +259,36 @@ class BatchExecutor:
         try:
             await asyncio.to_thread(finalize_batch, self.store, run.id, self.clock)
             self._runs.pop(run.id, None)
-        except Exception:  # noqa: BLE001 - retried at the next cycle
-            log.exception("finalizing batch %s failed", run.id)
+        except Exception as exc:  # noqa: BLE001 - retried with backoff
+            self._step_failed(run, "finalizing", exc)
         finally:
             run.busy = None
             self.wake()
+
+    def _step_failed(self, run: Run, what: str, exc: Exception) -> int:
+        """Back off before the next try of a failed step; log the first failure in full, the
+        later ones in one line. Returns the failures in a row."""
+        run.failures += 1
+        delay = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** (run.failures - 1))
+        run.retry_at = time.monotonic() + delay
+        if run.failures == 1:
+            log.warning("%s batch %s failed; retrying in %.1f s", what, run.id, delay, exc_info=exc)
+        else:
+            log.debug("%s batch %s failed again (%d): %s", what, run.id, run.failures, exc)
+        return run.failures
+
+    async def _give_up_validation(self, run: Run, exc: Exception) -> None:
+        """After :data:`VALIDATION_ATTEMPTS` failures the batch fails with the reason."""
+        error = BatchError("validation_unavailable",
+                           f"the input could not be read after {run.failures} attempts "
+                           f"({type(exc).__name__}); submit the batch again")
+        log.warning("batch %s fails: validation failed %d times", run.id, run.failures)
+        try:
+            await asyncio.to_thread(self.store.update_batch, run.id, status=FAILED,
+                                    failed_at=int(self.clock()), errors=[error])
+            self._runs.pop(run.id, None)
+        except Exception:  # noqa: BLE001 - the store itself is failing: keep backing off
+            log.debug("batch %s: recording the failure failed too", run.id, exc_info=True)
 
     # -- dispatch -------------------------------------------------------------
 
@@ -333,8 +373,10 @@ class BatchExecutor:
         cancelled = False
         try:
             await self._note_replica(run, endpoint)
-            response = await self.ports_().upstream.post(endpoint.url + run.record.endpoint,
-                                                        body.encode("utf-8"))
+            payload = json.loads(body)  # validated: a JSON object, bounded depth
+            response = await self.ports_().upstream.post(
+                endpoint.url + run.record.endpoint,
+                self.ports_().cache_salts.salted(payload, run.record.tenant))
             try:
                 content = await response.read()
             finally:
@@ -348,10 +390,12 @@ class BatchExecutor:
             raise
         except (UpstreamUnreachable, UpstreamBroken) as exc:
             self.ports_().router.mark_failed(endpoint)
-            problem = f"the replica did not answer ({exc})"
+            log.info("batch %s line %d: replica %s did not answer: %s", run.id, line,
+                     endpoint.replica_id, exc)
+            problem = "the replica did not answer"  # the caller never sees replica addresses
         except Exception as exc:  # noqa: BLE001 - e.g. the ledger refused the entry: retry later
             log.warning("batch %s line %d not sent: %s", run.id, line, exc)
-            problem = f"{type(exc).__name__}: {exc}"
+            problem = f"the request could not be sent ({type(exc).__name__})"
         finally:
             run.inflight.discard(line)
             self._tenant_inflight[run.record.tenant] -= 1

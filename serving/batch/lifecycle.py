@@ -4,6 +4,7 @@ before any line runs, and writing its output and error files when the last line 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 from collections.abc import Callable
 
@@ -13,7 +14,9 @@ from scheduler.ledger import decisions as decision_records
 from serving.batch.records import (COMPLETED, FAILED, FINALIZING, BatchError, BatchRecord, FileRecord,
                                    new_id)
 from serving.batch.store import BatchStore
-from serving.batch.validation import InputLimits, validate_input
+from serving.batch.validation import InputLimits, ValidatedInput, validate_input
+
+log = logging.getLogger(__name__)
 
 
 def refusal_entry(batch_id: str, evaluation: Evaluation, action: str) -> LedgerEntryDraft:
@@ -27,7 +30,10 @@ def validate_batch(store: BatchStore, record: BatchRecord, base: Workload, polic
                clock: Callable[[], float]) -> None:
     """Validate the input file; store its lines (in progress) or fail the batch. In a thread.
 
-    ``base`` is the batch's workload (without the model, which the lines name)."""
+    ``base`` is the batch's workload (without the model, which the lines name). Whatever
+    goes wrong while checking the input fails the batch, terminally, with its errors;
+    only reading the file or the store (``OSError``, SQLite) raises, for the executor to
+    retry later."""
     path = store.file_path(record.input_file_id)
     
     def evaluate(workload: Workload) -> Evaluation:
@@ -39,6 +45,14 @@ def validate_batch(store: BatchStore, record: BatchRecord, base: Workload, polic
                                     policy=policy, evaluate=evaluate, limits=limits)
     except FileNotFoundError:
         result = None
+    except OSError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - input no check foresaw: fail the batch, never loop
+        log.warning("batch %s: validating its input raised %s; the batch fails", record.id,
+                    type(exc).__name__, exc_info=True)
+        result = ValidatedInput(errors=[BatchError(
+            "validation_failed", f"the input file could not be validated ({type(exc).__name__}); "
+            f"check that every line is a JSON request of the batch's endpoint")])
     now = int(clock())
     if result is None or not result.ok:
         errors = (result.errors if result is not None else

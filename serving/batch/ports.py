@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from scheduler.ledger import Ledger
 from serving.routing import Router, UpstreamPool
+from serving.routing.cache_salt import CacheSalts
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,3 +29,6 @@ class BatchPorts:
     registry: CollectorRegistry
     model_digests: Mapping[str, str] = field(default_factory=dict)
     """Digest of each served model's loaded artifact, for the rulebook's ``model-pinned`` rule."""
+    cache_salts: CacheSalts = field(default_factory=CacheSalts)
+    """The per-tenant ``cache_salt`` each line carries (the gateway's, so a tenant's batch
+    lines and interactive requests share its prefix cache and no other tenant's)."""

@@ -65,6 +65,8 @@ class Run:
     busy: str | None = None  # "validating", "closing" or "finalizing" while a thread works
     closed: bool = False  # pending lines were given the ending's error
     waiting: str | None = None  # why no line can start, when none can
+    failures: int = 0  # validate/close/finalize steps that failed in a row
+    retry_at: float = 0.0  # time.monotonic() before which no step is retried
 
     @property
     def id(self) -> str:

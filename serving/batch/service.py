@@ -123,6 +123,36 @@ class BatchService:
             raise
         return record
 
+    def staging_path(self) -> Path:
+        """A fresh path in the store's file directory to receive an upload into (a crash leaves
+        only a ``.tmp`` file, removed at the next start)."""
+        return self.store.file_path(new_id("upload-")).with_suffix(".tmp")
+
+    async def adopt_upload(self, tenant: str, filename: str | None, purpose: Any,
+                           staged: Path, size: int) -> FileRecord:
+        """Store a file the gateway already received at ``staged`` (from :meth:`staging_path`,
+        size checked while receiving) under the caller's tenant; ``staged`` is consumed."""
+        try:
+            if purpose != "batch":
+                raise InvalidBatchRequest(f"purpose: got {purpose!r}, want 'batch' (the only purpose "
+                                          f"served)", code="invalid_purpose", param="purpose")
+            if size > self.settings.max_file_bytes:
+                raise FileTooLarge(f"the file exceeds the limit of {self.settings.max_file_bytes} "
+                                   f"bytes", code="file_too_large", param="file")
+            file_id = new_id("file-")
+            target = self.store.file_path(file_id)
+            await asyncio.to_thread(_fsync_rename, staged, target)
+        finally:
+            staged.unlink(missing_ok=True)
+        record = FileRecord(file_id, tenant, os.path.basename(filename or "input.jsonl")[:255],
+                            "batch", size, int(self.clock()))
+        try:
+            await asyncio.to_thread(self.store.add_file, record)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+        return record
+
     def file(self, tenant: str, file_id: str) -> FileRecord:
         record = self.store.get_file(file_id, tenant)
         if record is None:
@@ -158,7 +188,7 @@ class BatchService:
             raise InvalidBatchRequest("missing required parameter 'input_file_id'",
                              code="missing_required_parameter", param="input_file_id")
         endpoint = payload.get("endpoint")
-        if endpoint not in ENDPOINTS:
+        if not isinstance(endpoint, str) or endpoint not in ENDPOINTS:
             raise InvalidBatchRequest(f"endpoint: got {endpoint!r}, want one of {', '.join(ENDPOINTS)}",
                              code="invalid_endpoint", param="endpoint")
         window = payload.get("completion_window")
@@ -255,6 +285,13 @@ def _metadata(value: Any) -> dict[str, str] | None:
         raise InvalidBatchRequest("metadata must be an object of at most 16 string pairs (keys up to 64 "
                          "characters, values up to 512)", code="invalid_metadata", param="metadata")
     return dict(value)
+
+
+def _fsync_rename(staged: Path, target: Path) -> None:
+    """Make ``staged`` durable and move it to ``target``."""
+    with staged.open("rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(staged, target)
 
 
 def _copy_bounded(source: BinaryIO, staging: Path, target: Path, limit: int) -> int:

@@ -29,6 +29,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from scheduler.private_files import private_database, private_directory
 from serving.batch.records import (ACTIVE, BatchError, BatchRecord, FileRecord, LineResult,
                                    failure_text)
 
@@ -127,10 +128,9 @@ class BatchStore:
     """The Batch API's database and file directory under ``home``."""
 
     def __init__(self, home: Path | str) -> None:
-        self.home = Path(home)
-        self.files_dir = self.home / FILES_DIRNAME
-        self.files_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.path = self.home / DB_FILENAME
+        self.home = private_directory(home)
+        self.files_dir = private_directory(self.home / FILES_DIRNAME)
+        self.path = private_database(self.home / DB_FILENAME)
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._guard = threading.Lock()

@@ -1,6 +1,7 @@
 """Validating a batch's input file before any line runs: all lines good, or the batch fails.
 
-Each non-blank line must be a JSON object ``{"custom_id", "method": "POST",
+Each non-blank line must be a JSON object (nested at most
+:data:`serving.bounded_json.MAX_DEPTH` levels) ``{"custom_id", "method": "POST",
 "url", "body"}`` with a ``custom_id`` unique in the file, the batch's
 endpoint as ``url``, and a ``body`` naming a model that serves that endpoint
 and that the rulebook lets the tenant use with the batch's marking. One
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 
 from policies import Evaluation, Policy, Workload
 from serving.batch.records import ENDPOINTS, BatchError
+from serving.bounded_json import JsonRejected, loads_bounded
 
 _LINE_KEYS = frozenset({"custom_id", "method", "url", "body"})
 _MODEL_RULES = frozenset({"model-allowed", "model-pinned"})
@@ -102,9 +104,9 @@ def validate_input(raw_lines: Iterable[bytes], *, endpoint: str, workload: Workl
                        f"{limits.max_line_bytes}", line=number)
             continue
         try:
-            item = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            errors.add("invalid_json_line", f"not valid JSON: {exc}", line=number)
+            item = loads_bounded(raw)
+        except JsonRejected as exc:
+            errors.add("invalid_json_line", f"not acceptable JSON: {exc}", line=number)
             continue
         if not isinstance(item, dict):
             errors.add("invalid_json_line", f"want a JSON object, got {type(item).__name__}",

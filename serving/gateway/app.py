@@ -4,17 +4,19 @@ metrics; every error leaves in the OpenAI error format."""
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
-from typing import Any
-
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
+from serving.batch import BatchSettings
 from serving.console import console_router
-from serving.gateway import admin_api, audit_api, batch_api, crisis_api, openai_api
+from serving.gateway import admin_api, audit_api, batch_api, crisis_api, openai_api, openapi
+from serving.gateway.boundary import ErrorBoundary
 from serving.gateway.errors import DOMAIN_ERRORS, BadRequest, GatewayError, NotFound, from_domain
+from serving.gateway.requests import known_query_parameters
 from serving.gateway.service import Gateway
 
 
@@ -30,8 +32,12 @@ def create_app(gateway: Gateway) -> FastAPI:
             await gateway.stop()
 
     app = FastAPI(title="Corridor sovereign gateway", lifespan=lifespan, docs_url=None,
-                  redoc_url=None)
+                  redoc_url=None, dependencies=[Depends(known_query_parameters)])
     app.state.gateway = gateway
+    app.add_middleware(ErrorBoundary)
+    openapi.install(app, gateway.policy, metrics_open=gateway.metrics_roles is None,
+                    max_window_s=lambda: (gateway.batches.settings if gateway.batches is not None
+                                          else BatchSettings()).max_window_s)
     app.include_router(openai_api.router)
     app.include_router(audit_api.router)
     app.include_router(admin_api.router)
@@ -60,8 +66,12 @@ def create_app(gateway: Gateway) -> FastAPI:
         if exc.status_code == 404:
             return NotFound(f"no route {request.method} {request.url.path}",
                             code="unknown_route").response()
-        error = GatewayError(str(exc.detail), code=f"http_{exc.status_code}")
+        error = GatewayError(str(exc.detail), code=f"http_{exc.status_code}",
+                             headers=dict(exc.headers or {}))
         error.status, error.type = exc.status_code, "invalid_request_error"
+        if exc.status_code == 405:
+            error.code = "method_not_allowed"
+            error.headers["Allow"] = ", ".join(_allowed_methods(app, request))
         return error.response()
 
     @app.get("/healthz")
@@ -70,13 +80,28 @@ def create_app(gateway: Gateway) -> FastAPI:
 
     @app.get("/readyz")
     async def readyz() -> Response:
+        """Ready or not, nothing more: replica counts and the policy digest are for operators."""
         live = gateway.router.source.endpoints()
-        body: dict[str, Any] = {"status": "ready" if live else "waiting", "replicas": len(live),
-                                "policy_digest": gateway.policy.digest}
-        return JSONResponse(body, status_code=200 if live else 503)
+        return JSONResponse({"status": "ready" if live else "waiting"},
+                            status_code=200 if live else 503)
 
     @app.get("/metrics")
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        """Prometheus metrics; by default for operators and auditors only (they name tenants)."""
+        if gateway.metrics_roles is not None:
+            gateway.authenticate(request, gateway.metrics_roles)
         return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """Every method some route serves at the request's path (Starlette names only the first
+    route's, and one path may have several routes)."""
+    methods: set[str] = set()
+    for route in app.routes:
+        match, _ = route.matches({**request.scope, "method": "GET", "type": "http"})
+        route_methods = getattr(route, "methods", None)
+        if match != Match.NONE and route_methods:
+            methods |= set(route_methods)
+    return sorted(methods)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
 from scheduler.ledger import NotFoundError, ProofInputError
@@ -22,6 +23,9 @@ from serving.gateway.errors import BadRequest, Forbidden, NotFound
 from serving.gateway.service import Gateway
 
 router = APIRouter(prefix="/audit")
+
+#: Ledger indexes and sizes are SQLite integers: anything outside is a 400, not an overflow.
+Index = Annotated[int, Query(ge=0, le=2**63 - 1)]
 
 
 def _tenant_filter(principal: Principal, tenant: str | None) -> str | None:
@@ -40,18 +44,44 @@ def _tenant_filter(principal: Principal, tenant: str | None) -> str | None:
     return tenant
 
 
+_RFC3339 = re.compile(r"^([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})"
+                      r"(?:\.([0-9]+))?(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))$")
+_EARLIEST = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+_LATEST = dt.datetime.max.replace(tzinfo=dt.timezone.utc)
+
+
 def _time(name: str, value: str | None) -> dt.datetime | None:
+    """An RFC 3339 time as UTC; one outside the years 1..9999 once in UTC is the earliest or
+    latest time there is (a filter from 0001-01-01T00:00:00+14:00 means "from the start").
+
+    >>> _time("since", "2026-11-28T12:00:00+01:00").isoformat()
+    '2026-11-28T11:00:00+00:00'
+    >>> _time("until", "9999-12-31T23:59:59-10:00") == _LATEST
+    True
+    """
     if value is None:
         return None
-    try:
-        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise BadRequest(f"'{name}' must be an RFC 3339 time, got {value!r}", param=name,
-                         code="invalid_time") from exc
-    if moment.tzinfo is None:
-        raise BadRequest(f"'{name}' needs a time zone, e.g. 2026-11-28T12:00:00Z", param=name,
+    match = _RFC3339.match(value)
+    if match is None:
+        raise BadRequest(f"'{name}' must be an RFC 3339 time with a time zone, e.g. "
+                         f"2026-11-28T12:00:00Z, got {value[:64]!r}", param=name, code="invalid_time")
+    year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
+    micro = int((match.group(7) or "0")[:6].ljust(6, "0"))
+    sign, off_h, off_m = match.group(9), int(match.group(10) or 0), int(match.group(11) or 0)
+    if off_h > 23 or off_m > 59:
+        raise BadRequest(f"'{name}': time zone offset out of range in {value!r}", param=name,
                          code="invalid_time")
-    return moment
+    offset = dt.timedelta(hours=off_h, minutes=off_m) * (-1 if sign == "-" else 1)
+    if year == 0:
+        return _EARLIEST
+    try:
+        local = dt.datetime(year, month, day, hour, minute, min(second, 59), micro)
+    except ValueError as exc:
+        raise BadRequest(f"'{name}': {exc} in {value!r}", param=name, code="invalid_time") from exc
+    try:
+        return (local - offset).replace(tzinfo=dt.timezone.utc)
+    except OverflowError:
+        return _EARLIEST if offset > dt.timedelta(0) else _LATEST
 
 
 def _auditor(request: Request) -> tuple[Gateway, Principal]:
@@ -62,7 +92,9 @@ def _auditor(request: Request) -> tuple[Gateway, Principal]:
 @router.get("/entries")
 async def entries(request: Request, tenant: str | None = None, kind: str | None = None,
                   jurisdiction: str | None = None, since: str | None = None,
-                  until: str | None = None, after: int | None = None, limit: int = 100,
+                  until: str | None = None,
+                  after: Annotated[int | None, Query(ge=-1, le=2**63 - 1)] = None,
+                  limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                   decision_id: str | None = None) -> dict[str, Any]:
     """Entries matching every filter, by index; ``decision_id`` finds the entries of one decision
     (the ``X-Corridor-Decision`` of a response)."""
@@ -90,7 +122,7 @@ async def public_key(request: Request) -> dict[str, str]:
 
 
 @router.get("/proof/inclusion")
-async def inclusion(request: Request, index: int, tree_size: int) -> dict[str, Any]:
+async def inclusion(request: Request, index: Index, tree_size: Index) -> dict[str, Any]:
     gateway, _ = _auditor(request)
     try:
         return gateway.ledger.inclusion_proof(index, tree_size)
@@ -101,7 +133,7 @@ async def inclusion(request: Request, index: int, tree_size: int) -> dict[str, A
 
 
 @router.get("/proof/consistency")
-async def consistency(request: Request, first: int, second: int) -> dict[str, Any]:
+async def consistency(request: Request, first: Index, second: Index) -> dict[str, Any]:
     gateway, _ = _auditor(request)
     try:
         return gateway.ledger.consistency_proof(first, second)
@@ -113,7 +145,7 @@ async def consistency(request: Request, first: int, second: int) -> dict[str, An
 
 @router.get("/export")
 async def export(request: Request, tenant: str | None = None,
-                 tree_size: int | None = None) -> StreamingResponse:
+                 tree_size: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None) -> StreamingResponse:
     """JSON lines of entries; with ``tree_size`` each line carries its inclusion proof in the
     tree of that size, so a tenant's export verifies offline against a signed tree head."""
     gateway, principal = _auditor(request)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from policies.bundle import JURISDICTIONS
+from serving.gateway.claims import ClaimNames, read_claims
 
 Role = Literal["app", "admin", "operator", "auditor"]
 ROLES: tuple[str, ...] = ("app", "admin", "operator", "auditor")
@@ -138,9 +139,11 @@ class JwtVerifier:
         self._keys = {key.key_id: key for key in jwt.PyJWKSet.from_json(
             Path(jwks_path).read_text("utf-8")).keys}
         self.issuer, self.audience = issuer, audience
-        self.claims = (roles_claim, tenant_claim, jurisdiction_claim, scope_claim)
+        self.claims = ClaimNames(roles_claim, tenant_claim, jurisdiction_claim, scope_claim)
 
     def authenticate(self, token: str) -> Principal | None:
+        """The principal of a valid token whose claims have the right types (see
+        :mod:`serving.gateway.claims`), else None."""
         jwt = self._jwt
         try:
             header = jwt.get_unverified_header(token)
@@ -150,15 +153,13 @@ class JwtVerifier:
             claims = jwt.decode(token, key=key.key, algorithms=[key.algorithm_name or "RS256"],
                                 audience=self.audience, issuer=self.issuer,
                                 options={"require": ["exp", "iss", "aud", "sub"]})
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, ValueError, TypeError):
             return None
-        roles_claim, tenant_claim, jurisdiction_claim, scope_claim = self.claims
-        role = next((r for r in claims.get(roles_claim, []) if r in ROLES), None)
-        if role is None:
+        read = read_claims(claims, ROLES, self.claims)
+        if read is None:
             return None
-        return Principal(subject=f"jwt:{claims['sub']}", role=role, tenant=claims.get(tenant_claim),
-                         jurisdiction=claims.get(jurisdiction_claim),
-                         scope=tuple(claims.get(scope_claim, [])))
+        return Principal(subject=f"jwt:{read.sub}", role=read.role, tenant=read.tenant,
+                         jurisdiction=read.jurisdiction, scope=tuple(read.audit_scope))
 
 
 class Authenticator:

@@ -8,6 +8,10 @@
 ``X-Corridor-Marking`` / ``X-Corridor-Data`` as for inference, or from
 ``metadata.corridor_marking`` / ``metadata.corridor_data``.
 
+Every call takes one request from the tenant's ``requests_per_minute``, as
+inference does. Uploads are received as a stream into the batch store's
+directory, the size limit enforced while reading (:mod:`serving.gateway.uploads`).
+
 The router's lifespan starts the gateway's batch service (resuming unfinished
 batches) after the gateway itself, and stops it first. The service's refusals
 (:mod:`serving.batch.errors`) become OpenAI-style errors in the app's handler.
@@ -20,12 +24,12 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import FileResponse
-from starlette.datastructures import UploadFile
 
 from serving.batch import BatchPorts, BatchService
-from serving.gateway.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge
-from serving.gateway.requests import DATA_HEADER, MARKING_HEADER, parse_object, read_body
-from serving.gateway.service import Gateway
+from serving.gateway.errors import Forbidden, NotFound
+from serving.gateway.requests import DATA_HEADER, MARKING_HEADER, read_object, single_header
+from serving.gateway.service import Gateway, route_template
+from serving.gateway.uploads import receive_upload
 
 BATCH_ROLES = ("admin",)
 
@@ -37,7 +41,8 @@ async def _lifespan(app: FastAPI):
     if service is not None:
         await service.start(BatchPorts(router=gateway.router, upstream=gateway.upstream,
                                        ledger=gateway.ledger, registry=gateway.metrics.registry,
-                                       model_digests=gateway.model_digests))
+                                       model_digests=gateway.model_digests,
+                                       cache_salts=gateway.cache_salts))
     try:
         yield
     finally:
@@ -56,6 +61,9 @@ def _service(request: Request) -> tuple[BatchService, str]:
         raise NotFound("the Batch API is not enabled on this gateway", code="batches_disabled")
     if not principal.tenant:
         raise Forbidden("this key belongs to no tenant", code="wrong_role")
+    if gateway.limiter is not None:
+        gateway.limiter.admit(principal.tenant, endpoint=route_template(request),
+                              source=gateway.source(request))
     return gateway.batches, principal.tenant
 
 
@@ -68,21 +76,10 @@ def _page(items: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
 @router.post("/v1/files")
 async def create_file(request: Request) -> dict[str, Any]:
     service, tenant = _service(request)
-    limit = service.settings.max_file_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit + 64 * 1024:
-        raise PayloadTooLarge(f"the upload of {declared} bytes exceeds the limit of {limit} bytes",
-                              code="file_too_large", param="file")
-    form = await request.form(max_files=1, max_fields=8)
-    try:
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            raise BadRequest("missing the multipart field 'file'", code="missing_required_parameter",
-                             param="file")
-        record = await service.upload(tenant, upload.filename or "input.jsonl",
-                                      form.get("purpose"), upload.file)
-    finally:
-        await form.close()
+    staged = service.staging_path()
+    upload = await receive_upload(request, staged, service.settings.max_file_bytes)
+    record = await service.adopt_upload(tenant, upload.filename, upload.fields.get("purpose"),
+                                        staged, upload.size)
     return record.to_openai()
 
 
@@ -119,10 +116,10 @@ async def delete_file(request: Request, file_id: str) -> dict[str, Any]:
 @router.post("/v1/batches")
 async def create_batch(request: Request) -> dict[str, Any]:
     service, tenant = _service(request)
-    payload = parse_object(await read_body(request, 64 * 1024))
+    _, payload = await read_object(request, 64 * 1024)
     record = await service.create(tenant, payload,
-                                  marking_header=request.headers.get(MARKING_HEADER),
-                                  data_header=request.headers.get(DATA_HEADER))
+                                  marking_header=single_header(request, MARKING_HEADER),
+                                  data_header=single_header(request, DATA_HEADER))
     return service.to_openai(record)
 
 

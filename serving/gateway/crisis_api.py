@@ -23,6 +23,8 @@ from starlette.concurrency import run_in_threadpool
 from policies.bundle import JURISDICTIONS, Operator, Scope
 from scheduler.crisis import CrisisError, CrisisRecord, CrisisRegistry
 from serving.gateway.errors import Forbidden, NotFound, from_domain
+from serving.gateway.protocol import check_body
+from serving.gateway.requests import read_object
 from serving.gateway.service import Gateway
 
 router = APIRouter(prefix="/admin/crisis")
@@ -59,9 +61,11 @@ async def _step(registry: CrisisRegistry, method: Callable[..., CrisisRecord], *
 
 
 @router.post("")
-async def declare(request: Request, body: DeclareBody) -> dict[str, Any]:
+async def declare(request: Request) -> dict[str, Any]:
     """Declare mutual assistance; pending until an operator of the other jurisdiction approves."""
     registry, operator = _context(request)
+    _, payload = await read_object(request, 64 * 1024)
+    body = check_body(DeclareBody, payload)
 
     def run():
         return registry.declare(operator, scope=body.scope, reason=body.reason,

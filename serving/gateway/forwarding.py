@@ -31,6 +31,7 @@ from serving.federation.link import PeerUnavailable
 from serving.gateway.errors import BadRequest, Conflict, Forbidden, Unavailable
 from serving.gateway.proxy import serve_route
 from serving.gateway.service import Gateway
+from serving.gateway.sse import EventSplitter, error_event
 from serving.routing import Route, UpstreamBroken, UpstreamResponse
 
 #: Headers the home site sets on a forwarded request (the peer trusts them: mutual TLS).
@@ -154,7 +155,8 @@ async def serve_forwarded(gateway: Gateway, request: Request, path: str, body: b
                           f"{declaration}; retry later", code="no_replica_available",
                           headers={"Retry-After": "5", "X-Corridor-Decision": decision_id})
     narrowed = Route(under, route.evaluation)
-    return await serve_route(gateway, narrowed, path, body, stream=payload.get("stream") is True,
+    salted = gateway.cache_salts.salted(payload, workload.tenant)  # this site's salt, not the home's
+    return await serve_route(gateway, narrowed, path, salted, stream=payload.get("stream") is True,
                              received=received, detail=detail, decision_id=decision_id)
 
 
@@ -176,13 +178,17 @@ async def _relay_error(answer: UpstreamResponse, route: Route) -> Response:
 
 
 async def _relay(answer: UpstreamResponse) -> AsyncIterator[bytes]:
-    """The peer's stream, chunk by chunk; a break ends it with an error event (never a retry)."""
+    """The peer's stream, event by event; a break drops the unfinished event and ends the stream
+    with a well-formed error event (never a retry: bytes have reached the caller)."""
+    splitter = EventSplitter()
     try:
         async for chunk in answer.chunks():
-            yield chunk
-    except UpstreamBroken as exc:
-        error = {"error": {"message": f"the peer site failed mid-stream: {exc}", "type": "server_error",
-                           "code": "peer_stream_error", "param": None}}
-        yield f"data: {json.dumps(error)}\n\n".encode()
+            for event in splitter.feed(chunk):
+                yield event
+        rest = splitter.finish()
+        if rest:
+            yield rest
+    except UpstreamBroken:
+        yield error_event("the peer site failed mid-stream; the answer is incomplete", "peer_stream_error")
     finally:
         answer.release()

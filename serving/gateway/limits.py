@@ -1,18 +1,24 @@
 """Rate limits: a token bucket per tenant, and throttling of sources that keep failing to log in.
 
 Per tenant, a bucket holds up to ``quotas.requests_per_minute`` tokens (a
-minute's worth) and refills at that rate; each inference request takes one.
-An empty bucket is a 429 whose ``Retry-After`` says when the next token
-comes. A quota of 0 refuses every request of the tenant.
+minute's worth) and refills at that rate; each request (inference, files,
+batches) takes one. An empty bucket is a 429 whose ``Retry-After`` says when
+the next token comes. A quota of 0 refuses every request of the tenant. Tokens
+per minute are :mod:`serving.gateway.token_quota`'s business.
 
 Per source address, ``failures`` failed authentications within
-``window_s`` throttle the source for ``window_s``: every request from it is
-a 429 before its credentials are even looked at (so guessing keys gains
-nothing), and the burst is written to the ledger as a ``security`` entry
-(``detail.event = "auth_failure_burst"``), which the security feed reports.
+``window_s`` throttle the source: from then on every *failed* authentication
+from it is a 429 instead of a 401, until the source has been quiet for
+``window_s``. A valid credential is never throttled, whatever its source:
+behind an ingress every caller may share one address, and one sender of bad
+keys must not lock the others out (an API key holds 192 random bits, so
+throttling is not what stops guessing; it keeps the noise down and reports
+it). Each episode is written to the ledger once, as a ``security`` entry
+(``detail.event = "auth_failure_burst"``, the route template, never the raw
+path), which the security feed reports.
 
 Both run on the gateway's event loop; nothing here blocks except the one
-ledger write per burst.
+ledger write per episode.
 """
 
 from __future__ import annotations
@@ -115,7 +121,8 @@ class RateLimiter:
     # -- sources that fail to authenticate ------------------------------------
 
     def check_source(self, source: str | None) -> None:
-        """Raise :class:`RateLimited` if ``source`` is throttled for failing to authenticate."""
+        """Raise :class:`RateLimited` if ``source`` is in a throttling episode (called only for
+        credentials that failed: a valid credential is never throttled)."""
         if source is None or not self._blocked_until:
             return
         until = self._blocked_until.get(source)
@@ -125,16 +132,23 @@ class RateLimiter:
         if now >= until:
             del self._blocked_until[source]
             return
-        retry_after = max(1, math.ceil(until - now))
-        raise RateLimited(
-            f"too many failed authentications from {source}; retry after {retry_after} s",
-            code="too_many_authentication_failures", headers={"Retry-After": str(retry_after)})
+        raise self._throttled(max(1, math.ceil(until - now)))
 
     def auth_failed(self, source: str | None, *, endpoint: str | None = None) -> None:
-        """Count a failed authentication; at the threshold, throttle the source and report it."""
+        """Count a failed authentication from ``source``.
+
+        Returns when the caller should answer 401; the failure that reaches the threshold
+        starts an episode (written to the ledger once); every later failure during the
+        episode raises :class:`RateLimited` and prolongs it.
+        """
         if source is None:
             return
         now = self.clock()
+        until = self._blocked_until.get(source)
+        if until is not None and now < until:
+            self._blocked_until[source] = now + self.auth_window_s
+            raise self._throttled(math.ceil(self.auth_window_s))
+        self._blocked_until.pop(source, None)
         failures = self._failures.get(source)
         if failures is None:
             if len(self._failures) >= _MAX_SOURCES:
@@ -147,6 +161,8 @@ class RateLimiter:
             return
         count = len(failures)
         del self._failures[source]
+        if len(self._blocked_until) >= _MAX_SOURCES:
+            self._blocked_until = {s: u for s, u in self._blocked_until.items() if u > now}
         self._blocked_until[source] = now + self.auth_window_s
         if self.ledger is not None:
             self.ledger.append(LedgerEntryDraft(
@@ -154,6 +170,13 @@ class RateLimiter:
                 policy_digest=self.policy.digest,
                 detail={"event": "auth_failure_burst", "source": source, "failures": count,
                         "window_s": self.auth_window_s, "endpoint": endpoint}))
+
+    @staticmethod
+    def _throttled(retry_after: int) -> RateLimited:
+        return RateLimited(
+            f"too many failed authentications from your address; retry after {retry_after} s "
+            f"(valid credentials are not affected)", code="too_many_authentication_failures",
+            headers={"Retry-After": str(retry_after)})
 
     def _forget_quiet(self, now: float) -> None:
         for source in [s for s, f in self._failures.items() if not f or f[-1] <= now - self.auth_window_s]:

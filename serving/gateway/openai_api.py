@@ -3,29 +3,40 @@
 A request becomes a :class:`policies.Workload` (tenant from the credentials,
 marking from ``X-Corridor-Marking`` or the tenant's default, flags from
 ``X-Corridor-Data``, the model from the body), the router picks an allowed
-live replica, and the body is proxied unchanged, streaming chunk by chunk.
-Every routed or refused request writes a ``routing`` entry to the ledger —
-tenant, workload attributes, pool, node, decision; never the prompt — which is
-durable before the response completes.
+live replica, and the body is proxied with every field the caller sent, plus
+the tenant's ``cache_salt`` (:mod:`serving.routing.cache_salt`; a salt the
+caller sent is replaced) and, when streaming, ``stream_options.include_usage``
+so the tenant's tokens per minute can be counted (the usage event is not
+relayed to a client that did not ask for it). Streams are relayed event by
+event (:mod:`serving.gateway.sse`). Every routed or refused request writes a
+``routing`` entry to the ledger — tenant, workload attributes, pool, node,
+decision; never the prompt — which is durable before the response completes.
+Errors that reach the caller never carry replica addresses.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel
 
 from policies import Workload
 from scheduler.ledger.decisions import refusal_entry
 from serving.feed import policy_refusal_record
 from serving.gateway.errors import Forbidden, NotFound, Unavailable
-from serving.gateway.requests import data_flags_of, marking_of, parse_object, read_body, require_field
+from serving.gateway.protocol import (ChatCompletionRequest, CompletionRequest, EmbeddingRequest,
+                                      check_body)
+from serving.gateway.requests import data_flags_of, marking_of, read_object
 from serving.gateway.forwarding import crossing_declaration, forward
 from serving.gateway.proxy import serve_route
 from serving.gateway.service import Gateway
 from serving.routing import Route
+
+log = logging.getLogger(__name__)
 
 router = APIRouter()
 
@@ -45,30 +56,30 @@ async def list_models(request: Request) -> dict[str, Any]:
 
 @router.post("/v1/chat/completions")
 async def chat_completions(request: Request) -> Response:
-    return await _inference(request, "/v1/chat/completions", "messages", list)
+    return await _inference(request, "/v1/chat/completions", ChatCompletionRequest)
 
 
 @router.post("/v1/completions")
 async def completions(request: Request) -> Response:
-    return await _inference(request, "/v1/completions", "prompt", (str, list))
+    return await _inference(request, "/v1/completions", CompletionRequest)
 
 
 @router.post("/v1/embeddings")
 async def embeddings(request: Request) -> Response:
-    return await _inference(request, "/v1/embeddings", "input", (str, list))
+    return await _inference(request, "/v1/embeddings", EmbeddingRequest)
 
 
-async def _inference(request: Request, path: str, field: str, kind: type | tuple[type, ...]) -> Response:
+async def _inference(request: Request, path: str, body_model: type[BaseModel]) -> Response:
     received = time.perf_counter()
     gateway: Gateway = request.app.state.gateway
     principal = gateway.authenticate(request, INFERENCE_ROLES)
+    tenant_id = principal.tenant or ""
     if gateway.limiter is not None:
-        gateway.limiter.admit(principal.tenant or "", endpoint=path,
-                              source=request.client.host if request.client else None)
-    body = await read_body(request, gateway.max_body_bytes)
-    payload = parse_object(body)
-    model = require_field(payload, "model", str)
-    require_field(payload, field, kind)
+        gateway.limiter.admit(tenant_id, endpoint=path, source=gateway.source(request))
+    if gateway.tokens is not None:
+        gateway.tokens.admit(tenant_id)
+    _, payload = await read_object(request, gateway.max_body_bytes)
+    model = check_body(body_model, payload).model
     tenant = gateway.policy.tenants.get(principal.tenant or "")
     marking = marking_of(request, tenant.default_marking if tenant else "PUBLIC")
     workload = Workload(tenant=principal.tenant or "", marking=marking, kind="request",
@@ -81,8 +92,11 @@ async def _inference(request: Request, path: str, field: str, kind: type | tuple
     decision_id = route.decision_id
     if not route.evaluation.allowed:
         await _refuse(gateway, route, path)
+    stream = payload.get("stream") is True
+    hide_usage = stream and _ask_for_usage(payload)
+    body = gateway.cache_salts.salted(payload, workload.tenant)
     if not route.candidates and (declaration := crossing_declaration(gateway, route)):
-        return await forward(gateway, route, declaration, path, body, stream=payload.get("stream") is True)
+        return await forward(gateway, route, declaration, path, body, stream=stream)
     if not route.candidates:
         await gateway.ledger.append_async(refusal_entry(
             "routing", route.evaluation, reasons=["NO_LIVE_REPLICA"], detail={"endpoint": path}))
@@ -91,8 +105,19 @@ async def _inference(request: Request, path: str, field: str, kind: type | tuple
                           f"pool ({', '.join(d.pool for d in route.evaluation.allowed)}) is live; "
                           f"retry later", code="no_replica_available",
                           headers={"Retry-After": "5", "X-Corridor-Decision": decision_id})
-    stream = payload.get("stream") is True
-    return await serve_route(gateway, route, path, body, stream=stream, received=received)
+    return await serve_route(gateway, route, path, body, stream=stream, received=received,
+                             hide_usage=hide_usage)
+
+
+def _ask_for_usage(payload: dict[str, Any]) -> bool:
+    """Make a streaming request report its usage; True when the caller did not ask for it
+    (so the usage-only event is not relayed to them)."""
+    options = payload.get("stream_options")
+    if isinstance(options, dict) and options.get("include_usage") is True:
+        return False
+    payload["stream_options"] = {**(options if isinstance(options, dict) else {}),
+                                 "include_usage": True}
+    return True
 
 
 async def _refuse(gateway: Gateway, route: Route, path: str) -> None:

@@ -12,7 +12,7 @@ fails mid-stream ends the stream with an error event.
 from __future__ import annotations
 
 import asyncio
-import json
+import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -23,16 +23,21 @@ from fastapi.responses import StreamingResponse
 from scheduler.ledger.decisions import decision_entry
 from serving.gateway.errors import Unavailable
 from serving.gateway.service import Gateway
+from serving.gateway.sse import EventSplitter, error_event, is_usage_only, total_tokens
 from serving.routing import Endpoint, Route, UpstreamBroken, UpstreamResponse, UpstreamUnreachable
+
+log = logging.getLogger(__name__)
 
 
 async def serve_route(gateway: Gateway, route: Route, path: str, body: bytes, *, stream: bool,
                       received: float, detail: Mapping[str, Any] | None = None,
-                      decision_id: str | None = None) -> Response:
+                      decision_id: str | None = None, hide_usage: bool = False) -> Response:
     """Proxy ``body`` to the best live candidate of ``route`` (which must have one).
 
     ``detail`` adds facts to the routing entries (e.g. ``forwarded_from``); ``decision_id``
-    overrides the route's own (a forwarded request keeps the id its home site gave it).
+    overrides the route's own (a forwarded request keeps the id its home site gave it);
+    ``hide_usage``: the gateway asked for the stream's usage event (to count tokens), the
+    caller did not, so it is not relayed. The tokens used count against the tenant.
     """
     decision_id = decision_id or route.decision_id
     workload = route.evaluation.workload
@@ -60,19 +65,22 @@ async def serve_route(gateway: Gateway, route: Route, path: str, body: bytes, *,
     gateway.metrics.requests.labels(workload.tenant, model, endpoint.jurisdiction,
                                     str(upstream.status)).inc()
     if stream and upstream.status == 200:
-        relay = _relay(gateway, upstream, endpoint, record, received)
+        relay = _relay(gateway, upstream, endpoint, record, received, workload.tenant, hide_usage)
         return StreamingResponse(relay, status_code=200, media_type=upstream.content_type,
                                  headers=headers)
     try:
         content = await upstream.read()
     except UpstreamBroken as exc:
         gateway.router.mark_failed(endpoint)
-        raise Unavailable(f"the replica failed while answering ({exc}); retry later",
+        log.warning("replica %s failed while answering: %s", endpoint.replica_id, exc)
+        raise Unavailable("the replica failed while answering; retry later",
                           code="upstream_unavailable", headers={"Retry-After": "2"}) from exc
     finally:
         upstream.release()
         gateway.router.release(endpoint)
         await record
+    if gateway.tokens is not None and upstream.status == 200:
+        gateway.tokens.charge(workload.tenant, total_tokens(content))
     return Response(content, status_code=upstream.status, media_type=upstream.content_type,
                     headers=headers)
 
@@ -90,6 +98,7 @@ async def _open_upstream(gateway: Gateway, route: Route, path: str, body: bytes,
         except UpstreamUnreachable as exc:
             gateway.router.release(endpoint)
             gateway.router.mark_failed(endpoint)
+            log.warning("replica %s unreachable: %s", endpoint.replica_id, exc)
             last_error = exc
             continue
         gateway.metrics.upstream.observe(time.perf_counter() - sent)
@@ -99,29 +108,45 @@ async def _open_upstream(gateway: Gateway, route: Route, path: str, body: bytes,
             last_error = RuntimeError(f"upstream answered {upstream.status}")
             continue
         return upstream, endpoint
-    raise Unavailable(f"no replica answered ({type(last_error).__name__}: {last_error}); retry later",
-                      code="upstream_unavailable", headers={"Retry-After": "2"})
+    raise Unavailable("no replica answered; retry later", code="upstream_unavailable",
+                      headers={"Retry-After": "2"})
 
 
 async def _relay(gateway: Gateway, upstream: UpstreamResponse, endpoint: Endpoint,
-                 record: asyncio.Future, received: float) -> AsyncIterator[bytes]:
-    """Pass the upstream stream through chunk by chunk; a failure mid-stream ends it with an
-    error event (the caller has already received the first bytes, so no retry)."""
+                 record: asyncio.Future, received: float, tenant: str,
+                 hide_usage: bool) -> AsyncIterator[bytes]:
+    """Pass the upstream stream through event by event; a failure mid-stream drops the
+    unfinished event and ends the stream with a well-formed error event (the caller has
+    already received the first events, so no retry). The usage event is counted against the
+    tenant's tokens, and not relayed when only the gateway asked for it."""
     first = True
+    used: int | None = None
+    splitter = EventSplitter()
     try:
         async for chunk in upstream.chunks():
             if first:
                 gateway.metrics.ttft.observe(time.perf_counter() - received)
                 first = False
-            yield chunk
+            events = splitter.feed(chunk)
+            for event in events:
+                if b'"usage"' in event:
+                    used = total_tokens(event) or used
+                    if hide_usage and is_usage_only(event):
+                        continue
+                yield event
+        rest = splitter.finish()
+        if rest:
+            yield rest
     except UpstreamBroken as exc:
-        error = {"error": {"message": f"the replica failed mid-stream: {exc}",
-                           "type": "server_error", "code": "upstream_stream_error", "param": None}}
-        yield f"data: {json.dumps(error)}\n\n".encode()
+        log.warning("replica %s failed mid-stream: %s", endpoint.replica_id, exc)
+        yield error_event("the replica failed mid-stream; the answer is incomplete",
+                          "upstream_stream_error")
         gateway.router.mark_failed(endpoint)
     finally:
         upstream.release()
         gateway.router.release(endpoint)
+        if gateway.tokens is not None:
+            gateway.tokens.charge(tenant, used)
         await record
 
 

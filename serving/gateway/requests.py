@@ -1,13 +1,19 @@
-"""Reading what a caller sent: bounded bodies, JSON objects, marking and data-flag headers."""
+"""Reading what a caller sent: bounded bodies, JSON objects, marking and data-flag headers.
+
+Every JSON body goes through :func:`parse_object` (size already bounded by
+:func:`read_body`, depth by :mod:`serving.bounded_json`); every Corridor header
+through :func:`single_header`, so a header sent twice is a 400 naming it, never
+"the first one wins".
+"""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import Request
 
 from policies import Marking, PolicyError, parse_data_flags, parse_marking
+from serving.bounded_json import JsonRejected, loads_bounded
 from serving.gateway.errors import BadRequest, PayloadTooLarge
 
 MARKING_HEADER = "x-corridor-marking"
@@ -33,9 +39,9 @@ async def read_body(request: Request, limit: int) -> bytes:
 def parse_object(body: bytes) -> dict[str, Any]:
     """Parse a JSON object; anything else is a 400 naming what is wrong."""
     try:
-        value = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"malformed JSON body: {exc}", code="invalid_json") from exc
+        value = loads_bounded(body)
+    except JsonRejected as exc:
+        raise BadRequest(f"the body is not acceptable JSON: {exc}", code=exc.code) from exc
     if not isinstance(value, dict):
         raise BadRequest(f"the body must be a JSON object, got {type(value).__name__}",
                          code="invalid_json")
@@ -56,9 +62,25 @@ def require_field(payload: dict[str, Any], name: str, kind: type | tuple[type, .
     return value
 
 
+async def read_object(request: Request, limit: int) -> tuple[bytes, dict[str, Any]]:
+    """The body (at most ``limit`` bytes) and the JSON object it holds, or a 400/413."""
+    body = await read_body(request, limit)
+    return body, parse_object(body)
+
+
+def single_header(request: Request, name: str) -> str | None:
+    """The one value of header ``name``, or None; sent twice it is a 400 naming the header."""
+    values = request.headers.getlist(name)
+    if len(values) > 1:
+        title = "-".join(part.capitalize() for part in name.split("-"))
+        raise BadRequest(f"header {title} sent {len(values)} times; send it once",
+                         code="duplicate_header", param=title)
+    return values[0] if values else None
+
+
 def marking_of(request: Request, default: str) -> Marking:
     """The marking header, or the tenant's default; an unknown marking is a 400."""
-    value = request.headers.get(MARKING_HEADER) or default
+    value = single_header(request, MARKING_HEADER) or default
     try:
         return parse_marking(value)
     except PolicyError as exc:
@@ -68,6 +90,22 @@ def marking_of(request: Request, default: str) -> Marking:
 def data_flags_of(request: Request) -> frozenset[str]:
     """The data-flag header (comma-separated); an unknown flag is a 400."""
     try:
-        return parse_data_flags(request.headers.get(DATA_HEADER))
+        return parse_data_flags(single_header(request, DATA_HEADER))
     except PolicyError as exc:
         raise BadRequest(str(exc), code="unknown_data_flag", param="X-Corridor-Data") from exc
+
+
+def known_query_parameters(request: Request) -> None:
+    """A query parameter the route does not take is a 400 naming it, never silently ignored
+    (an app-wide dependency, run before the handler)."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None or not request.query_params:
+        return
+    known = {field.alias for field in dependant.query_params}
+    for name in request.query_params:
+        if name not in known:
+            raise BadRequest(f"unknown query parameter {name[:64]!r}"
+                             + (f"; this route takes {', '.join(sorted(known))}" if known else
+                                "; this route takes none"),
+                             code="unknown_parameter", param=name[:64])

@@ -17,10 +17,14 @@ from serving.federation.runtime import Federation
 from serving.federation.witnessing import Witness
 from serving.feed import SecurityFeed
 from serving.gateway.auth import Authenticator, Principal, issuing_site
+from serving.gateway.clients import ClientAddresses
 from serving.gateway.errors import Forbidden, Unauthenticated
 from serving.gateway.limits import RateLimiter
 from serving.gateway.metrics import GatewayMetrics
+from serving.gateway.requests import single_header
+from serving.gateway.token_quota import TokenQuota
 from serving.routing import Router, UpstreamPool
+from serving.routing.cache_salt import CacheSalts
 
 
 class OperatorView(Protocol):
@@ -61,6 +65,9 @@ class Gateway:
     crisis: CrisisRegistry | None = None  # crisis declarations made at run time
     events: SecurityFeed | None = None  # the security event feed for the defence centre
     limiter: RateLimiter | None = None  # per-tenant rate limits, failed-login throttling
+    tokens: TokenQuota | None = None  # per-tenant tokens per minute, from the usage replicas report
+    # Per-tenant vLLM cache_salt, so no tenant hits another's cached prefixes (always on).
+    cache_salts: CacheSalts = field(default_factory=CacheSalts)
     # Digest of each served model's loaded artifact; request workloads carry it, so the
     # rulebook's ``model-pinned`` rule checks it (required in autarky mode).
     model_digests: dict[str, str] = field(default_factory=dict)
@@ -69,6 +76,10 @@ class Gateway:
     site: str | None = None
     federation: Federation | None = None
     witness: Witness | None = None
+    # Who may read /metrics (it names tenants): these roles, or anyone when None.
+    metrics_roles: tuple[str, ...] | None = ("operator", "auditor")
+    # The client address behind trusted proxies (rate limits, throttling, the feed).
+    clients: ClientAddresses = field(default_factory=ClientAddresses)
     metrics: GatewayMetrics = field(init=False)
     upstream: UpstreamPool = field(init=False)
 
@@ -87,12 +98,17 @@ class Gateway:
             await self.federation.stop()
         await self.upstream.close()
 
+    def source(self, request: Request) -> str | None:
+        """The client address of ``request`` (forwarded only through a trusted proxy)."""
+        peer = request.client.host if request.client else None
+        return self.clients.resolve(peer, request.headers.getlist("x-forwarded-for"))
+
     def authenticate(self, request: Request, roles: Sequence[str]) -> Principal:
-        """The caller, who must hold one of ``roles``: 401 without valid credentials, else 403."""
-        limiter = self.limiter
-        if limiter is not None:
-            limiter.check_source(request.client.host if request.client else None)
-        header = request.headers.get("authorization", "")
+        """The caller, who must hold one of ``roles``: 401 without valid credentials, else 403.
+
+        A valid credential is always accepted; a failed one counts against its source,
+        which after a burst is answered 429 (see :mod:`serving.gateway.limits`)."""
+        header = single_header(request, "authorization") or ""
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("missing bearer credentials: send 'Authorization: Bearer <api key>'",
@@ -105,11 +121,17 @@ class Gateway:
                 raise Unauthenticated(f"this key was issued by site {home}, not by this site "
                                       f"({self.site}): send it to {url}", code="wrong_site")
         if principal is None:
-            if limiter is not None:
-                limiter.auth_failed(request.client.host if request.client else None,
-                                    endpoint=request.url.path)
+            if self.limiter is not None:
+                self.limiter.auth_failed(self.source(request), endpoint=route_template(request))
             raise Unauthenticated("invalid API key or token", code="invalid_api_key")
         if principal.role not in roles:
             raise Forbidden(f"role '{principal.role}' may not call this endpoint "
                             f"(needs {' or '.join(roles)})", code="wrong_role")
         return principal
+
+
+def route_template(request: Request) -> str:
+    """The matched route's template, e.g. ``/v1/files/{file_id}``: what the ledger and the feed
+    may record of a path (the raw path is caller text)."""
+    route = request.scope.get("route")
+    return getattr(route, "path", None) or "(unrouted)"

@@ -1,26 +1,23 @@
-"""``corridor up``: the whole platform on one machine, or on an existing Ray cluster.
+"""``corridor up``: one site (``--site``), or one installation of every pool, on this machine or
+an existing Ray cluster.
 
 Steps, each shown as it runs:
 
 0. Autarky mode only (``--autarky`` or the bundle's setting): the bundle's
    signature, local endpoints, every offline switch (:mod:`serving.autarky`);
    after step 2, every served model pinned and matching — else refuse.
-1. Ray: a local cluster with one node per pool of the bundle, labelled
-   ``corridor.eu/pool`` / ``corridor.eu/jurisdiction`` and declaring GPUs
-   that do not exist (or join ``--ray-address``; pools then come from the
-   real nodes' labels).
+1. Ray: a local cluster with one labelled node per pool (a site's own pools
+   only), declaring GPUs that do not exist (or join ``--ray-address``).
 2. Models: build the demo model ``corridor-tiny`` into ``$CORRIDOR_HOME``
    unless present; find ``minilm`` in its package; compute artifact digests
    and refuse a model whose digest does not match a pinned one (``security``
    entry in the ledger).
-3. Ledger: open it (a second ``corridor up`` appends to the same log) and
-   record the policy bundle in force (``policy`` entry); the security feed
-   follows it; crisis declarations are read from ``crisis.json``.
+3. Ledger: open it, archive the bundle by digest, record it (``policy`` entry);
+   the security feed follows it; crisis declarations come from ``crisis.json``.
 4. Replicas: placed by the scheduler under the rulebook — ``corridor-tiny``
    for the French tenants up to DR (lands in fr-paris), for the German
    tenants up to VS-NfD (de-frankfurt), ``minilm`` for PUBLIC embeddings.
-5. Gateway on 127.0.0.1:8000 with crisis declarations, the security feed and
-   per-tenant rate limits; demo API keys in ``demo-keys.json``.
+5. Gateway with crisis declarations, the security feed, rate limits; demo keys.
 """
 
 from __future__ import annotations
@@ -39,6 +36,7 @@ from scheduler.crisis import STORE_FILENAME, CrisisRegistry
 from scheduler.deployments import Deployments
 from scheduler.exceptions import PlacementError
 from scheduler.ledger import Ledger, LedgerEntryDraft
+from scheduler.private_files import private_directory
 from scheduler.spec import DeploymentSpec
 from serving.autarky import (AutarkyError, AutarkyReport, apply_offline_env, check_bundle,
                              endpoint_problems, model_problems)
@@ -47,6 +45,7 @@ from serving.config import load_run_config
 from serving.feed import LedgerFollower, SecurityFeed, open_feed
 from serving.gateway import Authenticator, Gateway, KeyStore, create_app
 from serving.gateway.limits import RateLimiter
+from serving.installation.access import gateway_options, jwt_verifier
 from serving.installation.adapters import DeploymentEndpoints, SchedulerView
 from serving.installation.settings import UpConfig, own_pools, serves_here
 from serving.models.artifacts import artifact_digest, minilm_directory
@@ -67,6 +66,7 @@ class Installation:
         self.console = console or Console(stderr=True)
         self.policy = Policy.load(config.bundle)
         self.run_config = load_run_config(config.config_file, config.home)
+        self.jwt = jwt_verifier(self.run_config, config.home)  # a bad OIDC setup fails before Ray
         self.autarky = config.autarky or self.policy.bundle.settings.autarky
         self.autarky_report: AutarkyReport | None = None
         self.model_digests: dict[str, str] = {}
@@ -84,8 +84,7 @@ class Installation:
     # -- start ----------------------------------------------------------------
 
     def start(self) -> Installation:
-        home = self.config.home
-        home.mkdir(parents=True, exist_ok=True)
+        home = private_directory(self.config.home)
         os.environ.update(OFFLINE_ENV)
         if self.autarky:
             self._step("autarky: signed bundle, local endpoints, offline switches", self._check_autarky)
@@ -125,7 +124,7 @@ class Installation:
         self.endpoints = DeploymentEndpoints(self.deployments).start()
         self._wait_ready()
         self.gateway = Gateway(policy=self.policy, ledger=self.ledger,
-                               auth=Authenticator(self._keystore()),
+                               auth=Authenticator(self._keystore(), self.jwt),
                                router=Router(self.policy, self.endpoints,
                                              declarations=self.crisis.declarations),
                                operator_view=SchedulerView(self.deployments),
@@ -135,7 +134,8 @@ class Installation:
                                                    auth_window_s=self.run_config.auth_throttle.window_s),
                                model_digests=dict(self.model_digests),
                                site=self.config.site, federation=self.federation,
-                               witness=witness_of(self.config, self.federation, self.ledger))
+                               witness=witness_of(self.config, self.federation, self.ledger),
+                               **gateway_options(self.run_config, home, self.policy))
         # Batches resume where they stopped: their state is in the home directory.
         self.gateway.batches = BatchService.open(
             home, provisioner=DeploymentProvisioner(self.deployments, models))
@@ -201,6 +201,7 @@ class Installation:
                 "env": {"VLLM_CPU_KVCACHE_SPACE": str(self.config.kv_cache_gib)},
                 "ready_timeout_s": self.config.ready_timeout_s,
                 "log_dir": str(self.config.home / "logs"), "host": host,
+                "log_stats": self.config.engine_metrics,
             }
         return configs
 

@@ -49,6 +49,9 @@ class UpConfig:
     gpus_per_node: int = 2
     kv_cache_gib: int = 1
     max_model_len: int = 512
+    #: vLLM's own statistics and Prometheus metrics on each replica's /metrics (prefix-cache
+    #: hits among them); off by default: they cost a little CPU and a log line every 10 s.
+    engine_metrics: bool = False
     ready_timeout_s: float = 900.0
     deployments: list[tuple[str, str, list[Audience]]] = field(
         default_factory=lambda: list(DEMO_DEPLOYMENTS))

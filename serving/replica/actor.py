@@ -6,7 +6,11 @@ what it was given; ``start()`` checks the model artifact's digest and launches
 process group under :mod:`serving.replica.guard`; a thread waits for
 ``/health`` and then publishes the endpoint in ``describe()``; ``stop()`` ends
 the whole group (server, engine core, workers). The guard ends the group when
-the actor dies, so a killed actor leaves no server behind.
+the actor dies, so a killed actor leaves no server behind. Once ready, the same
+thread keeps watching: a server that exits, or stops answering ``/health``
+:data:`HEALTH_FAILURES` times in a row, while the actor lives, turns the state to
+``server-dead`` (endpoint withdrawn, leftovers of its group ended), which the
+scheduler's healing replaces.
 
 The same code runs on GPU clusters with the ``gpu`` extra: vLLM then uses the
 GPUs Ray assigned (``CUDA_VISIBLE_DEVICES``); with ``tensor_parallel_size > 1``
@@ -22,6 +26,7 @@ it runs its workers in the placement group the scheduler created.
 ``ready_timeout_s``  how long to wait for ``/health`` (default 600)
 ``log_dir``          where the server's output goes (default: a temporary directory)
 ``host``             address to bind (default 127.0.0.1; ``0.0.0.0`` on real clusters)
+``log_stats``        keep vLLM's statistics and its Prometheus metrics (default off)
 """
 
 from __future__ import annotations
@@ -52,6 +57,12 @@ OFFLINE_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_USAGE_STATS_PROMPT_ENABLED": "0",
 }
+
+
+#: Seconds between health checks of a ready server, and failed checks in a row that mean dead.
+HEALTH_PERIOD_S = 2.0
+HEALTH_FAILURES = 3
+SERVER_DEAD = "server-dead"
 
 
 def _group_alive(pgid: int) -> bool:
@@ -103,9 +114,10 @@ class VLLMReplica:
             self.state, self.error = "failed", str(exc)
             return
         log_dir = Path(self.config.get("log_dir") or tempfile.mkdtemp(prefix="corridor-replica-"))
-        log_dir.mkdir(parents=True, exist_ok=True)
+        log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.log_path = log_dir / f"{self.replica_id}.log"
-        with self.log_path.open("ab") as log:
+        with os.fdopen(os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
+                       "ab") as log:
             launcher = subprocess.Popen(
                 [sys.executable, "-m", "serving.replica.guard", "--watch", str(os.getpid()),
                  "--", *command],
@@ -150,7 +162,9 @@ class VLLMReplica:
         port = free_port(host)
         command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server",
                    "--model", str(path), "--served-model-name", self.model,
-                   "--host", host, "--port", str(port), "--disable-log-stats"]
+                   "--host", host, "--port", str(port)]
+        if not self.config.get("log_stats"):
+            command.append("--disable-log-stats")
         if self.config.get("task") == "embedding":
             command += ["--runner", "pooling"]
         if self.tensor_parallel_size > 1:
@@ -180,6 +194,7 @@ class VLLMReplica:
                 with urllib.request.urlopen(url + "/health", timeout=2) as response:
                     if response.status == 200:
                         self.endpoint, self.state = url, "ready"
+                        self._watch(url, pgid)
                         return
             except OSError:
                 if not _group_alive(pgid):
@@ -191,3 +206,25 @@ class VLLMReplica:
         self.stop()
         self.state = "failed"
         self.error = f"vLLM server not ready within {timeout:g} s"
+
+    def _watch(self, url: str, pgid: int) -> None:
+        """While the server is ready: notice it dying inside the live actor (see the module
+        docstring). Returns when the server stopped, by :meth:`stop` or by dying."""
+        failures = 0
+        while self.pgid == pgid:
+            time.sleep(HEALTH_PERIOD_S)
+            if self.pgid != pgid:
+                return
+            healthy = _group_alive(pgid)
+            if healthy:
+                try:
+                    with urllib.request.urlopen(url + "/health", timeout=10) as response:
+                        healthy = response.status == 200
+                except OSError:
+                    healthy = False
+            failures = 0 if healthy else failures + 1
+            if failures >= HEALTH_FAILURES or not _group_alive(pgid):
+                self.stop()
+                self.state = SERVER_DEAD
+                self.error = f"the vLLM server stopped answering; see {self.log_path}"
+                return

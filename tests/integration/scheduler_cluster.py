@@ -43,19 +43,25 @@ class EchoReplica:
         self.replica_id = replica_id
         self.config = config
         self.serving = False
+        self.state = "created"
 
     def describe(self) -> dict[str, Any]:
         context = ray.get_runtime_context()
         group = ray.util.get_current_placement_group()
         return {"node_id": context.get_node_id(), "labels": dict(context.get_node_labels()),
                 "endpoint": f"echo://{self.replica_id}" if self.serving else None,
+                "state": self.state,
                 "placement_group": group.id.hex() if group is not None else None}
 
     def start(self) -> None:
-        self.serving = True
+        self.serving, self.state = True, "ready"
 
     def stop(self) -> None:
-        self.serving = False
+        self.serving, self.state = False, "stopped"
+
+    def lose_server(self) -> None:
+        """What VLLMReplica reports when its server died while the actor lives."""
+        self.serving, self.state = False, "server-dead"
 
 
 class SimulatedCluster:

@@ -11,6 +11,7 @@ import signal
 from collections.abc import Iterator
 
 import pytest
+import ray
 
 from policies import Declaration, Policy
 from scheduler import Audience, Binder, DeploymentSpec, Deployments, Inventory, QuarantineCode
@@ -69,6 +70,19 @@ def test_a_replica_whose_actor_dies_is_replaced_under_the_same_rules(deployments
     (view,) = deployments.list()
     assert where(view) == [("fr-paris", "FR")]
     assert entries(ledger, kind="placement")[-1]["detail"]["replaces"] == f"{first.id} (actor-dead)"
+
+
+def test_a_replica_whose_server_dies_inside_a_live_actor_is_replaced(deployments, ledger) -> None:
+    (first,) = deployments.get("dr").replicas
+    ray.get(ray.get_actor(f"corridor:{first.id}").lose_server.remote(), timeout=10)
+    deployments.heal()  # reads each replica's own state: the endpoint is withdrawn, the server dead
+    assert deployments.get("dr").replicas[0].endpoint is None
+    report = deployments.heal()
+    assert report.lost == (first.id,) and len(report.placed) == 1 and report.degraded == {}
+    (view,) = deployments.list()
+    assert view.replicas[0].id != first.id and where(view) == [("fr-paris", "FR")]
+    wait_for(lambda: ray_actor(first.actor_id)["State"] == "DEAD", timeout_s=10)
+    assert entries(ledger, kind="placement")[-1]["detail"]["replaces"] == f"{first.id} (server-dead)"
 
 
 def test_a_replica_whose_node_dies_comes_back_on_another_paris_node(deployments, cluster, ledger) -> None:

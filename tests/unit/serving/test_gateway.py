@@ -183,7 +183,8 @@ def test_health_readiness_and_metrics(stack):
     assert httpx.get(stack.url + "/healthz").json() == {"status": "ok"}
     assert httpx.get(stack.url + "/readyz").status_code == 200
     client(stack).chat.completions.create(model="corridor-tiny", messages=[{"role": "user", "content": "x"}])
-    text = httpx.get(stack.url + "/metrics").text
+    text = httpx.get(stack.url + "/metrics",
+                     headers={"authorization": f"Bearer {stack.keys['FR/operator']}"}).text
     assert 'corridor_requests_total{jurisdiction="FR",model="corridor-tiny",status="200",tenant="fr-interior"}' in text
     assert "corridor_gateway_overhead_seconds_bucket" in text
     assert "corridor_ledger_entries" in text

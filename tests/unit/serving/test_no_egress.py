@@ -188,7 +188,7 @@ def test_a_full_request_cycle_in_autarky_mode_opens_no_socket_outside_loopback(t
                 assert operator("POST", f"/admin/crisis/{declaration}/revoke", "FR", json={}).status_code == 200
                 assert httpx.get(server.url + "/v1/models",
                                  headers={"authorization": "Bearer cor_000000000000_x"}).status_code == 401
-                assert httpx.get(server.url + "/metrics").status_code == 200
+                assert operator("GET", "/metrics", "FR").status_code == 200
                 follower.poll()
                 feed.syslog.flush()
             crisis.stop()

@@ -53,9 +53,12 @@ def test_a_burst_of_failed_logins_is_throttled_reported_once_and_in_the_ledger(s
     bad = {"authorization": "Bearer cor_000000000000_guess"}
     statuses = [stack.call("GET", "/v1/models", "fr-interior/app", headers=bad).status_code for _ in range(5)]
     assert statuses == [401] * 5
-    throttled = stack.call("GET", "/v1/models", "fr-interior/app")  # even a valid key, from that source
+    throttled = stack.call("GET", "/v1/models", "fr-interior/app", headers=bad)
     assert throttled.status_code == 429 and int(throttled.headers["retry-after"]) > 0
     assert throttled.json()["error"]["code"] == "too_many_authentication_failures"
+    assert stack.call("GET", "/v1/models", "fr-interior/app").status_code == 200  # a valid key works
+    for _ in range(5):  # the same episode: prolonged, not reported again
+        assert stack.call("GET", "/v1/models", "fr-interior/app", headers=bad).status_code == 429
     (entry,) = [i for i in stack.ledger.entries(kind="security", limit=100)["data"]]
     assert entry["entry"]["detail"]["event"] == "auth_failure_burst"
     record = only(stack.records(), "auth_failure_burst")
