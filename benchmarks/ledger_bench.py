@@ -1,6 +1,6 @@
 """Ledger benchmark: durable appends, proof time and full verification at scale.
 
-    python benchmarks/ledger_bench.py [--entries 1000000] [--appends 20000] [--dir DIR]
+    python benchmarks/ledger_bench.py [--entries 1000000] [--appends 19200] [--rounds 3] [--dir DIR]
 
 Measures, in one run and on one disk:
 
@@ -9,7 +9,11 @@ Measures, in one run and on one disk:
    durability (WAL, ``synchronous=FULL``): one insert + commit per row, and
    for 64 threads the same under a lock (what naive durability costs); and,
    for information, 64 tasks awaiting ``append_async`` on one event loop, as
-   the gateway appends (compared with the 64-thread baseline);
+   the gateway appends (compared with the 64-thread baseline). Each figure is
+   the median of ``--rounds`` rounds, a round running every measurement once,
+   baseline and ledger back to back; the ratio is the median of the ratios
+   within a round, so a machine busy with other work skews it less than the
+   rates;
 2. inclusion and consistency proof time in a log of ``--entries`` entries,
    built with the ledger's own batch writer (``append_many``, 10,000 entries
    per transaction: the same leaves, subtree hashes and rows as ``append``);
@@ -136,6 +140,51 @@ def ledger_appends_async(directory: Path, tasks: int, per_task: int) -> tuple[fl
     return rate, commits
 
 
+class AppendRow:
+    """One line of the append table: the ledger's and the baseline's rate in each round."""
+
+    def __init__(self, label: str, appends: int) -> None:
+        self.label = label
+        self.appends = appends
+        self.rates: list[float] = []
+        self.bases: list[float] = []
+        self.commits: list[int] = []
+
+    def add(self, rate: float, base: float, commits: int) -> None:
+        self.rates.append(rate)
+        self.bases.append(base)
+        self.commits.append(commits)
+
+    @property
+    def rate(self) -> float:
+        return statistics.median(self.rates)
+
+    def line(self) -> str:
+        ratio = statistics.median(rate / base for rate, base in zip(self.rates, self.bases))
+        commits = statistics.median(self.commits)
+        return (f"  {self.label:<26}{self.rate:>10,.0f}{statistics.median(self.bases):>14,.0f}{ratio:>7.2f}x"
+                f"{self.appends:>10,}{commits:>9,.0f}   [{', '.join(f'{rate:,.0f}' for rate in self.rates)}]")
+
+
+def measure_appends(root: Path, appends: int, rounds: int, leaf: bytes) -> list[AppendRow]:
+    """The append table: 1 writer thread, 64 writer threads, 64 asyncio tasks, each beside its baseline."""
+    single = max(200, appends // 10)
+    per_thread = {1: single, 64: max(1, appends // 64)}
+    rows = [AppendRow("1 writer thread", single), AppendRow("64 writer threads", 64 * per_thread[64]),
+            AppendRow("64 asyncio tasks", 64 * per_thread[64])]
+    for round_ in range(rounds):
+        print(f"  ... round {round_ + 1} of {rounds}", flush=True)
+        bases = {}
+        for threads in (1, 64):
+            (root / f"plain-{threads}-{round_}").mkdir()
+            bases[threads] = plain_sqlite(root / f"plain-{threads}-{round_}", threads, per_thread[threads], leaf)
+            rate, commits = ledger_appends(root / f"ledger-{threads}-{round_}", threads, per_thread[threads])
+            rows[0 if threads == 1 else 1].add(rate, bases[threads], commits)
+        rate, commits = ledger_appends_async(root / f"ledger-async-{round_}", 64, per_thread[64])
+        rows[2].add(rate, bases[64], commits)
+    return rows
+
+
 def build_log(directory: Path, entries: int) -> float:
     """Fill a log with ``entries`` entries through append_many; return seconds taken."""
     drafts = [sample_draft(i) for i in range(BUILD_BATCH)]
@@ -189,6 +238,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entries", type=int, default=1_000_000, help="size of the log for proofs and verify")
     parser.add_argument("--appends", type=int, default=19_200, help="appends per run with 64 writers")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the append measurements (medians)")
     parser.add_argument("--dir", type=Path, default=None, help="where to put the databases (default: a temp dir)")
     args = parser.parse_args()
 
@@ -197,24 +247,11 @@ def main() -> None:
         print(f"Corridor ledger benchmark: SQLite {sqlite3.sqlite_version}, WAL, synchronous=FULL, "
               f"{os.cpu_count()} CPUs, databases in {root}")
         leaf = leaf_bytes(sample_draft(1), 123_456)
-        single = max(200, args.appends // 10)
-        rows = []
-        for threads, count in ((1, single), (64, args.appends)):
-            per_thread = max(1, count // threads)
-            (root / f"plain-{threads}").mkdir()
-            base = plain_sqlite(root / f"plain-{threads}", threads, per_thread, leaf)
-            rate, commits = ledger_appends(root / f"ledger-{threads}", threads, per_thread)
-            rows.append((threads, rate, base, threads * per_thread, commits))
-
-        print(f"\n{'durable appends/s':<28}{'ledger':>10}{'plain SQLite':>14}{'ratio':>8}{'appends':>10}{'commits':>9}")
-        for threads, rate, base, total, commits in rows:
-            label = f"{threads} writer thread{'s' if threads > 1 else ''}"
-            print(f"  {label:<26}{rate:>10,.0f}{base:>14,.0f}{rate / base:>7.2f}x{total:>10,}{commits:>9,}")
-        per_task = max(1, args.appends // 64)
-        rate, commits = ledger_appends_async(root / "ledger-async", 64, per_task)
-        base = rows[1][2]
-        label = "64 asyncio tasks"
-        print(f"  {label:<26}{rate:>10,.0f}{base:>14,.0f}{rate / base:>7.2f}x{64 * per_task:>10,}{commits:>9,}")
+        rows = measure_appends(root, args.appends, max(1, args.rounds), leaf)
+        print(f"\n{'durable appends/s, median':<28}{'ledger':>10}{'plain SQLite':>14}{'ratio':>8}{'appends':>10}"
+              f"{'commits':>9}   [ledger, each round]")
+        for row in rows:
+            print(row.line())
 
         print(f"\nlog of {args.entries:,} entries", flush=True)
         built = build_log(root / "big", args.entries)
@@ -227,7 +264,7 @@ def main() -> None:
         verify_s, verified = time_verify(root / "big")
         print(f"  {'full verification':<44}{verify_s:>8.1f} s   ({verified / verify_s:,.0f} entries/s)")
 
-        many = rows[1][1]
+        many = rows[1].rate
         checks = [
             (f">= {GOAL_APPENDS:,} durable appends/s with 64 writers", f"{many:,.0f}/s", many >= GOAL_APPENDS),
             (f"inclusion proof < {GOAL_PROOF_MS:g} ms at {args.entries:,}", f"{proofs['inclusion_mean_ms']:.3f} ms",

@@ -47,8 +47,11 @@ from scheduler.ledger.store import LedgerStore, SqliteStore, StoredLeaf
 class _Batch:
     """Drafts queued for the next commit, and the outcome every caller waits for.
 
-    A blocked caller waits on its own held lock, which the writer releases:
-    one wake-up per caller, with no shared lock to convoy on afterwards.
+    A blocked caller waits on its own held lock. Once the batch is durable the
+    committer releases only the first one, and each caller, once awake,
+    releases the next (:meth:`wait_turn`): the callers of a batch take the GIL
+    one after another instead of all waking at once and fighting for it, which
+    costs several thread switches per append when dozens of threads block.
     """
 
     __slots__ = ("fields", "waiters", "async_waiters", "want_head", "items", "head", "error")
@@ -61,6 +64,26 @@ class _Batch:
         self.items: list[dict[str, Any]] = []
         self.head: TreeHead | None = None
         self.error: BaseException | None = None
+
+    def wait_turn(self, turn: int) -> None:
+        """Block until the batch is settled and the caller before ``turn`` has woken, then wake the next.
+
+        An interruption (KeyboardInterrupt in the main thread) is raised only
+        after the wait: the entry commits anyway, and the callers after this
+        one must still be woken.
+        """
+        waiter = self.waiters[turn]
+        interrupted: BaseException | None = None
+        while True:
+            try:
+                waiter.acquire()
+                break
+            except BaseException as exc:
+                interrupted = exc
+        if turn + 1 < len(self.waiters):  # the batch is closed: no waiter joins it any more
+            self.waiters[turn + 1].release()
+        if interrupted is not None:
+            raise interrupted
 
 
 def _draft_fields(draft: LedgerEntryDraft | Mapping[str, Any]) -> dict[str, Any]:
@@ -203,6 +226,7 @@ class Ledger(LedgerReader):
                 waiter = threading.Lock()
                 waiter.acquire()
                 batch, position = self._enqueue_locked(fields)
+                turn = len(batch.waiters)
                 batch.waiters.append(waiter)
                 if want_head and not batch.want_head:
                     batch.want_head = True
@@ -217,7 +241,7 @@ class Ledger(LedgerReader):
                     self._busy = False
                     self._cond.notify()
         else:
-            waiter.acquire()
+            batch.wait_turn(turn)
         if batch.error is not None:
             raise batch.error
         return batch, position
@@ -256,8 +280,8 @@ class Ledger(LedgerReader):
         except Exception as exc:  # a bug must not leave callers waiting forever
             batch.error = StorageError(f"ledger writer failed: {exc!r}")
             batch.error.__cause__ = exc
-        for waiter in batch.waiters:
-            waiter.release()
+        if batch.waiters:
+            batch.waiters[0].release()  # each caller then wakes the next (_Batch.wait_turn)
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, Any]]] = {}
         for loop, future, position in batch.async_waiters:
             result = batch.items[position] if batch.error is None else None

@@ -33,6 +33,7 @@ from scheduler.ledger import (
     merkle,
 )
 from scheduler.ledger.entry import ENTRY_KEYS
+from scheduler.ledger.log import _Batch
 from scheduler.ledger.signing import KEY_FILENAME, generate_signing_key, load_or_generate_signing_key
 
 
@@ -402,3 +403,50 @@ def test_the_database_is_durable_and_append_only(tmp_path: Path) -> None:
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
             connection.execute(statement)
     connection.close()
+
+
+class Gate:
+    """A waiter lock whose first wait is interrupted, as Ctrl-C interrupts the main thread."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.lock.acquire()
+        self.interrupted = False
+
+    def acquire(self) -> None:
+        if not self.interrupted:
+            self.interrupted = True
+            raise KeyboardInterrupt
+        self.lock.acquire()
+
+    def release(self) -> None:
+        self.lock.release()
+
+
+def test_an_interrupted_caller_still_wakes_the_callers_after_it_once_the_batch_is_settled() -> None:
+    batch = _Batch()
+    first, second = threading.Lock(), threading.Lock()
+    first.acquire()
+    second.acquire()
+    gate = Gate()
+    batch.waiters = [first, gate, second]
+    woken: list[str] = []
+
+    def wait(turn: int, name: str) -> None:
+        try:
+            batch.wait_turn(turn)
+        except KeyboardInterrupt:
+            woken.append(f"{name} (interrupted)")
+        else:
+            woken.append(name)
+
+    callers = [threading.Thread(target=wait, args=(turn, name)) for turn, name in ((1, "gate"), (2, "second"))]
+    for caller in callers:
+        caller.start()
+    time.sleep(0.05)
+    assert woken == []  # nobody leaves before the batch is settled, interrupted or not
+    first.release()  # the committer wakes the first caller, which wakes the next, and so on
+    batch.wait_turn(0)
+    for caller in callers:
+        caller.join(timeout=5)
+    assert sorted(woken) == ["gate (interrupted)", "second"]
