@@ -61,9 +61,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from policies.decision import Reason, ReasonCode
 from policies.markings import Marking, catalogue
@@ -334,3 +334,26 @@ def spillage_reason(declared: Marking, *texts: str) -> Reason | None:
         return None
     return Reason.of(ReasonCode.MARKING_SPILLAGE, "marking-spillage", banner=banner.id,
                      level=banner.level, marking=declared.id)
+
+
+def request_texts(payload: Mapping[str, Any]) -> Iterator[str]:
+    """Every caller-written text of an OpenAI request body (chat, completions, embeddings).
+
+    >>> list(request_texts({"messages": [{"role": "user", "content": [{"type": "text", "text": "a"}]}],
+    ...                     "prompt": ["b", "c"], "input": "d"}))
+    ['a', 'b', 'c', 'd']
+    """
+    for message in payload.get("messages") or ():
+        content = message.get("content") if isinstance(message, Mapping) else None
+        if isinstance(content, str):
+            yield content
+        elif isinstance(content, list):
+            for part in content:
+                if isinstance(part, Mapping) and isinstance(part.get("text"), str):
+                    yield part["text"]
+    for key in ("prompt", "input"):
+        value = payload.get(key)
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, list):
+            yield from (item for item in value if isinstance(item, str))

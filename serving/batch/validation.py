@@ -15,6 +15,7 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from policies.spillage import request_texts, spillage_reason
 from policies import Evaluation, Policy, Workload
 from serving.batch.records import ENDPOINTS, BatchError
 from serving.bounded_json import JsonRejected, loads_bounded
@@ -141,6 +142,10 @@ def validate_input(raw_lines: Iterable[bytes], *, endpoint: str, workload: Workl
         if body.get("stream") is True:
             errors.add("stream_not_supported", "streaming is not available in batches",
                        line=number, param="body.stream")
+        spilled = spillage_reason(workload.marking, *request_texts(body))
+        if spilled is not None:
+            errors.add("marking_spillage", f"{spilled.code} ({spilled.rule}): {spilled.message}",
+                       line=number, param=f"body.{field_name}")
         model = body.get("model")
         if not isinstance(model, str) or not model:
             errors.add("missing_model", "body.model must name a model", line=number,

@@ -114,7 +114,7 @@ def policy_refusal_record(item: Mapping[str, Any], *, endpoint: str | None = Non
     entry = item["entry"]
     workload = entry.get("workload") or {}
     reasons = list(entry.get("reasons") or [])
-    severity = 4 if "CLASSIFIED_NEVER" in reasons else 2
+    severity = 4 if {"CLASSIFIED_NEVER", "MARKING_SPILLAGE"} & set(reasons) else 2
     path = endpoint or (entry.get("detail") or {}).get("endpoint")
     return ocsf_record(
         6003, 1, "Create", event_code="policy_refusal", severity_id=severity, status_id=2,

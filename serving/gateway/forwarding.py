@@ -25,6 +25,7 @@ from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 
 from policies import PolicyError, Workload, parse_data_flags, parse_marking
+from policies.workload import parse_caveats
 from scheduler.ledger import LedgerEntryDraft
 from scheduler.ledger.decisions import decision_entry, refusal_entry
 from serving.federation.link import PeerUnavailable
@@ -35,7 +36,8 @@ from serving.gateway.sse import EventSplitter, error_event
 from serving.routing import Route, UpstreamBroken, UpstreamResponse
 
 #: Headers the home site sets on a forwarded request (the peer trusts them: mutual TLS).
-FORWARD_HEADERS = ("X-Corridor-Tenant", "X-Corridor-Marking", "X-Corridor-Data", "X-Corridor-Decision",
+FORWARD_HEADERS = ("X-Corridor-Tenant", "X-Corridor-Marking", "X-Corridor-Data", "X-Corridor-Caveats",
+                   "X-Corridor-Decision",
                    "X-Corridor-Declaration", "X-Corridor-Policy-Digest", "X-Corridor-Origin-Site")
 
 
@@ -62,6 +64,7 @@ async def forward(gateway: Gateway, route: Route, declaration: str, path: str, b
                                                           "X-Corridor-Decision": route.decision_id})
     headers = {"X-Corridor-Tenant": workload.tenant, "X-Corridor-Marking": workload.marking.id,
                "X-Corridor-Data": ",".join(sorted(workload.data_flags)),
+               "X-Corridor-Caveats": ",".join(sorted(workload.caveats)),
                "X-Corridor-Decision": route.decision_id, "X-Corridor-Declaration": declaration,
                "X-Corridor-Policy-Digest": federation.own_digest,
                "X-Corridor-Origin-Site": federation.site}
@@ -129,6 +132,7 @@ async def serve_forwarded(gateway: Gateway, request: Request, path: str, body: b
         payload = json.loads(body)
         marking = parse_marking(fields["X-Corridor-Marking"])
         flags = parse_data_flags(fields["X-Corridor-Data"] or None)
+        caveats = parse_caveats(fields["X-Corridor-Caveats"] or None)
     except (ValueError, PolicyError) as exc:
         raise BadRequest(f"invalid forwarded request: {exc}", code="invalid_forward") from exc
     model = payload.get("model") if isinstance(payload, dict) else None
@@ -138,7 +142,7 @@ async def serve_forwarded(gateway: Gateway, request: Request, path: str, body: b
     declaration = fields["X-Corridor-Declaration"]
     workload = Workload(tenant=fields["X-Corridor-Tenant"] or "", marking=marking, kind="request",
                         data_flags=flags, model=model, model_digest=gateway.model_digests.get(model),
-                        id="fwd_" + secrets.token_hex(8))
+                        id="fwd_" + secrets.token_hex(8), caveats=caveats)
     route = gateway.router.route(workload)
     under = [e for e in route.candidates if route.decision_for(e).declaration == declaration]
     detail = {"forwarded_from": fields["X-Corridor-Origin-Site"], "declaration_asked": declaration}

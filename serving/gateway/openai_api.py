@@ -30,7 +30,8 @@ from serving.feed import policy_refusal_record
 from serving.gateway.errors import Forbidden, NotFound, Unavailable
 from serving.gateway.protocol import (ChatCompletionRequest, CompletionRequest, EmbeddingRequest,
                                       check_body)
-from serving.gateway.requests import data_flags_of, marking_of, read_object
+from serving.gateway.requests import caveats_of, data_flags_of, marking_of, read_object
+from serving.gateway.spillage import refuse_spillage
 from serving.gateway.forwarding import crossing_declaration, forward
 from serving.gateway.proxy import serve_route
 from serving.gateway.service import Gateway
@@ -85,9 +86,10 @@ async def _inference(request: Request, path: str, body_model: type[BaseModel]) -
     workload = Workload(tenant=principal.tenant or "", marking=marking, kind="request",
                         data_flags=data_flags_of(request), model=model,
                         model_digest=gateway.model_digests.get(model),
-                        id="req_" + secrets.token_hex(8))
+                        id="req_" + secrets.token_hex(8), caveats=caveats_of(request))
     if model not in gateway.policy.models:
         raise NotFound(f"the model '{model}' does not exist", code="model_not_found", param="model")
+    await refuse_spillage(gateway, workload, path, payload)
     route = gateway.router.route(workload)
     decision_id = route.decision_id
     if not route.evaluation.allowed:

@@ -13,11 +13,13 @@ from typing import Any
 from fastapi import Request
 
 from policies import Marking, PolicyError, parse_data_flags, parse_marking
+from policies.workload import parse_caveats
 from serving.bounded_json import JsonRejected, loads_bounded
 from serving.gateway.errors import BadRequest, PayloadTooLarge
 
 MARKING_HEADER = "x-corridor-marking"
 DATA_HEADER = "x-corridor-data"
+CAVEATS_HEADER = "x-corridor-caveats"
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -85,6 +87,14 @@ def marking_of(request: Request, default: str) -> Marking:
         return parse_marking(value)
     except PolicyError as exc:
         raise BadRequest(str(exc), code="unknown_marking", param="X-Corridor-Marking") from exc
+
+
+def caveats_of(request: Request) -> frozenset[str]:
+    """The national-only caveats header (comma-separated, any known spelling); unknown is a 400."""
+    try:
+        return parse_caveats(single_header(request, CAVEATS_HEADER))
+    except PolicyError as exc:
+        raise BadRequest(str(exc), code="unknown_caveat", param="X-Corridor-Caveats") from exc
 
 
 def data_flags_of(request: Request) -> frozenset[str]:

@@ -122,3 +122,18 @@ def test_an_invalid_batch_fails_whole_and_nothing_reaches_a_replica(tmp_path, na
         refusal = [e for e in stack.batch_entries(batch.id) if e["allowed"] is False]
         assert refusal and "MODEL_NOT_ALLOWED" in refusal[0]["reasons"]
         assert refusal[0]["detail"]["action"] == "validate"
+
+
+def test_a_batch_line_carrying_a_banner_above_the_batch_marking_fails_validation(default_policy):
+    from policies import Workload
+    from serving.batch.validation import validate_input
+
+    lines = [json.dumps({"custom_id": f"c{n}", "method": "POST", "url": "/v1/chat/completions",
+                         "body": {"model": "corridor-tiny",
+                                  "messages": [{"role": "user", "content": text}]}}).encode()
+             for n, text in enumerate(["Bonjour", "DIFFUSION RESTREINTE\nNote au préfet"])]
+    workload = Workload.create("fr-interior", "PUBLIC", kind="batch")
+    result = validate_input(lines, endpoint="/v1/chat/completions", workload=workload, policy=default_policy,
+                            evaluate=lambda w: default_policy.decide_all(w))
+    assert [(e.code, e.line) for e in result.errors] == [("marking_spillage", 2)]
+    assert "MARKING_SPILLAGE" in result.errors[0].message and "préfet" not in result.errors[0].message

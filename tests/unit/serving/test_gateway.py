@@ -288,3 +288,31 @@ class TestAuditApi:
     def test_a_non_integer_index_is_a_400(self, stack):
         response = self.get(stack, "/audit/proof/inclusion", index="one", tree_size=1)
         assert response.status_code == 400 and response.json()["error"]["param"] == "index"
+
+
+def test_a_banner_above_the_declared_marking_is_refused_and_logged_without_the_text(stack):
+    text = "VS – NUR FÜR DEN DIENSTGEBRAUCH\nLagebericht Nord: Einzelheiten"
+    with pytest.raises(openai.PermissionDeniedError) as info:
+        client(stack, "de-federal-it/app", **{"X-Corridor-Marking": "PUBLIC"}).chat.completions.create(
+            model="corridor-tiny", messages=[{"role": "user", "content": text}])
+    assert info.value.body["code"] == "marking_spillage"
+    assert "MARKING_SPILLAGE (marking-spillage)" in info.value.body["message"]
+    (item,) = audit_entries(stack, decision_id=info.value.response.headers["x-corridor-decision"])
+    entry = item["entry"]
+    assert entry["reasons"] == ["MARKING_SPILLAGE"] and entry["detail"]["decision"]["banner"] == "VS-NfD"
+    assert "Lagebericht" not in json.dumps(entry, ensure_ascii=False)
+    served = client(stack, "de-federal-it/app", **{"X-Corridor-Marking": "VS-NfD"}).chat.completions.create(
+        model="corridor-tiny", messages=[{"role": "user", "content": text}])
+    assert served.system_fingerprint == "de-frankfurt", "declared at its level, it is served"
+
+
+def test_a_national_only_caveat_is_read_from_its_header_and_an_unknown_one_is_a_400(stack):
+    raw = client(stack, **{"X-Corridor-Marking": "DR", "X-Corridor-Caveats": "special france"}
+                 ).chat.completions.with_raw_response.create(model="corridor-tiny",
+                                                             messages=[{"role": "user", "content": "x"}])
+    entry = entry_for(stack, raw.headers["x-corridor-decision"])
+    assert entry["detail"]["decision"]["workload"]["caveats"] == ["SPECIAL FRANCE"]
+    with pytest.raises(openai.BadRequestError) as info:
+        client(stack, **{"X-Corridor-Caveats": "EYES ONLY MARS"}).chat.completions.create(
+            model="corridor-tiny", messages=[{"role": "user", "content": "x"}])
+    assert info.value.body["code"] == "unknown_caveat" and info.value.body["param"] == "X-Corridor-Caveats"
