@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -89,9 +90,10 @@ class Rollout:
     error: str | None = None
     _thread: threading.Thread | None = field(default=None, repr=False)
 
-    def start(self) -> Rollout:
-        self._thread = threading.Thread(target=self._run_logged, name=f"rollout-{self.name}",
-                                        daemon=True)
+    def start(self, after: Callable[[Rollout], object] | None = None) -> Rollout:
+        """Run in a daemon thread; then ``after(self)`` in that thread, whatever the outcome."""
+        self._thread = threading.Thread(target=self._run_logged, args=(after,),
+                                        name=f"rollout-{self.name}", daemon=True)
         self._thread.start()
         return self
 
@@ -148,9 +150,11 @@ class Rollout:
         if not self.replaced:
             self.deployments.revert_update(self.name, previous)
 
-    def _run_logged(self) -> None:
+    def _run_logged(self, after: Callable[[Rollout], object] | None) -> None:
         try:
             self.run()
+            if after is not None:
+                after(self)
         except Exception as exc:  # noqa: BLE001 - a thread has no caller to raise to
             self.state, self.error = "failed", f"{type(exc).__name__}: {exc}"
             log.exception("rollout of %s failed", self.name)

@@ -26,6 +26,8 @@ def up(
     home: Annotated[Optional[Path], typer.Option(help="State directory (default $CORRIDOR_HOME or .corridor/).")] = None,
     config_file: Annotated[Optional[Path], typer.Option(
         "--config", help="Running configuration: operator keys, security feed (default <home>/corridor.yaml).")] = None,
+    deployments: Annotated[Optional[Path], typer.Option(
+        "--deployments", help="Deployments file (YAML) to place at start; default: the demo set.")] = None,
 ) -> None:
     """Start the embedded default: local Ray cluster, FR and DE pools, demo model, gateway."""
     import uvicorn  # the server, Ray and vLLM's helpers load only for this command
@@ -33,7 +35,8 @@ def up(
     from serving.installation.installation import Installation
 
     config = UpConfig(home=home or corridor_home(), host=host, port=port, ray_address=ray_address,
-                      bundle=policy_file, autarky=autarky, config_file=config_file)
+                      bundle=policy_file, autarky=autarky, config_file=config_file,
+                      deployments=deployments)
     try:
         installation = Installation(config, console)
     except (ConfigError, PolicyError) as exc:

@@ -12,7 +12,8 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serving.gateway import admin_api, audit_api, batch_api, crisis_api, openai_api
+from serving.gateway import (admin_api, audit_api, batch_api, crisis_api, deployments_api, keys_api,
+                             openai_api, policy_api)
 from serving.gateway.errors import DOMAIN_ERRORS, BadRequest, GatewayError, NotFound, from_domain
 from serving.gateway.service import Gateway
 
@@ -34,6 +35,9 @@ def create_app(gateway: Gateway) -> FastAPI:
     app.include_router(openai_api.router)
     app.include_router(audit_api.router)
     app.include_router(admin_api.router)
+    app.include_router(deployments_api.router)
+    app.include_router(keys_api.router)
+    app.include_router(policy_api.router)
     app.include_router(crisis_api.router)
     app.include_router(batch_api.router)
 

@@ -21,7 +21,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
-from policies import Workload
+from policies import Workload, parse_marking
 from scheduler.ledger.decisions import decision_entry, refusal_entry
 from serving.feed import policy_refusal_record
 from serving.gateway.errors import Forbidden, NotFound, Unavailable
@@ -73,6 +73,8 @@ async def _inference(request: Request, path: str, field: str, kind: type | tuple
     require_field(payload, field, kind)
     tenant = gateway.policy.tenants.get(principal.tenant or "")
     marking = marking_of(request, tenant.default_marking if tenant else "PUBLIC")
+    if principal.minimum_marking and parse_marking(principal.minimum_marking).level > marking.level:
+        marking = parse_marking(principal.minimum_marking)  # the key's downgrade guard
     workload = Workload(tenant=principal.tenant or "", marking=marking, kind="request",
                         data_flags=data_flags_of(request), model=model,
                         model_digest=gateway.model_digests.get(model),

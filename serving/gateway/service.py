@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fastapi import Request
 
@@ -19,6 +19,10 @@ from serving.gateway.errors import Forbidden, Unauthenticated
 from serving.gateway.limits import RateLimiter
 from serving.gateway.metrics import GatewayMetrics
 from serving.routing import Router, UpstreamPool
+
+if TYPE_CHECKING:  # both load the scheduler on Ray; the gateway module itself does not
+    from serving.policy_switch import PolicySwitch
+    from serving.reconcile import Reconciler
 
 
 class OperatorView(Protocol):
@@ -59,6 +63,8 @@ class Gateway:
     crisis: CrisisRegistry | None = None  # crisis declarations made at run time
     events: SecurityFeed | None = None  # the security event feed for the defence centre
     limiter: RateLimiter | None = None  # per-tenant rate limits, failed-login throttling
+    deploying: Reconciler | None = None  # declared deployments (the deployments API)
+    policy_switch: PolicySwitch | None = None  # a new bundle on the running installation
     # Digest of each served model's loaded artifact; request workloads carry it, so the
     # rulebook's ``model-pinned`` rule checks it (required in autarky mode).
     model_digests: dict[str, str] = field(default_factory=dict)

@@ -1,4 +1,4 @@
-"""What ``corridor up`` starts: the home directory, ports, models, limits, and the demo deployments."""
+"""What ``corridor up`` starts: the home directory, ports, models, limits, and the deployments file."""
 
 from __future__ import annotations
 
@@ -6,23 +6,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scheduler.spec import Audience
-from serving.models.demo import MODEL_ID as DEMO_MODEL
 
 
 def corridor_home() -> Path:
     """``$CORRIDOR_HOME``, default ``.corridor/`` in the working directory."""
     return Path(os.environ.get("CORRIDOR_HOME", ".corridor")).resolve()
-
-
-#: The demo deployments: (name, model, audiences).
-DEMO_DEPLOYMENTS: list[tuple[str, str, list[Audience]]] = [
-    ("chat-fr", DEMO_MODEL, [Audience("fr-interior", "DR"), Audience("fr-interior", "PUBLIC"),
-                             Audience("fr-health", "PUBLIC")]),
-    ("chat-de", DEMO_MODEL, [Audience("de-federal-it", "VS-NfD"), Audience("de-federal-it", "PUBLIC"),
-                             Audience("de-health", "PUBLIC")]),
-    ("embeddings", "minilm", [Audience("eu-agency", "PUBLIC"), Audience("fr-interior", "PUBLIC")]),
-]
 
 
 @dataclass
@@ -48,5 +36,6 @@ class UpConfig:
     kv_cache_gib: int = 1
     max_model_len: int = 512
     ready_timeout_s: float = 900.0
-    deployments: list[tuple[str, str, list[Audience]]] = field(
-        default_factory=lambda: list(DEMO_DEPLOYMENTS))
+    #: The deployments file placed at start; default the demo set
+    #: (``serving/installation/deployments.yaml``).
+    deployments: Path | None = None

@@ -23,7 +23,7 @@ import importlib.util
 import json
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,15 @@ class ArtifactError(ValueError):
     def __init__(self, model: str, path: str, problem: str) -> None:
         self.model, self.path, self.problem = model, path, problem
         super().__init__(f"model {model}: artifact {path}: {problem}")
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A model not served: why, and its artifact's digest when that was the problem."""
+
+    model: str
+    message: str
+    mismatched_digest: str | None
 
 
 @dataclass(frozen=True)
@@ -146,3 +155,22 @@ class ModelCatalog:
             args = {"max_model_len": self.max_model_len, **args}
         return {**self.defaults, "model_path": str(resolved.directory), "task": model.task,
                 "expected_digest": model.digest, "engine_args": engine_arguments(args)}
+
+    def prepare(self, models: Iterable[Model]) -> tuple[dict[str, dict[str, Any]], list[Refusal]]:
+        """Replica configurations of ``models`` (``corridor up``), and why each other one is left
+        out: its artifact cannot be found, or its digest does not match the pinned digest."""
+        configs: dict[str, dict[str, Any]] = {}
+        refused: list[Refusal] = []
+        for model in models:
+            try:
+                config = self.replica_config(model)
+            except ArtifactError as exc:
+                refused.append(Refusal(model.id, f"{exc}; not started", None))
+                continue
+            digest = self.digests[model.id]
+            if model.digest and model.digest != digest:
+                refused.append(Refusal(model.id, f"model {model.id} artifact digest {digest} does "
+                                       f"not match the pinned {model.digest}; not started", digest))
+                continue
+            configs[model.id] = config
+        return configs, refused
