@@ -1,5 +1,6 @@
-"""``corridor policy check|explain|keygen|sign|verify|pin``: validate a bundle, explain a workload
-against every pool; operator keys, detached bundle signatures and pinned model digests (autarky)."""
+"""``corridor policy check|explain|keygen|sign|verify|pin|apply``: validate a bundle, explain a
+workload against every pool; operator keys, detached bundle signatures and pinned model digests
+(autarky); a new bundle on a running installation (:mod:`serving.cli.policy_apply`)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from rich.console import Console
 from rich.table import Table
 
 from policies import BundleError, Policy, PolicyError, Workload, default_bundle_path, load_bundle
+from serving.cli import policy_apply
 
 app = typer.Typer(help="Validate policy bundles and explain decisions.", no_args_is_help=True)
+app.command("apply")(policy_apply.apply)  # a new bundle on a running installation
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
 

@@ -64,8 +64,8 @@ def _translate(exc: Exception) -> GatewayError:
     from serving.reconcile import ReconcileError
 
     if isinstance(exc, PlacementError):
-        if set(exc.tally) <= CAPACITY_CODES:
-            return Conflict(str(exc), code="no_capacity")
+        if any(codes and set(codes) <= CAPACITY_CODES for codes in exc.pools.values()):
+            return Conflict(str(exc), code="no_capacity")  # a pool the rules allow is full
         return Forbidden(str(exc), code="placement_refused")
     if isinstance(exc, UnknownDeploymentError):
         return NotFound(str(exc), code="deployment_not_found", param="name")
