@@ -54,7 +54,7 @@ def _accreditations(old: Pool, new: Pool) -> list[str]:
         elif a.valid_until != b.valid_until:
             out.append(f"accreditation {key} valid until {a.valid_until} → {b.valid_until}")
         elif a != b:
-            out.append(f"accreditation {key} changed")
+            out.extend(f"accreditation {key} {change}" for change in sorted(_fields(a, b)))
     return out
 
 
