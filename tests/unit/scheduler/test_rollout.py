@@ -38,16 +38,15 @@ def test_each_old_replica_stops_only_after_its_replacement_serves(scheduler, led
     cluster.serve_at_once = False
     rollout = Rollout(deployments, "chat", NEW, ready_timeout_s=10, poll_s=0.01).start()
     seen = []
-    for _ in range(2):
-        while len(deployments.get("chat").replicas) < 3:
+    for new in ("chat-r3", "chat-r4"):
+        deadline = time.monotonic() + 5
+        while new not in [r.id for r in deployments.get("chat").replicas]:
+            assert time.monotonic() < deadline, f"{new} never started"
             time.sleep(0.01)
-        seen.append(configs(deployments))  # three replicas: the new one is not serving yet
-        newest = deployments.get("chat").replicas[-1]
+        seen.append(configs(deployments))
         time.sleep(0.05)
-        assert len(deployments.get("chat").replicas) == 3, "an old replica stopped before the new served"
-        cluster.set_serving(newest.actor_id)
-        while len(deployments.get("chat").replicas) == 3:
-            time.sleep(0.01)
+        assert configs(deployments) == seen[-1], "an old replica stopped before its successor served"
+        cluster.set_serving(next(r.actor_id for r in deployments.get("chat").replicas if r.id == new))
     rollout.wait(5)
     assert rollout.state == "done" and rollout.replaced == ["chat-r1", "chat-r2"]
     assert seen[0] == [("chat-r1", True), ("chat-r2", True), ("chat-r3", False)]
