@@ -27,7 +27,7 @@ from scheduler_cluster import (EchoReplica, default_document, entries, labels, p
 
 pytestmark = pytest.mark.integration
 
-INTERIOR = {"name": "interior", "model": "corridor-small", "replicas": 2,
+INTERIOR = {"name": "interior", "model": "corridor-tiny", "replicas": 2,
             "audiences": [{"tenant": "fr-interior", "marking": "DR"},
                           {"tenant": "fr-health", "marking": "PUBLIC"}]}
 NOWHERE = {"name": "vsnfd-in-france", "model": "corridor-tiny", "jurisdiction": "FR",
@@ -116,9 +116,13 @@ def test_a_rolling_update_replaces_each_replica_after_its_successor_serves(recon
     view = deployments.get("interior")
     assert alive(deployments, "interior") == ["ALIVE", "ALIVE"] and not any(r.outdated for r in view.replicas)
     assert view.spec.replica_config["engine_args"] == ["--max-model-len", "1024"]
-    actions = [e["detail"]["action"] for e in entries(module_ledger, kind="placement")
-               if e["detail"].get("deployment") == "interior" and e["detail"].get("action") == "rollout"]
-    assert len(actions) == 4  # per replica: the new one placed, then the old one released
+    rolled = [e["detail"] for e in entries(module_ledger, kind="placement")
+              if e["detail"].get("deployment") == "interior" and e["detail"].get("action") == "rollout"]
+    started = list(dict.fromkeys(d["replica"] for d in rolled if not d.get("released")))
+    released = list(dict.fromkeys(d["replica"] for d in rolled if d.get("released")))
+    assert started == [r.id for r in view.replicas] and len(released) == 2
+    order = list(dict.fromkeys((d["replica"], bool(d.get("released"))) for d in rolled))
+    assert order == [(started[0], False), (released[0], True), (started[1], False), (released[1], True)]
 
 
 def test_a_policy_that_expires_an_accreditation_moves_the_replica_to_an_allowed_pool(
