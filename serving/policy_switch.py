@@ -116,7 +116,8 @@ class PolicySwitch:
                 kind="policy", policy_digest=plan.policy.digest,
                 detail={"action": "apply", "bundle": plan.policy.bundle.name,
                         "version": plan.policy.bundle.version, "path": str(path),
-                        "previous_digest": plan.previous, "by": by, "signed_by": plan.signer,
+                        "previous_digest": plan.previous, "by": by, "autarky": self.autarky,
+                        "signer": plan.signer,
                         "changes": [str(c) for c in plan.changes],
                         "no_longer_allowed": [d.to_json() for d in plan.denied]})])
             self.current.switch(plan.policy)
@@ -138,7 +139,7 @@ class PolicySwitch:
             return None
         signer = verify_bundle(text.encode("utf-8"), parse_signature(signature, f"{source}.sig"),
                                self.trusted)
-        return f"{signer.name} ({signer.jurisdiction})"
+        return signer.name
 
     def _denied(self, policy: Policy) -> list[Denied]:
         if self.deployments is None:

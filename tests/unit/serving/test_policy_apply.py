@@ -127,6 +127,23 @@ def test_autarky_accepts_only_a_signed_bundle(stack):
     assert "UNSIGNED" in refused.json()["error"]["message"]
 
 
+def test_autarky_accepts_a_bundle_signed_by_a_trusted_operator_key(stack):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from policies.signing import OperatorKey, sign_bundle
+
+    key = Ed25519PrivateKey.generate()
+    switch = stack.gateway.policy_switch
+    switch.autarky, switch.trusted = True, [OperatorKey.of("fr-ops", "FR", key.public_key())]
+    new = with_accreditations(stack.document, **{"fr-lyon": LYON_ACCREDITED})
+    signature = sign_bundle(bundle_text(new).encode(), key).to_text()
+    tampered = apply(stack, new, signature=sign_bundle(b"other bytes", key).to_text())
+    assert tampered.status_code == 403 and "BAD_SIGNATURE" in tampered.json()["error"]["message"]
+    answer = apply(stack, new, signature=signature).json()
+    assert answer["applied"] and answer["signed_by"] == "fr-ops"
+    assert stack.entries("policy")[-1]["detail"]["signer"] == "fr-ops"
+
+
 @pytest.mark.parametrize("who", ["fr-interior/admin", "*/auditor"])
 def test_only_operators_apply_a_policy(stack, who):
     assert apply(stack, stack.document, who=who).status_code == 403
