@@ -243,6 +243,10 @@ class Reconciler:
             step.pools = [r.pool for r in view.replicas]
             with self._lock:
                 self._managed[name] = Managed(decl, entry.owner if entry else owner)
+        elif step.action == "unchanged" and decl is not None:  # e.g. autoscaling bounds moved
+            with self._lock:
+                self._managed[name] = Managed(decl, entry.owner if entry else owner,
+                                              entry.rollout if entry else None)
         elif step.action == "update" and decl is not None:
             spec = self._spec(decl, step.replicas_from or 0)
             check_allowed(self.deployments, spec)

@@ -12,8 +12,9 @@ tally — and changes nothing.
 
 Who may do what:
 
-- an operator deploys in its own jurisdiction's pools: a deployment without pins is
-  pinned to it; one pinned to the other jurisdiction (or its pools) is a 403;
+- an operator deploys in its own jurisdiction's pools: a new or changed deployment
+  without pins is pinned to it; one pinned to the other jurisdiction (or its pools) is
+  a 403 (scaling an unpinned one, e.g. of ``corridor up``'s file, leaves it unpinned);
 - a tenant admin deploys only for audiences of its own tenant (else 403), within the
   tenant's ``quotas.max_gpus`` over every deployment that serves only it (else 403
   ``gpu_quota_exceeded``, also written to the ledger as a refusal).
@@ -132,7 +133,12 @@ def authorize(gateway: Gateway, principal: Principal, decl: DeploymentDecl,
             raise Forbidden(f"an operator of {own} deploys in {own}'s pools only; deployment "
                             f"{decl.name} asks for {decl.pool or decl.jurisdiction}",
                             code="other_jurisdiction", param="jurisdiction")
-        return decl if decl.jurisdiction else decl.model_copy(update={"jurisdiction": own})
+        if decl.jurisdiction:
+            return decl
+        held = reconciler.managed().get(decl.name)
+        if held is not None and held.decl.runtime() == decl.runtime():
+            return decl  # unchanged but for its count (e.g. from corridor up's file): no new pin
+        return decl.model_copy(update={"jurisdiction": own})
     tenant = principal.tenant
     strangers = sorted({a.tenant for a in decl.audiences} - {tenant})
     if strangers:

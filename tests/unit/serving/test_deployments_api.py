@@ -102,6 +102,18 @@ class TestDeploying:
             ("corridor-small", False, "ALIVE")] * 2
         assert view["model"] == "corridor-small", "the previous spec is back"
 
+    def test_scaling_a_deployment_of_the_start_file_scales_it_without_a_rolling_update(self, stack):
+        from serving.deployments_file import DeploymentDecl
+
+        stack.reconciler.apply_one(DeploymentDecl.model_validate(deployment(audiences=[
+            {"tenant": "fr-interior", "marking": "PUBLIC"}])))  # as corridor up places its file
+        scaled = stack.call("PATCH", "/admin/deployments/interior-small", "FR/operator", json={"replicas": 2})
+        assert scaled.json()["step"]["action"] == "scale" and scaled.json()["declared"]["jurisdiction"] is None
+        assert len(scaled.json()["replicas"]) == 2
+        moved = stack.call("PATCH", "/admin/deployments/interior-small", "FR/operator",
+                           json={"engine_args": {"max_model_len": 128}})
+        assert moved.json()["declared"]["jurisdiction"] == "FR", "a changed deployment is pinned"
+
     def test_apply_reconciles_a_whole_file_and_prunes_only_when_asked(self, stack):
         first = {"deployments": [deployment(), deployment("interior-tiny", "corridor-tiny")]}
         done = stack.call("POST", "/admin/deployments/apply", "FR/operator", json=first).json()
