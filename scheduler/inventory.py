@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from policies import Policy
 
+from scheduler.current_policy import CurrentPolicy, current_of
 from scheduler.exceptions import InventoryError
 from scheduler.ledger import LedgerEntryDraft
 from scheduler.periodic import Periodic
@@ -71,14 +72,15 @@ class Inventory:
     healing pass); :meth:`start` also refreshes every ``period_s`` in a
     daemon thread. Each newly quarantined node is written to ``ledger`` as a
     ``security`` entry exactly once per inventory; a failed write is retried
-    on the next refresh, and the node stays quarantined either way.
+    on the next refresh, and the node stays quarantined either way. Given a
+    :class:`~scheduler.current_policy.CurrentPolicy`, pools come from the policy in force.
     """
 
-    def __init__(self, policy: Policy, *, ledger: LedgerWriter | None = None,
+    def __init__(self, policy: Policy | CurrentPolicy, *, ledger: LedgerWriter | None = None,
                  period_s: float = 5.0, site: str | None = None) -> None:
         if period_s <= 0:
             raise ValueError(f"period_s: got {period_s!r}, want a positive number of seconds, e.g. 5.0")
-        self.policy = policy
+        self.current = current_of(policy)
         self.site = site  # a site's own cluster: nodes of the other jurisdiction are quarantined
         self.ledger = ledger
         self.period_s = period_s
@@ -89,15 +91,22 @@ class Inventory:
         self._refresher = Periodic(self.refresh, period_s, "corridor-inventory", log,
                                    "inventory refresh failed")
 
-    def refresh(self) -> Snapshot:
-        """Read Ray now, rebuild the snapshot, report new quarantines; return the snapshot."""
-        snapshot = build_snapshot(self.policy.bundle.pools, read_ray_nodes(), site=self.site)
+    @property
+    def policy(self) -> Policy:
+        """The policy in force."""
+        return self.current.policy
+
+    def refresh(self, policy: Policy | None = None) -> Snapshot:
+        """Read Ray now, rebuild the snapshot against ``policy``'s pools (default: the policy
+        in force), report new quarantines; return the snapshot."""
+        policy = policy or self.current.policy
+        snapshot = build_snapshot(policy.bundle.pools, read_ray_nodes(), site=self.site)
         with self._lock:
             self._snapshot = snapshot
             self.refreshes += 1
             fresh = [q for q in snapshot.quarantined.values() if q.node_id not in self._reported]
             if fresh:
-                self._report(fresh)
+                self._report(fresh, policy)
         return snapshot
 
     def snapshot(self, max_age_s: float | None = None) -> Snapshot:
@@ -122,16 +131,17 @@ class Inventory:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def _report(self, fresh: list[Quarantine]) -> None:
+    def _report(self, fresh: list[Quarantine], policy: Policy | None = None) -> None:
+        policy = policy or self.current.policy
         log.warning("quarantined nodes: %s", "; ".join(q.message for q in fresh))
         if self.ledger is None:
             self._reported.update(q.node_id for q in fresh)
             return
-        jurisdictions = {pool.id: pool.jurisdiction for pool in self.policy.bundle.pools}
+        jurisdictions = {pool.id: pool.jurisdiction for pool in policy.bundle.pools}
         drafts = [LedgerEntryDraft(
             kind="security", node_id=q.node_id, pool=q.pool, jurisdiction=jurisdictions.get(q.pool),
             allowed=False, reasons=[str(q.code)],
-            policy_digest=self.policy.digest,
+            policy_digest=policy.digest,
             detail={"action": "quarantine", "message": q.message, "labels": dict(q.labels),
                     "claimed_pool": q.pool}) for q in fresh]
         try:

@@ -238,21 +238,21 @@ class AutarkyReport:
                 "offline_switches": sorted(self.env)}
 
 
-def local_model_directories(home: Path) -> dict[str, Path]:
-    """Where ``corridor up`` finds the models it serves, for those present on this machine:
-    the demo model under ``$CORRIDOR_MODELS`` (default ``<home>/models``), ``minilm`` in its package."""
-    from serving.models.demo import MODEL_ID as DEMO_MODEL
+def local_model_directories(home: Path, bundle: Any = None) -> dict[str, Path]:
+    """Where ``corridor up`` finds the models it serves, for those present on this machine: each
+    model's artifact as the bundle (default: the shipped one) says (:mod:`serving.models.catalog`),
+    demo builds under ``$CORRIDOR_MODELS`` (default ``<home>/models``)."""
+    from policies import default_bundle_path
+    from serving.models.catalog import ArtifactError, ModelCatalog
 
+    bundle = bundle or load_bundle(default_bundle_path())
+    catalog = ModelCatalog(Path(os.environ.get("CORRIDOR_MODELS") or Path(home) / "models"))
     found: dict[str, Path] = {}
-    demo = Path(os.environ.get("CORRIDOR_MODELS") or Path(home) / "models") / DEMO_MODEL
-    if demo.is_dir():
-        found[DEMO_MODEL] = demo
-    try:
-        from serving.models.artifacts import minilm_directory
-
-        minilm = minilm_directory()
-        if minilm.is_dir():
-            found["minilm"] = minilm
-    except ImportError:
-        pass
+    for model in bundle.models:
+        try:
+            directory = catalog.directory(model)
+        except ArtifactError:
+            continue
+        if directory.is_dir():
+            found[model.id] = directory
     return found

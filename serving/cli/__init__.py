@@ -21,12 +21,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "up": ("serving.cli.up", "up", "Start the embedded default: local Ray cluster, FR and DE pools, "
            "demo model, gateway."),
     "status": ("serving.cli.status", "status", "Autarky readiness and state of an installation."),
-    "policy": ("serving.cli.policy", "app", "Validate policy bundles and explain decisions."),
+    "policy": ("serving.cli.policy", "app", "Validate policy bundles, explain decisions, apply a "
+               "bundle to a running installation."),
     "audit": ("serving.cli.audit", "app", "Verify, export and sign the placement ledger."),
     "crisis": ("serving.cli.crisis", "app", "Declare, approve, revoke and list crisis declarations "
                "(operators)."),
     "batch": ("serving.cli.batch", "app", "Submit, follow, cancel and download batch jobs "
               "(tenant admins)."),
+    "deploy": ("serving.cli.deploy", "app", "Deploy, scale and remove models on a running "
+               "installation."),
+    "keys": ("serving.cli.keys", "app", "Issue, list and revoke API keys."),
 }
 
 

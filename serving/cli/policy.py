@@ -1,5 +1,6 @@
-"""``corridor policy check|explain|keygen|sign|verify|pin``: validate a bundle, explain a workload
-against every pool; operator keys, detached bundle signatures and pinned model digests (autarky)."""
+"""``corridor policy check|explain|keygen|sign|verify|pin|apply``: validate a bundle, explain a
+workload against every pool; operator keys, detached bundle signatures and pinned model digests
+(autarky); a new bundle on a running installation (:mod:`serving.cli.policy_apply`)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from rich.console import Console
 from rich.table import Table
 
 from policies import BundleError, Policy, PolicyError, Workload, default_bundle_path, load_bundle
+from serving.cli import policy_apply
 
 app = typer.Typer(help="Validate policy bundles and explain decisions.", no_args_is_help=True)
+app.command("apply")(policy_apply.apply)  # a new bundle on a running installation
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
 
@@ -199,14 +202,21 @@ def pin(
 
     from serving.autarky import local_model_directories
     from serving.models.artifacts import artifact_digest
-    from serving.models.demo import MODEL_ID as DEMO_MODEL, build_demo_model
+    from serving.models.demo import build_demo_model
 
     home = home or Path(".corridor")
-    directories = local_model_directories(home)
-    if DEMO_MODEL not in directories and not any(m.startswith(DEMO_MODEL + "=") for m in model or []):
-        target = Path(os.environ.get("CORRIDOR_MODELS") or home / "models") / DEMO_MODEL
-        errors.print(f"building {DEMO_MODEL} into {target} (as `corridor up` would) …")
-        directories[DEMO_MODEL] = build_demo_model(target)
+    try:
+        source = load_bundle(file)
+    except BundleError:
+        source = None  # reported below
+    directories = local_model_directories(home, source)
+    given = {m.partition("=")[0] for m in model or []}
+    for entry in (source.models if source else []):
+        build = entry.artifact.build if entry.artifact else None
+        if build and entry.id not in directories and entry.id not in given:
+            target = Path(os.environ.get("CORRIDOR_MODELS") or home / "models") / entry.id
+            errors.print(f"building {entry.id} into {target} (as `corridor up` would) …")
+            directories[entry.id] = build_demo_model(target, build)
     for item in model or []:
         model_id, sep, directory = item.partition("=")
         if not sep:

@@ -97,7 +97,7 @@ def collect(home: Path, policy_file: Path | None = None, config_file: Path | Non
     report["autarky"] = {"last_start": bool(detail.get("autarky")),
                          "bundle_setting": bool(bundle and bundle.settings.autarky),
                          "signer_at_start": detail.get("signer")}
-    directories = local_model_directories(home)
+    directories = local_model_directories(home, bundle) if bundle else {}
     models = []
     for model in (bundle.models if bundle else []):
         directory = directories.get(model.id)

@@ -31,6 +31,8 @@ def up(
     home: Annotated[Optional[Path], typer.Option(help="State directory (default $CORRIDOR_HOME or .corridor/).")] = None,
     config_file: Annotated[Optional[Path], typer.Option(
         "--config", help="Running configuration: operator keys, security feed (default <home>/corridor.yaml).")] = None,
+    deployments: Annotated[Optional[Path], typer.Option(
+        "--deployments", help="Deployments file (YAML) to place at start; default: the demo set.")] = None,
     site: Annotated[Optional[str], typer.Option(help="Run one site of the corridor: FR or DE.")] = None,
     peer_url: Annotated[Optional[str], typer.Option(help="The other site's peer API, https://HOST:PORT.")] = None,
     peer_port: Annotated[Optional[int], typer.Option(help="This site's peer API port (default: port + 100).")] = None,
@@ -43,7 +45,7 @@ def up(
     """Start the embedded corridor (FR and DE sites), or one site with --site."""
     home = home or corridor_home()
     if site is None:
-        _corridor(home, host, port, policy_file, autarky, config_file)
+        _corridor(home, host, port, policy_file, autarky, config_file, deployments)
         return
     site = site.upper()
     if site not in ("FR", "DE"):
@@ -61,7 +63,8 @@ def up(
                           listen_port=peer_port or port + 100, peer_gateway_url=peer_gateway_url)
         console.print(f"site {site}: peer {other_site(site)} at {peer_url}", highlight=False)
     config = UpConfig(home=home, host=host, port=port, ray_address=ray_address, bundle=policy_file,
-                      autarky=autarky, config_file=config_file, site=site, peer=peer)
+                      autarky=autarky, config_file=config_file, site=site, peer=peer,
+                      deployments=deployments)
     _site(config)
 
 
@@ -98,11 +101,11 @@ def _site(config: UpConfig) -> None:
 
 
 def _corridor(home: Path, host: str, port: int, bundle: Path | None, autarky: bool,
-              config_file: Path | None) -> None:
+              config_file: Path | None, deployments: Path | None) -> None:
     from serving.installation.corridor import SITES, Corridor, CorridorConfig
 
     config = CorridorConfig(home=home, port=port, host=host, bundle=bundle, autarky=autarky,
-                            config_file=config_file)
+                            config_file=config_file, deployments=deployments)
     corridor = Corridor(config, console)
     try:
         corridor.prepare()

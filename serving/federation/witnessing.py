@@ -135,12 +135,12 @@ class Witness:
         federation = self.federation
         message = f"the ledger of site {federation.peer} is inconsistent: {exc}"
         log.critical(message)
-        federation.state.halted = message
         detail = {"event": "peer_ledger_inconsistent", "site": federation.peer, "check": type(exc).__name__,
                   "message": str(exc), "tree_size": head.get("tree_size"), "root_hash": head.get("root_hash")}
         await self.ledger.append_async(LedgerEntryDraft(
             kind="security", allowed=False, reasons=["PEER_LEDGER_INCONSISTENT"],
             policy_digest=federation.own_digest, detail=detail))
+        federation.state.halted = message  # on record first, then forwarding stops
         if self.report is not None:
             self.report(message, detail)
 

@@ -16,6 +16,8 @@ model_digest_mismatch  Detection Finding (2004)    ``security`` ledger entry
 placement_violation    Detection Finding (2004)    ``violation`` ledger entry
 ledger_tamper          Detection Finding (2004)    ``corridor audit verify``
 crisis_<step>          Entity Management (3004)    ``crisis`` ledger entry
+api_key_issued,        Account Change (3001)       ``security`` ledger entry
+api_key_revoked
 =====================  ==========================  ===============================
 
 Every record carries ``class_uid``, ``class_name``, ``category_uid``,
@@ -43,6 +45,7 @@ PRODUCT = {"name": "Corridor", "vendor_name": "Corridor", "version": "0.1.0"}
 #: class_uid -> (class_name, category_uid, category_name)
 CLASSES: dict[int, tuple[str, int, str]] = {
     2004: ("Detection Finding", 2, "Findings"),
+    3001: ("Account Change", 3, "Identity & Access Management"),
     3002: ("Authentication", 3, "Identity & Access Management"),
     3004: ("Entity Management", 3, "Identity & Access Management"),
     6003: ("API Activity", 6, "Application Activity"),
@@ -205,6 +208,17 @@ def record_for_entry(item: Mapping[str, Any]) -> dict[str, Any] | None:
             resources=[{"type": "api", "uid": detail.get("endpoint") or "/"}],
             src_endpoint={"ip": source}, count=detail.get("failures"),
             status_detail="invalid credentials", unmapped={"window_s": detail.get("window_s")})
+    if event in ("api_key_issued", "api_key_revoked"):
+        issued = event == "api_key_issued"
+        return ocsf_record(
+            3001, 1 if issued else 6, "Create" if issued else "Delete", event_code=event,
+            severity_id=2 if issued else 3, status_id=1, at=at, ledger_index=index,
+            message=f"API key {detail.get('key_id')} ({detail.get('role')}"
+                    f"{', tenant ' + str(entry.get('tenant')) if entry.get('tenant') else ''}) "
+                    f"{'issued' if issued else 'revoked'} by {detail.get('by')}",
+            actor={"user": {"uid": detail.get("by"), "type": "operator"}},
+            resources=[{"type": "api_key", "uid": detail.get("key_id"), "name": detail.get("name")}],
+            unmapped={k: v for k, v in detail.items() if k != "event"})
     if event == "node_quarantined":
         return ocsf_record(
             2004, 1, "Create", event_code=event, severity_id=4, status_id=1, at=at,

@@ -1,4 +1,4 @@
-"""The operator API: pools with their nodes, and deployments with where each replica runs."""
+"""The operator API: pools with their nodes (deployments: :mod:`serving.gateway.deployments_api`)."""
 
 from __future__ import annotations
 
@@ -19,14 +19,6 @@ async def pools(request: Request) -> dict[str, Any]:
     gateway: Gateway = request.app.state.gateway
     gateway.authenticate(request, ("operator",))
     return gateway.operator_view.pools()
-
-
-@router.get("/deployments")
-async def deployments(request: Request) -> dict[str, Any]:
-    """Per model, each replica's pool, jurisdiction, Ray node id, endpoint and state."""
-    gateway: Gateway = request.app.state.gateway
-    gateway.authenticate(request, ("operator",))
-    return {"data": gateway.operator_view.deployments()}
 
 
 @router.get("/peer")

@@ -13,7 +13,8 @@ from starlette.routing import Match
 
 from serving.batch import BatchSettings
 from serving.console import console_router
-from serving.gateway import admin_api, audit_api, batch_api, crisis_api, openai_api, openapi
+from serving.gateway import (admin_api, audit_api, batch_api, crisis_api, deployments_api, keys_api,
+                             openai_api, openapi, policy_api)
 from serving.gateway.boundary import ErrorBoundary
 from serving.gateway.errors import DOMAIN_ERRORS, BadRequest, GatewayError, NotFound, from_domain
 from serving.gateway.requests import known_query_parameters
@@ -41,6 +42,9 @@ def create_app(gateway: Gateway) -> FastAPI:
     app.include_router(openai_api.router)
     app.include_router(audit_api.router)
     app.include_router(admin_api.router)
+    app.include_router(deployments_api.router)
+    app.include_router(keys_api.router)
+    app.include_router(policy_api.router)
     app.include_router(crisis_api.router)
     app.include_router(batch_api.router)
     app.include_router(console_router())

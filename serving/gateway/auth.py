@@ -1,9 +1,11 @@
 """Who is calling: API keys (stored only as hashes) and optional OIDC bearer JWTs.
 
 An API key reads ``cor_<key id>_<secret>``. The key store keeps, per key id,
-the SHA-256 of the whole key and who it belongs to; the presented key's hash
-is compared with :func:`hmac.compare_digest`. Plain keys exist only at issue
-time (and in ``demo-keys.json`` written by ``corridor up`` for the demo).
+the SHA-256 of the whole key and its record (:mod:`serving.gateway.keys`: who it
+belongs to, name, expiry, revocation, last use, minimum marking); the presented
+key's hash is compared with :func:`hmac.compare_digest`. A revoked or expired key
+stops authenticating at once, on every worker sharing the key file. Plain keys
+exist only at issue time (and in ``demo-keys.json`` written by ``corridor up``).
 
 Roles: ``app`` (inference for its tenant), ``admin`` (batches and deployments
 of its tenant), ``operator`` (belongs to a jurisdiction, not a tenant),
@@ -12,17 +14,19 @@ of its tenant), ``operator`` (belongs to a jurisdiction, not a tenant),
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
-import json
-import os
 import secrets
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
+from policies import parse_marking
 from policies.bundle import JURISDICTIONS
 from serving.gateway.claims import ClaimNames, read_claims
+from serving.gateway.keys import KeyFile, KeyRecord, utc_now
 
 Role = Literal["app", "admin", "operator", "auditor"]
 ROLES: tuple[str, ...] = ("app", "admin", "operator", "auditor")
@@ -38,6 +42,7 @@ class Principal:
     tenant: str | None = None  # app and admin
     jurisdiction: str | None = None  # operator
     scope: tuple[str, ...] = ()  # auditor: tenant ids, or ("*",)
+    minimum_marking: str | None = None  # the key's requests are treated at least at this marking
 
     @property
     def audit_scope(self) -> tuple[str, ...] | None:
@@ -50,62 +55,136 @@ def _hash(key: str) -> str:
 
 
 class KeyStore:
-    """API keys by key id, hashes only, persisted as JSON (mode 0600) when given a path.
+    """API keys by key id, hashes only, in a JSON file (mode 0600) when given a path.
 
     At a site of the corridor (``site``), key ids start with the site's code in lower case
     (``cor_fr…``), so a key presented at the other site is recognised as the other site's
     (:func:`issuing_site`) and the caller is told where to send it.
+
+    Called by the gateway (:meth:`authenticate`, every request), by the operator API and
+    ``corridor up`` (:meth:`create`, :meth:`issue`, :meth:`list`, :meth:`revoke`).
+    ``clock`` returns the current UTC time. The last use of a key is written at most once
+    per ``used_every_s`` seconds per key, so authenticating stays a read.
     """
 
-    def __init__(self, path: Path | None = None, *, site: str | None = None) -> None:
+    def __init__(self, path: Path | None = None, *, site: str | None = None,
+                 clock: Callable[[], dt.datetime] = utc_now, used_every_s: float = 60.0) -> None:
         self.path = path
         self.site = site
-        self._records: dict[str, dict[str, Any]] = {}
-        if path is not None and path.exists():
-            self._records = json.loads(path.read_text("utf-8"))
+        self.clock = clock
+        self.used_every_s = used_every_s
+        self._file = KeyFile(path)
+        self._used: dict[str, dt.datetime] = {}
 
-    def issue(self, role: str, *, tenant: str | None = None, jurisdiction: str | None = None,
-              scope: tuple[str, ...] = ()) -> str:
-        """Create a key and return it in plain text (the only time it exists in plain)."""
+    def create(self, role: str, *, tenant: str | None = None, jurisdiction: str | None = None,
+               scope: tuple[str, ...] = (), name: str | None = None,
+               expires_at: dt.datetime | None = None, minimum_marking: str | None = None,
+               created_by: str | None = None) -> tuple[KeyRecord, str]:
+        """Create a key; return its record and the key in plain text (the only time it exists).
+        Bad input is a ValueError naming the field."""
         if role not in ROLES:
-            raise ValueError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
+            raise ValueError(f"role: unknown role {role!r}; roles: {', '.join(ROLES)}")
         if role in ("app", "admin") and not tenant:
-            raise ValueError(f"role {role!r} needs a tenant")
+            raise ValueError(f"tenant: role {role!r} needs a tenant")
         if role == "operator" and jurisdiction not in JURISDICTIONS:
-            raise ValueError("role 'operator' needs jurisdiction FR or DE")
+            raise ValueError("jurisdiction: role 'operator' needs jurisdiction FR or DE")
+        now = self.clock()
+        if expires_at is not None and (expires_at.tzinfo is None or expires_at <= now):
+            raise ValueError(f"expires_at: got {expires_at.isoformat()}, want a time-zone-aware "
+                             f"moment in the future")
+        if minimum_marking is not None:
+            marking = parse_marking(minimum_marking)  # UnknownMarkingError is a ValueError
+            if not marking.placeable:
+                raise ValueError(f"minimum_marking: {marking.id} is above restricted; nothing at "
+                                 f"that level ever runs here")
+            minimum_marking = marking.id
         key_id = (self.site.lower() + secrets.token_hex(5)) if self.site else secrets.token_hex(6)
         key = f"cor_{key_id}_{secrets.token_urlsafe(24)}"
-        self.add(key, role, tenant=tenant, jurisdiction=jurisdiction, scope=scope)
-        return key
+        record = KeyRecord(id=key_id, sha256=_hash(key), role=role, tenant=tenant,
+                           jurisdiction=jurisdiction, scope=tuple(scope), name=name,
+                           created_at=now.isoformat(), created_by=created_by,
+                           expires_at=expires_at.isoformat() if expires_at else None,
+                           minimum_marking=minimum_marking)
+        self._file.update(lambda records: records.__setitem__(key_id, record))
+        return record, key
+
+    def issue(self, role: str, *, tenant: str | None = None, jurisdiction: str | None = None,
+              scope: tuple[str, ...] = (), **options: object) -> str:
+        """Create a key and return it in plain text (see :meth:`create` for ``options``)."""
+        return self.create(role, tenant=tenant, jurisdiction=jurisdiction, scope=scope,
+                           **options)[1]  # type: ignore[arg-type]
 
     def add(self, key: str, role: str, *, tenant: str | None = None, jurisdiction: str | None = None,
             scope: tuple[str, ...] = ()) -> None:
-        """Accept an existing key too (e.g. the corridor-wide auditor key, issued at one site)."""
+        """Accept an existing key too (the corridor-wide auditor key, issued at one site)."""
         key_id = key.split("_", 2)[1]
-        self._records[key_id] = {"sha256": _hash(key), "role": role, "tenant": tenant,
-                                 "jurisdiction": jurisdiction, "scope": list(scope)}
-        self._save()
+        record = KeyRecord(id=key_id, sha256=_hash(key), role=role, tenant=tenant, jurisdiction=jurisdiction,
+                           scope=tuple(scope), name="issued at another site",
+                           created_at=self.clock().isoformat())
+        self._file.update(lambda records: records.__setitem__(key_id, record))
 
     def authenticate(self, key: str) -> Principal | None:
-        """The principal of ``key``, or None when it is unknown or wrong."""
+        """The principal of ``key``, or None when it is unknown, wrong, revoked or expired."""
         parts = key.split("_", 2)
         if len(parts) != 3 or parts[0] != "cor":
             return None
-        record = self._records.get(parts[1])
-        if record is None or not hmac.compare_digest(record["sha256"], _hash(key)):
+        record = self._file.refresh().get(parts[1])
+        if record is None or not hmac.compare_digest(record.sha256, _hash(key)):
             return None
-        return Principal(subject=f"key:{parts[1]}", role=record["role"], tenant=record["tenant"],
-                         jurisdiction=record["jurisdiction"], scope=tuple(record["scope"]))
+        now = self.clock()
+        if record.status(now) != "active":
+            return None
+        self._note_use(record.id, now)
+        return Principal(subject=f"key:{record.id}", role=record.role, tenant=record.tenant,
+                         jurisdiction=record.jurisdiction, scope=record.scope,
+                         minimum_marking=record.minimum_marking)
 
-    def _save(self) -> None:
+    def get(self, key_id: str) -> KeyRecord | None:
+        return self._file.refresh().get(key_id)
+
+    def list(self) -> list[KeyRecord]:
+        """Every key, oldest first, with its last use as far as this process knows it."""
+        records = self._file.refresh().values()
+        out = []
+        for record in records:
+            used = self._used.get(record.id)
+            if used is not None and (record.last_used_at is None
+                                     or used.isoformat() > record.last_used_at):
+                record = replace(record, last_used_at=used.isoformat())
+            out.append(record)
+        return sorted(out, key=lambda r: (r.created_at or "", r.id))
+
+    def revoke(self, key_id: str, *, by: str | None = None) -> KeyRecord | None:
+        """Revoke at once (every worker sees it at its next request); None for an unknown id."""
+        now = self.clock().isoformat()
+
+        def change(records: dict[str, KeyRecord]) -> KeyRecord | None:
+            record = records.get(key_id)
+            if record is None:
+                return None
+            if record.revoked_at is None:
+                record = records[key_id] = replace(record, revoked_at=now, revoked_by=by)
+            return record
+
+        return self._file.update(change)
+
+    def _note_use(self, key_id: str, now: dt.datetime) -> None:
+        last = self._used.get(key_id)
+        self._used[key_id] = now
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(self._records, handle, indent=1, sort_keys=True)
-        os.replace(tmp, self.path)
+        if last is not None and (now - last).total_seconds() < self.used_every_s:
+            return
+        stamp = now.isoformat()
+
+        def change(records: dict[str, KeyRecord]) -> None:
+            if key_id in records:
+                records[key_id] = replace(records[key_id], last_used_at=stamp)
+
+        try:
+            self._file.update(change)
+        except OSError:
+            pass  # the last use is a convenience; authentication never fails for it
 
 
 def issuing_site(key: str) -> str | None:

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from policies import Policy
+from scheduler.current_policy import CurrentPolicy, current_of
 from scheduler.ledger import Ledger, LedgerEntryDraft
 from serving.feed import SecurityFeed, rate_limited_record
 from serving.gateway.errors import RateLimited
@@ -68,16 +69,17 @@ class RateLimiter:
 
     ``ledger`` (optional) receives the ``security`` entry of each burst;
     ``feed`` (optional) the ``rate_limited`` record when a tenant starts being
-    throttled (once per episode, not per 429).
+    throttled (once per episode, not per 429). Given a :class:`CurrentPolicy`, quotas
+    are read from the policy in force at each request (a changed quota starts a full bucket).
     """
 
-    def __init__(self, policy: Policy, *, ledger: Ledger | None = None, feed: SecurityFeed | None = None,
+    def __init__(self, policy: Policy | CurrentPolicy, *, ledger: Ledger | None = None, feed: SecurityFeed | None = None,
                  auth_failures: int = 10, auth_window_s: float = 60.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if auth_failures < 1 or auth_window_s <= 0:
             raise ValueError(f"auth throttle: got failures={auth_failures}, window_s={auth_window_s}; "
                              f"want failures >= 1 and window_s > 0, e.g. 10 and 60.0")
-        self.policy = policy
+        self.current = current_of(policy)
         self.ledger = ledger
         self.feed = feed
         self.auth_failures = auth_failures
@@ -87,6 +89,11 @@ class RateLimiter:
         self._limited: set[str] = set()
         self._failures: dict[str, deque[float]] = {}
         self._blocked_until: dict[str, float] = {}
+
+    @property
+    def policy(self) -> Policy:
+        """The policy in force."""
+        return self.current.policy
 
     # -- tenants ------------------------------------------------------------
 
@@ -98,7 +105,7 @@ class RateLimiter:
         rpm = known.quotas.requests_per_minute
         now = self.clock()
         bucket = self._buckets.get(tenant)
-        if bucket is None:
+        if bucket is None or bucket.capacity != rpm:
             bucket = self._buckets[tenant] = TokenBucket(rpm, rpm / 60.0, rpm, now)
         wait = bucket.take(now)
         if wait <= 0.0:

@@ -25,6 +25,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
 from policies import Workload
+from policies.workload import apply_minimum_marking
 from scheduler.ledger.decisions import refusal_entry
 from serving.feed import policy_refusal_record
 from serving.gateway.errors import Forbidden, NotFound, Unavailable
@@ -87,6 +88,8 @@ async def _inference(request: Request, path: str, body_model: type[BaseModel]) -
                         data_flags=data_flags_of(request), model=model,
                         model_digest=gateway.model_digests.get(model),
                         id="req_" + secrets.token_hex(8), caveats=caveats_of(request))
+    if principal.minimum_marking:  # the key's downgrade guard: the decision says it was raised
+        workload = apply_minimum_marking(workload, principal.minimum_marking, key_id=principal.subject)
     if model not in gateway.policy.models:
         raise NotFound(f"the model '{model}' does not exist", code="model_not_found", param="model")
     await refuse_spillage(gateway, workload, path, payload)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fastapi import Request
 
@@ -25,6 +25,10 @@ from serving.gateway.requests import single_header
 from serving.gateway.token_quota import TokenQuota
 from serving.routing import Router, UpstreamPool
 from serving.routing.cache_salt import CacheSalts
+
+if TYPE_CHECKING:  # both load the scheduler on Ray; the gateway module itself does not
+    from serving.policy_switch import PolicySwitch
+    from serving.reconcile import Reconciler
 
 
 class OperatorView(Protocol):
@@ -68,6 +72,8 @@ class Gateway:
     tokens: TokenQuota | None = None  # per-tenant tokens per minute, from the usage replicas report
     # Per-tenant vLLM cache_salt, so no tenant hits another's cached prefixes (always on).
     cache_salts: CacheSalts = field(default_factory=CacheSalts)
+    deploying: Reconciler | None = None  # declared deployments (the deployments API)
+    policy_switch: PolicySwitch | None = None  # a new bundle on the running installation
     # Digest of each served model's loaded artifact; request workloads carry it, so the
     # rulebook's ``model-pinned`` rule checks it (required in autarky mode).
     model_digests: dict[str, str] = field(default_factory=dict)

@@ -29,7 +29,7 @@ class DeploymentEndpoints:
         return self._items
 
     def refresh(self) -> list[Endpoint]:
-        self._items = [Endpoint(r.id, view.spec.model, r.pool, r.jurisdiction, r.node_id, r.endpoint)
+        self._items = [Endpoint(r.id, r.model, r.pool, r.jurisdiction, r.node_id, r.endpoint)
                        for view in self.deployments.list() for r in view.replicas
                        if r.endpoint and r.state == "ALIVE"]
         return self._items

@@ -50,6 +50,7 @@ class CorridorConfig:
     bundle: Path | None = None
     autarky: bool = False
     config_file: Path | None = None
+    deployments: Path | None = None  # each site places those of its own tenants
     ready_timeout_s: float = 1200.0
 
     def site_home(self, site: str) -> Path:
@@ -144,6 +145,8 @@ class Corridor:
             command.append("--autarky")
         if self.config.config_file:
             command += ["--config", str(self.config.config_file)]
+        if self.config.deployments:
+            command += ["--deployments", str(self.config.deployments)]
         return command
 
     def _echo(self, site: str) -> None:

@@ -1,6 +1,5 @@
 """``corridor up``: one site (``--site``), or one installation of every pool, on this machine or
 an existing Ray cluster.
-
 Steps, each shown as it runs:
 
 0. Autarky mode only (``--autarky`` or the bundle's setting): the bundle's
@@ -8,16 +7,20 @@ Steps, each shown as it runs:
    after step 2, every served model pinned and matching — else refuse.
 1. Ray: a local cluster with one labelled node per pool (a site's own pools
    only), declaring GPUs that do not exist (or join ``--ray-address``).
-2. Models: build the demo model ``corridor-tiny`` into ``$CORRIDOR_HOME``
-   unless present; find ``minilm`` in its package; compute artifact digests
-   and refuse a model whose digest does not match a pinned one (``security``
-   entry in the ledger).
+2. Models: the artifacts of the models the deployments file names, as the bundle
+   says (:mod:`serving.models.catalog`); refuse a model whose digest does not match
+   a pinned one (``security`` entry). Other models are resolved when deployed.
 3. Ledger: open it, archive the bundle by digest, record it (``policy`` entry);
    the security feed follows it; crisis declarations come from ``crisis.json``.
-4. Replicas: placed by the scheduler under the rulebook — ``corridor-tiny``
-   for the French tenants up to DR (lands in fr-paris), for the German
-   tenants up to VS-NfD (de-frankfurt), ``minilm`` for PUBLIC embeddings.
-5. Gateway with crisis declarations, the security feed, rate limits; demo keys.
+4. Replicas: the deployments file (``--deployments``, default the demo set in
+   ``deployments.yaml``; at a site, those for its own tenants), placed under the rulebook.
+5. Gateway with every API (and, at a site, its peer link); demo keys in ``demo-keys.json``.
+   The router, the limiter and the scheduler read one
+   :class:`~scheduler.current_policy.CurrentPolicy` (``corridor policy apply``).
+
+One module because starting and stopping a site is one sequence of steps whose order
+matters; the parts that need no such order live in ``settings``, ``site``, ``keys`` and
+``adapters``.
 """
 
 from __future__ import annotations
@@ -33,11 +36,11 @@ from rich.console import Console
 from policies import Policy, default_bundle_path
 from policies.archive import ARCHIVE_DIRNAME, BundleArchive
 from scheduler.crisis import STORE_FILENAME, CrisisRegistry
+from scheduler.current_policy import CurrentPolicy
 from scheduler.deployments import Deployments
-from scheduler.exceptions import PlacementError
-from scheduler.ledger import Ledger, LedgerEntryDraft
+from scheduler.inventory import Inventory
 from scheduler.private_files import private_directory
-from scheduler.spec import DeploymentSpec
+from scheduler.ledger import Ledger, LedgerEntryDraft
 from serving.autarky import (AutarkyError, AutarkyReport, apply_offline_env, check_bundle,
                              endpoint_problems, model_problems)
 from serving.batch import BatchService, DeploymentProvisioner
@@ -45,17 +48,19 @@ from serving.config import load_run_config
 from serving.feed import LedgerFollower, SecurityFeed, open_feed
 from serving.gateway import Authenticator, Gateway, KeyStore, create_app
 from serving.gateway.limits import RateLimiter
+from serving.federation.runtime import Federation
 from serving.installation.access import gateway_options, jwt_verifier
 from serving.installation.adapters import DeploymentEndpoints, SchedulerView
-from serving.installation.settings import UpConfig, own_pools, serves_here
-from serving.models.artifacts import artifact_digest, minilm_directory
-from serving.models.demo import MODEL_ID as DEMO_MODEL, build_demo_model
-from serving.replica.actor import OFFLINE_ENV, VLLMReplica
-from serving.federation.runtime import Federation
 from serving.installation.keys import demo_keystore
 from serving.installation.site import federation_of, serve_site, signer_of, witness_of
+from serving.autoscale import Autoscaler
+from serving.deployments_file import default_deployments_path, load_deployments
+from serving.installation.settings import UpConfig, own_pools, serves_here
+from serving.models.catalog import ModelCatalog
+from serving.policy_switch import PolicySwitch
+from serving.reconcile import Reconciler
+from serving.replica.actor import OFFLINE_ENV, VLLMReplica
 from serving.routing import Router
-from scheduler.inventory import Inventory
 
 
 class Installation:
@@ -65,6 +70,8 @@ class Installation:
         self.config = config
         self.console = console or Console(stderr=True)
         self.policy = Policy.load(config.bundle)
+        self.current = CurrentPolicy(self.policy)
+        self.declared = load_deployments(config.deployments or default_deployments_path(), self.policy)
         self.run_config = load_run_config(config.config_file, config.home)
         self.jwt = jwt_verifier(self.run_config, config.home)  # a bad OIDC setup fails before Ray
         self.autarky = config.autarky or self.policy.bundle.settings.autarky
@@ -73,12 +80,14 @@ class Installation:
         self.crisis: CrisisRegistry | None = None
         self.events: SecurityFeed | None = None
         self.follower: LedgerFollower | None = None
-        self.federation: Federation | None = None
         self.cluster = None
         self.ledger: Ledger | None = None
         self.deployments: Deployments | None = None
         self.endpoints: DeploymentEndpoints | None = None
         self.gateway: Gateway | None = None
+        self.federation: Federation | None = None
+        self.reconciler: Reconciler | None = None
+        self.autoscaler: Autoscaler | None = None
         self.keys: dict[str, str] = {}
 
     # -- start ----------------------------------------------------------------
@@ -114,28 +123,34 @@ class Installation:
         if self.federation is not None:
             self.federation.crisis = self.crisis
             self.crisis.subscribe(self.federation.crisis_changed)
-        self.deployments = Deployments(self.policy, self.ledger, VLLMReplica,
-                                       inventory=Inventory(self.policy, ledger=self.ledger,
+        self.deployments = Deployments(self.current, self.ledger, VLLMReplica,
+                                       inventory=Inventory(self.current, ledger=self.ledger,
                                                            site=self.config.site),
                                        declarations=self.crisis.declarations)
+        self.reconciler = Reconciler(self.deployments, self.catalog,
+                                     ready_timeout_s=self.config.ready_timeout_s)
         self._step("replicas placed", lambda: self._deploy(models))
         self.deployments.start()
         self.crisis.subscribe(self.deployments.request_heal)
         self.endpoints = DeploymentEndpoints(self.deployments).start()
         self._wait_ready()
+        router = Router(self.current, self.endpoints, declarations=self.crisis.declarations)
         self.gateway = Gateway(policy=self.policy, ledger=self.ledger,
-                               auth=Authenticator(self._keystore(), self.jwt),
-                               router=Router(self.policy, self.endpoints,
-                                             declarations=self.crisis.declarations),
+                               auth=Authenticator(self._keystore(), self.jwt), router=router,
                                operator_view=SchedulerView(self.deployments),
                                crisis=self.crisis, events=self.events,
-                               limiter=RateLimiter(self.policy, ledger=self.ledger, feed=self.events,
+                               limiter=RateLimiter(self.current, ledger=self.ledger, feed=self.events,
                                                    auth_failures=self.run_config.auth_throttle.failures,
                                                    auth_window_s=self.run_config.auth_throttle.window_s),
-                               model_digests=dict(self.model_digests),
+                               model_digests=self.model_digests, deploying=self.reconciler,
                                site=self.config.site, federation=self.federation,
                                witness=witness_of(self.config, self.federation, self.ledger),
                                **gateway_options(self.run_config, home, self.policy))
+        self.gateway.policy_switch = PolicySwitch(
+            self.current, self.ledger, home, deployments=self.deployments, autarky=self.autarky,
+            trusted=self.run_config.operator_keys, declarations=self.crisis.declarations)
+        self.current.subscribe(self._switched)
+        self.autoscaler = Autoscaler(self.reconciler, router.outstanding).start()
         # Batches resume where they stopped: their state is in the home directory.
         self.gateway.batches = BatchService.open(
             home, provisioner=DeploymentProvisioner(self.deployments, models))
@@ -179,48 +194,44 @@ class Installation:
         self.cluster.wait_for_nodes()
 
     def _prepare_models(self) -> dict[str, dict[str, Any]]:
-        """Model id → replica config; a pinned digest that does not match refuses the model."""
+        """Model id → replica config, for the models the deployments file names; an artifact
+        that cannot be found, or whose digest does not match a pinned one, refuses the model."""
         models = self.config.models or Path(os.environ.get("CORRIDOR_MODELS") or self.config.home / "models")
-        directories = {DEMO_MODEL: build_demo_model(models / DEMO_MODEL), "minilm": minilm_directory()}
         host = self.config.replica_host or ("0.0.0.0" if self.config.ray_address else "127.0.0.1")
-        configs = {}
-        for model_id, directory in directories.items():
-            model = self.policy.models.get(model_id)
-            if model is None:
-                continue
-            digest = artifact_digest(directory)
-            self.model_digests[model_id] = digest
-            if model.digest and model.digest != digest:
-                self._security(f"model {model_id} artifact digest {digest} does not match the "
-                               f"pinned {model.digest}; not started", model=model_id, digest=digest)
-                continue
-            configs[model_id] = {
-                "model_path": str(directory), "task": model.task, "expected_digest": model.digest,
-                "engine_args": (["--max-model-len", str(self.config.max_model_len)]
-                                if model.task == "chat" else []),
-                "env": {"VLLM_CPU_KVCACHE_SPACE": str(self.config.kv_cache_gib)},
-                "ready_timeout_s": self.config.ready_timeout_s,
-                "log_dir": str(self.config.home / "logs"), "host": host,
-                "log_stats": self.config.engine_metrics,
-            }
+        self.catalog = ModelCatalog(models, max_model_len=self.config.max_model_len, defaults={
+            "env": {"VLLM_CPU_KVCACHE_SPACE": str(self.config.kv_cache_gib)},
+            "ready_timeout_s": self.config.ready_timeout_s,
+            "log_dir": str(self.config.home / "logs"), "host": host,
+            "log_stats": self.config.engine_metrics})
+        self.model_digests = self.catalog.digests  # shared with the gateway: grows as models deploy
+        named = dict.fromkeys(d.model for d in self.declared.deployments
+                              if serves_here(self.config.site, self.policy, d.audiences))
+        configs, refused = self.catalog.prepare(self.policy.models[m] for m in named)
+        for no in refused:  # a digest mismatch is a security event; a missing artifact is not
+            if no.mismatched_digest:
+                self._security(no.message, model=no.model, digest=no.mismatched_digest)
+            else:
+                self.console.print(f"  [yellow]{no.message}[/]", highlight=False)
         return configs
 
-    def _deploy(self, models: dict[str, dict[str, Any]]) -> None:
-        assert self.deployments is not None
-        for name, model, audiences in self.config.deployments:
-            if model not in models or not serves_here(self.config.site, self.policy, audiences):
+    def _deploy(self, models: dict[str, Any]) -> None:
+        assert self.reconciler is not None
+        mine = [d for d in self.declared.deployments
+                if d.model in models and serves_here(self.config.site, self.policy, d.audiences)]
+        for step in self.reconciler.apply(mine):
+            if step.error is not None:  # e.g. a jurisdiction's own cluster has no pool for it
+                self.console.print(f"  [yellow]{step.name}: not placed[/] — {step.error}",
+                                   highlight=False)
                 continue
-            spec = DeploymentSpec(name, model, audiences, replicas=1, gpus_per_replica=1,
-                                  model_digest=self.model_digests.get(model),
-                                  replica_config=models[model])
-            try:
-                view = self.deployments.deploy(spec)
-            except PlacementError as exc:  # e.g. a jurisdiction's own cluster has no pool for it
-                self.console.print(f"  [yellow]{name}: not placed[/] — {exc}", highlight=False)
-                continue
-            for replica in view.replicas:
-                self.console.print(f"  {name}: {model} → pool {replica.pool} ({replica.jurisdiction}), "
-                                   f"node {replica.node_id[:12]}", highlight=False)
+            for pool in step.pools:
+                self.console.print(f"  {step.name} → pool {pool}", highlight=False)
+
+    def _switched(self, old: Policy, new: Policy) -> None:
+        """A new policy is in force: the objects that keep their own reference follow it."""
+        self.policy = self.gateway.policy = self.crisis.policy = new  # type: ignore[union-attr]
+        BundleArchive(self.config.home / ARCHIVE_DIRNAME).put(new.bundle)
+        if self.federation is not None:
+            self.federation.own_digest = new.digest
 
     def _wait_ready(self) -> None:
         assert self.deployments is not None and self.endpoints is not None
@@ -292,6 +303,8 @@ class Installation:
         """Stop the replicas (and their vLLM servers), Ray, and close the ledger."""
         import ray
 
+        if self.autoscaler is not None:
+            self.autoscaler.stop()
         if self.endpoints is not None:
             self.endpoints.stop()
         if self.crisis is not None:

@@ -1,4 +1,4 @@
-"""What ``corridor up`` starts: the home directory, ports, models, limits, and the demo deployments."""
+"""What ``corridor up`` starts: the home directory, ports, models, limits, and the deployments file."""
 
 from __future__ import annotations
 
@@ -7,24 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from policies import Policy, Pool
-from scheduler.spec import Audience
 from serving.federation.sites import PeerConfig
-from serving.models.demo import MODEL_ID as DEMO_MODEL
 
 
 def corridor_home() -> Path:
     """``$CORRIDOR_HOME``, default ``.corridor/`` in the working directory."""
     return Path(os.environ.get("CORRIDOR_HOME", ".corridor")).resolve()
-
-
-#: The demo deployments: (name, model, audiences).
-DEMO_DEPLOYMENTS: list[tuple[str, str, list[Audience]]] = [
-    ("chat-fr", DEMO_MODEL, [Audience("fr-interior", "DR"), Audience("fr-interior", "PUBLIC"),
-                             Audience("fr-health", "PUBLIC")]),
-    ("chat-de", DEMO_MODEL, [Audience("de-federal-it", "VS-NfD"), Audience("de-federal-it", "PUBLIC"),
-                             Audience("de-health", "PUBLIC")]),
-    ("embeddings", "minilm", [Audience("eu-agency", "PUBLIC"), Audience("fr-interior", "PUBLIC")]),
-]
 
 
 @dataclass
@@ -53,8 +41,9 @@ class UpConfig:
     #: hits among them); off by default: they cost a little CPU and a log line every 10 s.
     engine_metrics: bool = False
     ready_timeout_s: float = 900.0
-    deployments: list[tuple[str, str, list[Audience]]] = field(
-        default_factory=lambda: list(DEMO_DEPLOYMENTS))
+    #: The deployments file placed at start; default the demo set
+    #: (``serving/installation/deployments.yaml``).
+    deployments: Path | None = None
     #: One site of the corridor (``FR``/``DE``): its own pools only, and its peer link. None: one
     #: installation holding every pool of the bundle (tests, and single-operator setups).
     site: str | None = None
@@ -66,7 +55,7 @@ def own_pools(site: str | None, policy: Policy) -> list[Pool]:
     return [pool for pool in policy.bundle.pools if site in (None, pool.jurisdiction)]
 
 
-def serves_here(site: str | None, policy: Policy, audiences: list[Audience]) -> bool:
+def serves_here(site: str | None, policy: Policy, audiences) -> bool:
     """At a site, a deployment serves the tenants whose home it is (its first audience's)."""
     if site is None:
         return True

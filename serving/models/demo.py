@@ -1,4 +1,5 @@
-"""The offline demo chat model ``corridor-tiny``, built locally and deterministically.
+"""The offline demo chat models (``corridor-tiny``, ``corridor-small``), built locally and
+deterministically.
 
 No model hub is reachable from a sovereign installation, so the demo model is
 made here: a byte-level BPE tokenizer trained with ``tokenizers`` on the corpus
@@ -8,7 +9,9 @@ weights from a fixed seed, a chat template, all saved with
 any local model directory, so serving a real model is a configuration change.
 
 Its answers are noise: it exists to exercise placement, routing, streaming and
-the ledger end to end, not to be read.
+the ledger end to end, not to be read. ``corridor-small`` is another build of the
+same recipe (another seed, one more layer): a bundle names either as
+``artifact: {build: <name>}`` and nothing else in Corridor knows them apart.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 MODEL_ID = "corridor-tiny"
 CORPUS = Path(__file__).with_name("corpus.txt")
@@ -43,12 +48,30 @@ ARCHITECTURE = {
 }
 
 
-def build_demo_model(target: Path) -> Path:
-    """Build ``corridor-tiny`` into ``target`` unless it is already there; return ``target``.
+@dataclass(frozen=True)
+class DemoBuild:
+    """One deterministic build: the weights' seed and the architecture's changes to the base."""
+
+    seed: int
+    architecture: dict[str, Any]
+
+
+#: The builds a bundle may name as ``artifact: {build: <name>}``.
+DEMO_BUILDS: dict[str, DemoBuild] = {
+    MODEL_ID: DemoBuild(SEED, ARCHITECTURE),
+    "corridor-small": DemoBuild(20261207, {**ARCHITECTURE, "num_hidden_layers": 3}),
+}
+
+
+def build_demo_model(target: Path, name: str = MODEL_ID) -> Path:
+    """Build the demo model ``name`` into ``target`` unless it is already there; return ``target``.
 
     The build writes into a temporary sibling directory and renames it into
     place, so an interrupted build never leaves a half-written model behind.
     """
+    build = DEMO_BUILDS.get(name)
+    if build is None:
+        raise KeyError(f"no demo build {name!r}; known: {', '.join(DEMO_BUILDS)}")
     target = Path(target)
     if (target / "config.json").exists():
         return target
@@ -56,7 +79,7 @@ def build_demo_model(target: Path) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         _write_tokenizer(staging)
-        _write_model(staging)
+        _write_model(staging, build)
         staging.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -85,20 +108,20 @@ def _write_tokenizer(directory: Path) -> None:
     fast.save_pretrained(directory)
 
 
-def _write_model(directory: Path) -> None:
+def _write_model(directory: Path, build: DemoBuild) -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tokens = json.loads((directory / "tokenizer.json").read_text("utf-8"))["model"]["vocab"]
     config = LlamaConfig(
-        **ARCHITECTURE,
+        **build.architecture,
         bos_token_id=tokens["<s>"],
         eos_token_id=tokens["</s>"],
         pad_token_id=tokens["</s>"],
         tie_word_embeddings=True,
         torch_dtype="float32",
     )
-    torch.manual_seed(SEED)
+    torch.manual_seed(build.seed)
     model = LlamaForCausalLM(config)
     model.generation_config.do_sample = False
     model.save_pretrained(directory, safe_serialization=True)

@@ -3,7 +3,9 @@
 The router never picks a replica whose pool the policy denies. Decisions are
 cached per (tenant, marking, flags, model) for ``cache_ttl`` seconds and
 dropped whenever the policy or the set of crisis declarations changes, so a
-revoked declaration stops crossings within that time.
+revoked declaration stops crossings within that time. Given a
+:class:`scheduler.current_policy.CurrentPolicy`, the router reads the policy in
+force at each request: a new bundle routes the very next request.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from policies import Decision, Declaration, Evaluation, Policy, Workload
+from scheduler.current_policy import CurrentPolicy, current_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,10 +72,10 @@ class Route:
 class Router:
     """Chooses replicas by policy, then by fewest outstanding requests."""
 
-    def __init__(self, policy: Policy, source: EndpointSource, *,
+    def __init__(self, policy: Policy | CurrentPolicy, source: EndpointSource, *,
                  declarations: Callable[[], Sequence[Declaration]] = tuple,
                  cache_ttl: float = 1.0, failure_backoff: float = 5.0) -> None:
-        self.policy = policy
+        self.current = current_of(policy)
         self.source = source
         self.declarations = declarations
         self.cache_ttl = cache_ttl
@@ -82,10 +85,16 @@ class Router:
         self._cache: dict[tuple, tuple[float, Evaluation]] = {}
         self._cache_key: tuple = ()
 
+    @property
+    def policy(self) -> Policy:
+        """The policy in force."""
+        return self.current.policy
+
     def evaluate(self, workload: Workload) -> Evaluation:
         """The workload against every pool of the bundle (cached for ``cache_ttl``)."""
+        policy = self.current.policy
         declarations = tuple(self.declarations())
-        version = (self.policy.digest, tuple((d.id, d.revoked_at, len(d.approvals))
+        version = (policy.digest, tuple((d.id, d.revoked_at, len(d.approvals))
                                              for d in declarations))
         if version != self._cache_key:
             self._cache.clear()
@@ -96,7 +105,7 @@ class Router:
         hit = self._cache.get(key)
         if hit is not None and hit[0] > now:
             return hit[1]
-        evaluation = self.policy.decide_all(workload, at=dt.datetime.now(dt.timezone.utc),
+        evaluation = policy.decide_all(workload, at=dt.datetime.now(dt.timezone.utc),
                                             declarations=declarations)
         if len(self._cache) > 10_000:
             self._cache.clear()

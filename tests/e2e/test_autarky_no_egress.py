@@ -24,7 +24,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 import ray._private.ray_constants as ray_constants
 from policies import default_bundle_path
 from policies.signing import OperatorKey, sign_bundle, signature_path
-from scheduler.spec import Audience
 from serving.autarky import AUTARKY_ENV, LOOPBACK_ENV
 from serving.installation.installation import Installation
 from serving.installation.settings import UpConfig
@@ -59,7 +58,8 @@ def autarkic_home(tmp_path, monkeypatch):
     document = yaml.safe_load(default_bundle_path().read_text())
     document["settings"]["autarky"] = True
     for model in document["models"]:
-        model["digest"] = digests[model["id"]]
+        if model["id"] in digests:  # corridor-small is not served here, so it need not be pinned
+            model["digest"] = digests[model["id"]]
     bundle = tmp_path / "sovereign.yaml"
     bundle.write_text(yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
     signature_path(bundle).write_text(sign_bundle(bundle.read_bytes(), key).to_text())
@@ -71,8 +71,10 @@ def autarkic_home(tmp_path, monkeypatch):
 
 def test_corridor_up_in_autarky_mode_serves_with_no_socket_outside_loopback(autarkic_home):
     home, bundle, digests, log = autarkic_home
-    config = UpConfig(home=home, bundle=bundle, autarky=True, ready_timeout_s=600,
-                      deployments=[("chat-fr", MODEL_ID, [Audience("fr-interior", "DR")])])
+    deployments = home / "deployments.yaml"
+    deployments.write_text(yaml.safe_dump({"deployments": [
+        {"name": "chat-fr", "model": MODEL_ID, "audiences": [{"tenant": "fr-interior", "marking": "DR"}]}]}))
+    config = UpConfig(home=home, bundle=bundle, autarky=True, ready_timeout_s=600, deployments=deployments)
     monitor = egress_hook.install()
     with monitor, egress_hook.SocketSampler(period_s=0.1) as sampler:
         with Installation(config) as installation:
@@ -84,10 +86,10 @@ def test_corridor_up_in_autarky_mode_serves_with_no_socket_outside_loopback(auta
                     model=MODEL_ID, messages=[{"role": "user", "content": "Bonjour"}], max_tokens=8)
                 assert raw.parse().usage.completion_tokens > 0
                 assert raw.headers["x-corridor-pool"] == "fr-paris"
-            assert installation.gateway.model_digests == digests
+            assert installation.gateway.model_digests == {MODEL_ID: digests[MODEL_ID]}  # the served one
             policy_entry = installation.ledger.entries(kind="policy", limit=10)["data"][-1]["entry"]
             assert policy_entry["detail"]["autarky"] is True and policy_entry["detail"]["signer"] == "fr-ops"
-            assert policy_entry["detail"]["pinned"] == digests
+            assert policy_entry["detail"]["pinned"] == {MODEL_ID: digests[MODEL_ID]}
     assert monitor.loopback > 0, "the audit hook was watching"
     assert monitor.foreign == [], monitor.foreign
     children = egress_hook.watched(log)

@@ -62,7 +62,7 @@ def test_every_demo_replica_serves_from_the_pool_the_rulebook_chose(corridor):
 
 
 def test_models_lists_what_the_tenant_may_use(corridor):
-    assert sorted(m.id for m in sdk(corridor, "fr-interior/app").models.list()) == ["corridor-tiny", "minilm"]
+    assert sorted(m.id for m in sdk(corridor, "fr-interior/app").models.list()) == ["corridor-small", "corridor-tiny", "minilm"]
 
 
 def test_dr_chat_of_fr_interior_lands_in_paris_as_headers_ledger_and_ray_say(corridor):

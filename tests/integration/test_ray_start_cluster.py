@@ -76,7 +76,9 @@ def cluster() -> Iterator:
 
 @pytest.fixture(scope="module")
 def installation(cluster, tmp_path_factory) -> Iterator[Installation]:
-    config = UpConfig(home=tmp_path_factory.mktemp("home"), ray_address=cluster.address, deployments=[])
+    home = tmp_path_factory.mktemp("home")
+    (home / "no-deployments.yaml").write_text("deployments: []\n")
+    config = UpConfig(home=home, ray_address=cluster.address, deployments=home / "no-deployments.yaml")
     running = Installation(config, Console(file=io.StringIO())).start()
     try:
         yield running

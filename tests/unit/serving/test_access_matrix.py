@@ -58,7 +58,17 @@ ACCESS: dict[tuple[str, str], tuple[str, ...] | None] = {
     ("GET", "/audit/proof/consistency"): ("auditor",),
     ("GET", "/audit/export"): ("auditor",),
     ("GET", "/admin/pools"): ("operator",),
-    ("GET", "/admin/deployments"): ("operator",),
+    ("GET", "/admin/deployments"): ("operator", "admin"),
+    ("POST", "/admin/deployments"): ("operator", "admin"),
+    ("POST", "/admin/deployments/apply"): ("operator", "admin"),
+    ("GET", "/admin/deployments/{name}"): ("operator", "admin"),
+    ("PATCH", "/admin/deployments/{name}"): ("operator", "admin"),
+    ("DELETE", "/admin/deployments/{name}"): ("operator", "admin"),
+    ("GET", "/admin/keys"): ("operator", "admin"),
+    ("POST", "/admin/keys"): ("operator", "admin"),
+    ("DELETE", "/admin/keys/{key_id}"): ("operator", "admin"),
+    ("GET", "/admin/policy"): ("operator", "auditor"),
+    ("POST", "/admin/policy"): ("operator",),
     ("GET", "/admin/crisis"): ("operator",),
     ("POST", "/admin/crisis"): ("operator",),
     ("GET", "/admin/crisis/{declaration_id}"): ("operator",),
@@ -184,7 +194,8 @@ def _request(matrix: Matrix, owned: dict[str, str], method: str, path: str) -> t
         ids["batch_id"] = matrix.batch()
     if "{declaration_id}" in path:
         ids["declaration_id"] = matrix.declaration()
-    ids["name"] = "app.js"
+    ids["name"] = "app.js" if path.startswith("/console") else "no-such-deployment"
+    ids["key_id"] = "000000000000"
     kwargs: dict[str, Any] = {
         "/v1/chat/completions": {"json": CHAT},
         "/v1/completions": {"json": {"model": "corridor-tiny", "prompt": "x"}},

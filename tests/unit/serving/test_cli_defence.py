@@ -127,7 +127,8 @@ def test_status_reports_autarky_signer_digests_last_policy_change_and_crisis(tmp
     report = json.loads(result.stdout)
     assert report["autarky"] == {"last_start": True, "bundle_setting": True, "signer_at_start": "fr-ops"}
     assert report["signature"]["status"] == "valid" and report["signature"]["signer"] == "fr-ops"
-    assert {m["model"]: m["state"] for m in report["models"]} == {"corridor-tiny": "match", "minilm": "match"}
+    assert {m["model"]: m["state"] for m in report["models"]} == {
+        "corridor-tiny": "match", "corridor-small": "match", "minilm": "match"}
     assert report["policy"]["digest"] == digest
     assert report["policy"]["changed_at_index"] == 1 and report["policy"]["last_start_index"] == 2
     text = corridor("status", "--home", home)

@@ -14,7 +14,7 @@ def test_check_accepts_the_default_bundle_and_prints_its_digest(default_policy):
     result = runner.invoke(app, ["policy", "check", str(default_bundle_path())])
     assert result.exit_code == 0, result.output
     assert default_policy.digest in result.output
-    assert "4 pools, 5 tenants, 2 models" in result.output
+    assert "4 pools, 5 tenants, 3 models" in result.output
 
 
 def test_check_lists_every_problem_and_exits_1(tmp_path):

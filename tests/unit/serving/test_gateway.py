@@ -171,7 +171,7 @@ def test_missing_and_invalid_credentials_are_401_and_a_wrong_role_is_403(stack):
 
 
 def test_models_lists_the_models_of_the_callers_tenant(stack):
-    assert sorted(m.id for m in client(stack).models.list()) == ["corridor-tiny", "minilm"]
+    assert sorted(m.id for m in client(stack).models.list()) == ["corridor-small", "corridor-tiny", "minilm"]
 
 
 def test_an_unknown_route_is_a_404_in_openai_format(stack):

@@ -110,7 +110,7 @@ def test_a_full_request_cycle_in_autarky_mode_opens_no_socket_outside_loopback(t
     stand-in as a child process; inference, streaming, embeddings, a refusal, a crisis drill,
     audit, metrics and a failed login — all on loopback."""
     artifacts = {}
-    for model in ("corridor-tiny", "minilm"):
+    for model in ("corridor-tiny", "corridor-small", "minilm"):
         directory = tmp_path / "models" / model
         directory.mkdir(parents=True)
         (directory / "config.json").write_text(f'{{"name": "{model}"}}')
