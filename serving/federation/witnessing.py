@@ -19,6 +19,7 @@ import asyncio
 import json
 import logging
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -153,7 +154,8 @@ class Witness:
     def _save(self) -> None:
         body = json.dumps({"last": self.last.to_json() if self.last else None, "items": self.items,
                            "cosigned": self.cosigned}, ensure_ascii=False)
-        temporary = self.path.with_suffix(".tmp")
+        # One temporary file per writer: the cycle and a received cosignature may save at once.
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(body)
