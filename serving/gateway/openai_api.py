@@ -102,7 +102,7 @@ async def _inference(request: Request, path: str, body_model: type[BaseModel]) -
                           f"pool ({', '.join(d.pool for d in route.evaluation.allowed)}) is live; "
                           f"retry later", code="no_replica_available",
                           headers={"Retry-After": "5", "X-Corridor-Decision": decision_id})
-    stream = payload.get("stream") is True
+    stream = path != "/v1/embeddings" and payload.get("stream") is True
     hide_usage = stream and _ask_for_usage(payload)
     body = gateway.cache_salts.salted(payload, workload.tenant)
     # The routing entry's durable write overlaps the upstream call; the response completes
