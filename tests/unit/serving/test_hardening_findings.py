@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-import httpx
 import openai
 import pytest
 import yaml
