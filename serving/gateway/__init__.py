@@ -3,8 +3,13 @@ the rulebook, the Batch API, and the auditor, operator and crisis APIs.
 
 - :mod:`~serving.gateway.app`: :func:`create_app`, error handlers, health and metrics;
 - :mod:`~serving.gateway.service`: :class:`Gateway`, what every handler shares;
-- :mod:`~serving.gateway.auth`, :mod:`~serving.gateway.limits`: who calls, and how often;
-- :mod:`~serving.gateway.requests`, :mod:`~serving.gateway.errors`: reading input, answering errors;
+- :mod:`~serving.gateway.auth`, :mod:`~serving.gateway.claims`, :mod:`~serving.gateway.clients`,
+  :mod:`~serving.gateway.limits`, :mod:`~serving.gateway.token_quota`: who calls, from where,
+  and how much;
+- :mod:`~serving.gateway.requests`, :mod:`~serving.gateway.protocol`,
+  :mod:`~serving.gateway.uploads`: reading input; :mod:`~serving.gateway.errors`,
+  :mod:`~serving.gateway.boundary`: answering errors; :mod:`~serving.gateway.sse`: relaying
+  streams; :mod:`~serving.gateway.openapi`: the schema as the API behaves;
 - one routes module per API: :mod:`~serving.gateway.openai_api`, :mod:`~serving.gateway.batch_api`,
   :mod:`~serving.gateway.audit_api`, :mod:`~serving.gateway.admin_api`,
   :mod:`~serving.gateway.crisis_api`.

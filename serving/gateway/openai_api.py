@@ -97,7 +97,7 @@ async def _inference(request: Request, path: str, body_model: type[BaseModel]) -
     decision_id = route.decision_id
     if not route.evaluation.allowed:
         await _refuse(gateway, route, path)
-    stream = payload.get("stream") is True
+    stream = path != "/v1/embeddings" and payload.get("stream") is True  # embeddings never stream
     hide_usage = stream and _ask_for_usage(payload)
     body = gateway.cache_salts.salted(payload, workload.tenant)
     if not route.candidates and (declaration := crossing_declaration(gateway, route)):

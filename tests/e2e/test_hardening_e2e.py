@@ -45,7 +45,9 @@ def sdk(corridor, who: str, **headers) -> openai.OpenAI:
 
 
 def replica(corridor, name: str):
-    return next(v for v in corridor.deployments.list() if v.name == name).replicas[0]
+    """The deployment's replica, or None while healing has dropped it and not placed the next."""
+    replicas = next(v for v in corridor.deployments.list() if v.name == name).replicas
+    return replicas[0] if replicas else None
 
 
 def prefix_cache(endpoint: str) -> tuple[float, float]:
@@ -111,7 +113,8 @@ def test_a_vllm_server_dying_inside_a_live_actor_is_noticed_and_replaced(corrido
     os.killpg(pgid, signal.SIGKILL)
     client = sdk(corridor, "de-federal-it/app", **{"X-Corridor-Marking": "VS-NfD"})
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and replica(corridor, "chat-de").id == dead.id:
+    while time.monotonic() < deadline and ((now := replica(corridor, "chat-de")) is None
+                                           or now.id == dead.id):
         time.sleep(1.0)
     assert replica(corridor, "chat-de").id != dead.id, "healing replaced the replica"
     with pytest.raises(openai.InternalServerError) as info:  # the new server is still starting
