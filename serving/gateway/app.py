@@ -16,7 +16,7 @@ from serving.console import console_router
 from serving.gateway import (admin_api, audit_api, batch_api, crisis_api, deployments_api, keys_api,
                              openai_api, openapi, policy_api)
 from serving.gateway.boundary import ErrorBoundary
-from serving.gateway.errors import DOMAIN_ERRORS, BadRequest, GatewayError, NotFound, from_domain
+from serving.gateway.errors import BadRequest, GatewayError, NotFound, answer_errors
 from serving.gateway.requests import known_query_parameters
 from serving.gateway.service import Gateway
 
@@ -49,14 +49,7 @@ def create_app(gateway: Gateway) -> FastAPI:
     app.include_router(batch_api.router)
     app.include_router(console_router())
 
-    @app.exception_handler(GatewayError)
-    async def gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
-        return exc.response()
-
-    for domain_error in DOMAIN_ERRORS:
-        @app.exception_handler(domain_error)
-        async def domain_refusal(request: Request, exc: Exception) -> JSONResponse:
-            return from_domain(exc).response()  # type: ignore[arg-type]
+    answer_errors(app)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

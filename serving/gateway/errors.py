@@ -116,3 +116,17 @@ def from_domain(exc: BatchError | CrisisError) -> GatewayError:
     """The OpenAI-style error for a domain refusal; an unmapped one is a 500 (a bug)."""
     kind = next((v for k, v in _DOMAIN.items() if isinstance(exc, k)), GatewayError)
     return kind(exc.message, code=exc.code, param=exc.param)
+
+
+def answer_errors(app: Any) -> None:
+    """Answer :class:`GatewayError` and the domain refusals of ``app`` (a FastAPI app) in the
+    OpenAI error format; both the public app and the peer API install them."""
+
+    @app.exception_handler(GatewayError)
+    async def gateway_error(request: Any, exc: GatewayError) -> JSONResponse:
+        return exc.response()
+
+    for domain_error in DOMAIN_ERRORS:
+        @app.exception_handler(domain_error)
+        async def domain_refusal(request: Any, exc: Exception) -> JSONResponse:
+            return from_domain(exc).response()  # type: ignore[arg-type]

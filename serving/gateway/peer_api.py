@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from scheduler.crisis import CrisisError
 from scheduler.ledger import ProofInputError
-from serving.gateway.errors import (DOMAIN_ERRORS, BadRequest, GatewayError, NotFound, from_domain)
+from serving.gateway.errors import BadRequest, NotFound, answer_errors, from_domain
 from serving.gateway.forwarding import serve_forwarded
 from serving.gateway.requests import parse_object, read_body
 from serving.gateway.service import Gateway
@@ -110,13 +110,6 @@ def create_peer_app(gateway: Gateway) -> FastAPI:
     app.state.gateway = gateway
     app.include_router(router)
 
-    @app.exception_handler(GatewayError)
-    async def gateway_error(request: Request, exc: GatewayError) -> Response:
-        return exc.response()
-
-    for domain_error in DOMAIN_ERRORS:
-        @app.exception_handler(domain_error)
-        async def domain_refusal(request: Request, exc: Exception) -> Response:
-            return from_domain(exc).response()  # type: ignore[arg-type]
+    answer_errors(app)
 
     return app
