@@ -20,7 +20,7 @@ import pytest
 import ray
 
 from serving.installation.installation import Installation
-from serving.installation.settings import DEMO_DEPLOYMENTS, UpConfig
+from serving.installation.settings import UpConfig
 from stub_upstream import ServerThread
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
@@ -31,8 +31,15 @@ WORDS = ("le dossier du préfet concerne la sécurité civile et la coordination
 
 @pytest.fixture(scope="module")
 def corridor(tmp_path_factory):
-    config = UpConfig(home=tmp_path_factory.mktemp("corridor-home"), ready_timeout_s=900,
-                      engine_metrics=True, deployments=[d for d in DEMO_DEPLOYMENTS if d[0] != "embeddings"])
+    home = tmp_path_factory.mktemp("corridor-home")
+    chats = home / "chats.yaml"  # the two demo chat deployments, no embeddings
+    chats.write_text(
+        "deployments:\n"
+        "  - {name: chat-fr, model: corridor-tiny, replicas: 1, audiences: [{tenant: fr-interior, marking: DR},\n"
+        "     {tenant: fr-interior, marking: PUBLIC}, {tenant: fr-health, marking: PUBLIC}]}\n"
+        "  - {name: chat-de, model: corridor-tiny, replicas: 1, audiences: [{tenant: de-federal-it, marking: VS-NfD},\n"
+        "     {tenant: de-federal-it, marking: PUBLIC}, {tenant: de-health, marking: PUBLIC}]}\n")
+    config = UpConfig(home=home, ready_timeout_s=900, engine_metrics=True, deployments=chats)
     with Installation(config) as installation:
         with ServerThread(installation.app()) as server:
             installation.url = server.url
