@@ -5,9 +5,11 @@ the rulebook, the Batch API, and the auditor, operator and crisis APIs.
 - :mod:`~serving.gateway.service`: :class:`Gateway`, what every handler shares;
 - :mod:`~serving.gateway.auth`, :mod:`~serving.gateway.limits`: who calls, and how often;
 - :mod:`~serving.gateway.requests`, :mod:`~serving.gateway.errors`: reading input, answering errors;
+- :mod:`~serving.gateway.keys`: API key records and the key file every worker shares;
 - one routes module per API: :mod:`~serving.gateway.openai_api`, :mod:`~serving.gateway.batch_api`,
   :mod:`~serving.gateway.audit_api`, :mod:`~serving.gateway.admin_api`,
-  :mod:`~serving.gateway.crisis_api`.
+  :mod:`~serving.gateway.crisis_api`, :mod:`~serving.gateway.deployments_api`,
+  :mod:`~serving.gateway.keys_api`, :mod:`~serving.gateway.policy_api`.
 
 Build one with :func:`create_app` around a :class:`Gateway`; which replica serves a request is
 :mod:`serving.routing`'s business.
