@@ -10,9 +10,14 @@ the rulebook, the Batch API, and the auditor, operator and crisis APIs.
   :mod:`~serving.gateway.uploads`: reading input; :mod:`~serving.gateway.errors`,
   :mod:`~serving.gateway.boundary`: answering errors; :mod:`~serving.gateway.sse`: relaying
   streams; :mod:`~serving.gateway.openapi`: the schema as the API behaves;
+- :mod:`~serving.gateway.keys`: API key records and the key file every worker shares;
 - one routes module per API: :mod:`~serving.gateway.openai_api`, :mod:`~serving.gateway.batch_api`,
   :mod:`~serving.gateway.audit_api`, :mod:`~serving.gateway.admin_api`,
-  :mod:`~serving.gateway.crisis_api`.
+  :mod:`~serving.gateway.crisis_api`, :mod:`~serving.gateway.deployments_api`,
+  :mod:`~serving.gateway.keys_api`, :mod:`~serving.gateway.policy_api`; the peer API (another
+  listener, mutual TLS): :mod:`~serving.gateway.peer_api`, with :mod:`~serving.gateway.forwarding`
+  and :mod:`~serving.gateway.proxy` (the proxy shared by local and forwarded requests);
+  :mod:`~serving.gateway.spillage`: the marking banner guard.
 
 Build one with :func:`create_app` around a :class:`Gateway`; which replica serves a request is
 :mod:`serving.routing`'s business.

@@ -88,4 +88,5 @@ def test_deploy_serve_scale_to_zero_and_remove_the_second_chat_model(corridor):
     assert admin(corridor, "GET", "/admin/deployments/interior-small").status_code == 404
     actions = [i["entry"]["detail"].get("action") for i in corridor.ledger.entries(kind="placement", limit=1000)["data"]
                if i["entry"]["detail"].get("deployment") == "interior-small"]
-    assert actions == ["deploy", "scale"]  # placed once; released by the scale to 0; nothing left to remove
+    # one entry per audience: placed once, released by the scale to 0; nothing was left to remove
+    assert actions == ["deploy", "deploy", "scale", "scale"]
