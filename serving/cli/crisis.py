@@ -25,7 +25,6 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
-import httpx
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -88,22 +87,10 @@ def _url(url: str | None, as_: str | None, home: Path | None) -> str | None:
 
 
 def _call(method: str, path: str, *, url: str | None, key: str, body: Any = None) -> dict[str, Any]:
-    base = (url or os.environ.get("CORRIDOR_URL") or "http://127.0.0.1:8000").rstrip("/")
-    try:
-        response = httpx.request(method, base + path, json=body, timeout=30,
-                                 headers={"authorization": f"Bearer {key}"})
-    except httpx.HTTPError as exc:
-        raise _die(f"cannot reach the gateway at {base}: {exc}") from exc
-    try:
-        payload = response.json()
-    except ValueError:
-        payload = {}
-    if response.status_code >= 400:
-        error = payload.get("error") if isinstance(payload, dict) else None
-        if isinstance(error, dict):
-            raise _die(f"{response.status_code} {error.get('code')}: {error.get('message')}", code=1)
-        raise _die(f"{response.status_code}: {response.text[:500]}", code=1)
-    return payload
+    """The gateway's JSON answer (exit 1 with its error, 2 when unreachable)."""
+    from serving.cli.gateway_client import Target
+
+    return Target(url=url, key=key).call(method, path, body=body, timeout=30)
 
 
 def _direction(value: str) -> str:
