@@ -55,9 +55,12 @@ def screenshots(tmp_path_factory, request) -> Path:
                 shutil.copyfile(folder / f"{shot}.png", target / name)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def driver():
-    """Headless Chromium at 1280×800 through Debian's chromedriver; fails clearly without them."""
+    """Headless Chromium at 1280×800 through Debian's chromedriver; fails clearly without them.
+
+    One per module, so no browser outlives the browser tier: the end-to-end tier that runs
+    after it watches every socket of this process tree (the autarky no-egress test)."""
     chromium = _binary("CHROMIUM", ("chromium", "chromium-browser"))
     chromedriver = _binary("CHROMEDRIVER", ("chromedriver",))
     if chromium is None or chromedriver is None:
