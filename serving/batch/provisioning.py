@@ -38,13 +38,15 @@ class DeploymentProvisioner:
     """Batch replicas as one-replica deployments of the scheduler (``corridor up``).
 
     ``replica_configs`` maps a model id to the replica actor's configuration
-    (what :class:`scheduler.spec.DeploymentSpec` calls ``replica_config``).
+    (what :class:`scheduler.spec.DeploymentSpec` calls ``replica_config``); it is read at
+    each provisioning, so a mapping that resolves models when asked serves models no
+    deployment of the installation named (a site's batch of a model it does not serve).
     """
 
     def __init__(self, deployments: Any, replica_configs: Mapping[str, Mapping[str, Any]], *,
                  gpus_per_replica: int = 1) -> None:
         self.deployments = deployments
-        self.replica_configs = dict(replica_configs)
+        self.replica_configs = replica_configs
         self.gpus_per_replica = gpus_per_replica
 
     def provision(self, batch_id: str, workload: Workload) -> str:

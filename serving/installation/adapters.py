@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from typing import Any
 
+from scheduler.current_policy import CurrentPolicy
 from scheduler.deployments import Deployments
 from scheduler.periodic import Periodic
+from serving.models.catalog import ModelCatalog
 from serving.routing import Endpoint
 
 log = logging.getLogger(__name__)
@@ -53,3 +56,29 @@ class SchedulerView:
 
     def deployments(self) -> list[dict[str, Any]]:
         return [view.to_json() for view in self.scheduler.list()]
+
+
+class CatalogConfigs(Mapping[str, Mapping[str, Any]]):
+    """Replica configurations for batch replicas: those prepared at start, and any other model
+    of the policy in force resolved from the catalog when a batch first asks for it."""
+
+    def __init__(self, catalog: ModelCatalog, current: CurrentPolicy,
+                 prepared: Mapping[str, Mapping[str, Any]]) -> None:
+        self.catalog, self.current, self._configs = catalog, current, dict(prepared)
+
+    def __getitem__(self, model_id: str) -> Mapping[str, Any]:
+        if model_id not in self._configs:
+            model = self.current.policy.models.get(model_id)
+            if model is None:
+                raise KeyError(model_id)
+            configs, _ = self.catalog.prepare([model])  # a refused artifact stays absent
+            if model_id not in configs:
+                raise KeyError(model_id)
+            self._configs[model_id] = configs[model_id]
+        return self._configs[model_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._configs)
+
+    def __len__(self) -> int:
+        return len(self._configs)

@@ -50,7 +50,7 @@ from serving.gateway import Authenticator, Gateway, KeyStore, create_app
 from serving.gateway.limits import RateLimiter
 from serving.federation.runtime import Federation
 from serving.installation.access import gateway_options, jwt_verifier
-from serving.installation.adapters import DeploymentEndpoints, SchedulerView
+from serving.installation.adapters import CatalogConfigs, DeploymentEndpoints, SchedulerView
 from serving.installation.keys import demo_keystore
 from serving.installation.site import federation_of, serve_site, signer_of, witness_of
 from serving.autoscale import Autoscaler
@@ -153,7 +153,8 @@ class Installation:
         self.autoscaler = Autoscaler(self.reconciler, router.outstanding).start()
         # Batches resume where they stopped: their state is in the home directory.
         self.gateway.batches = BatchService.open(
-            home, provisioner=DeploymentProvisioner(self.deployments, models))
+            home, provisioner=DeploymentProvisioner(
+                self.deployments, CatalogConfigs(self.catalog, self.current, models)))
         # The policy and the other long-lived objects never die: keep the collector's full
         # passes off them (on a large bundle they cost tens of milliseconds of p99).
         gc.freeze()
