@@ -288,27 +288,6 @@ def test_cancel_stops_a_running_batch_and_accounts_for_every_line(corridor):
     assert Counter(line["custom_id"] for line in lines) == Counter(f"case-{n}" for n in range(400))
 
 
-def test_a_batch_without_a_live_allowed_replica_gets_a_batch_replica_in_an_allowed_pool(corridor):
-    """minilm serves the French tenants; VS-NfD embeddings must stay in de-frankfurt."""
-    client = corridor.sdk("de-federal-it/admin", **{"X-Corridor-Marking": "VS-NfD"})
-    lines = [{"custom_id": f"v{n}", "method": "POST", "url": "/v1/embeddings",
-              "body": {"model": "minilm", "input": f"Vermerk {n}"}} for n in range(20)]
-    source = client.files.create(file=("vs.jsonl", io.BytesIO("\n".join(map(json.dumps, lines)).encode())),
-                                 purpose="batch")
-    batch = wait_for(client, client.batches.create(input_file_id=source.id, endpoint="/v1/embeddings",
-                                                   completion_window="24h").id, timeout=900)
-    assert batch.status == "completed", batch
-    vectors = [line["response"]["body"]["data"][0]["embedding"] for line in result_lines(client, batch)]
-    assert len(vectors) == 20 and all(len(v) == 384 for v in vectors)
-    entries = corridor.ledger("de-federal-it")
-    used = [e for e in entries if e["detail"].get("batch") == batch.id]
-    assert used and {(e["pool"], e["allowed"]) for e in used} == {("de-frankfurt", True)}
-    placed = [e for e in entries if e["kind"] == "placement" and e["allowed"]
-              and str(e["detail"].get("deployment", "")).startswith("batch-")]
-    assert placed and {e["pool"] for e in placed} == {"de-frankfurt"}
-    assert {e["detail"]["replica"] for e in used} <= {e["detail"]["replica"] for e in placed}
-
-
 def operator(corridor, site: str, method: str, path: str, body: dict | None = None) -> dict:
     answer = httpx.request(method, corridor.sites[site] + path, json=body, timeout=60,
                            headers={"authorization": f"Bearer {corridor.keys[f'{site}/operator']}"})
@@ -376,6 +355,28 @@ def test_each_site_witnesses_the_other(corridor):
                                   corridor.sites[peer], "--home", str(corridor.home / "sites" / site),
                                   "--key", corridor.keys["*/auditor"]], capture_output=True, text=True, timeout=120)
         assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_a_batch_without_a_live_allowed_replica_gets_a_batch_replica_in_an_allowed_pool(corridor):
+    """minilm serves the French tenants; VS-NfD embeddings must stay in de-frankfurt. After the
+    drill: the batch replica it places gives DE embedding capacity at home until it is released."""
+    client = corridor.sdk("de-federal-it/admin", **{"X-Corridor-Marking": "VS-NfD"})
+    lines = [{"custom_id": f"v{n}", "method": "POST", "url": "/v1/embeddings",
+              "body": {"model": "minilm", "input": f"Vermerk {n}"}} for n in range(20)]
+    source = client.files.create(file=("vs.jsonl", io.BytesIO("\n".join(map(json.dumps, lines)).encode())),
+                                 purpose="batch")
+    batch = wait_for(client, client.batches.create(input_file_id=source.id, endpoint="/v1/embeddings",
+                                                   completion_window="24h").id, timeout=900)
+    assert batch.status == "completed", batch
+    vectors = [line["response"]["body"]["data"][0]["embedding"] for line in result_lines(client, batch)]
+    assert len(vectors) == 20 and all(len(v) == 384 for v in vectors)
+    entries = corridor.ledger("de-federal-it")
+    used = [e for e in entries if e["detail"].get("batch") == batch.id]
+    assert used and {(e["pool"], e["allowed"]) for e in used} == {("de-frankfurt", True)}
+    placed = [e for e in entries if e["kind"] == "placement" and e["allowed"]
+              and str(e["detail"].get("deployment", "")).startswith("batch-")]
+    assert placed and {e["pool"] for e in placed} == {"de-frankfurt"}
+    assert {e["detail"]["replica"] for e in used} <= {e["detail"]["replica"] for e in placed}
 
 
 def test_a_gateway_killed_mid_batch_finishes_it_after_restart_with_every_line_once(corridor):
