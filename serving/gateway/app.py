@@ -94,11 +94,13 @@ def create_app(gateway: Gateway) -> FastAPI:
 
 def _allowed_methods(app: FastAPI, request: Request) -> list[str]:
     """Every method some route serves at the request's path (Starlette names only the first
-    route's, and one path may have several routes)."""
-    methods: set[str] = set()
+    route's, and one path may have several routes). A literal path (``/admin/deployments/apply``)
+    answers for itself, not for the templated one it also matches (``…/{name}``), as the schema
+    documents it."""
+    matching = []
     for route in app.routes:
         match, _ = route.matches({**request.scope, "method": "GET", "type": "http"})
-        route_methods = getattr(route, "methods", None)
-        if match != Match.NONE and route_methods:
-            methods |= set(route_methods)
-    return sorted(methods)
+        if match != Match.NONE and getattr(route, "methods", None):
+            matching.append(route)
+    literal = [route for route in matching if "{" not in getattr(route, "path", "{")]
+    return sorted({method for route in (literal or matching) for method in route.methods})

@@ -162,12 +162,11 @@ async def export(request: Request, tenant: str | None = None,
 
 
 @router.get("/witness")
-async def witness(request: Request, after: int | None = None, limit: int = 100) -> dict[str, Any]:
+async def witness(request: Request, after: Annotated[int | None, Query(ge=-1, le=2**31)] = None,
+                  limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
     """The peer's signed tree heads this site countersigned, oldest first: ``{"data": [{"site",
     "tree_head", "cosignature", "checkpoint"}], "has_more"}`` (empty without a peer)."""
     gateway, _ = _auditor(request)
-    if not 1 <= limit <= 1000:
-        raise BadRequest(f"limit: got {limit}, want 1 <= limit <= 1000", param="limit", code="invalid_parameter")
     if gateway.witness is None:
         return {"data": [], "has_more": False}
     return gateway.witness.page(after, limit)

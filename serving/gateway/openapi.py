@@ -33,7 +33,7 @@ _WHY = {"400": "Invalid input (the message and `param` name it)",
         "500": "Unexpected failure (the message carries an error id for the operator)",
         "503": "Allowed, but no replica can answer now (see Retry-After)"}
 _AUTHENTICATED = ("400", "401", "403", "429", "500")
-_OPEN = {"/healthz", "/readyz"}
+_OPEN = {"/healthz", "/readyz", "/console", "/console/", "/console/static/{name}"}
 
 
 def _upto(limit: int) -> str:
@@ -106,6 +106,9 @@ def _extra_statuses(method: str, path: str) -> tuple[str, ...]:
         return ("404", "409")
     if path == "/v1/batches/{batch_id}/cancel":
         return ("404", "409")
+    if path.startswith(("/admin/deployments", "/admin/keys", "/admin/policy", "/admin/peer",
+                        "/audit/checkpoint", "/console")):
+        return ("404", "409", "503")  # not enabled on this gateway, state conflicts, no capacity now
     if path.startswith(("/v1/files", "/v1/batches", "/admin/crisis", "/audit/proof")):
         return ("404",)
     return ()
