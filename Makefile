@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 TORCH_INDEX ?=
 PIP_INDEX_ARGS := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
 
-.PHONY: up test test-unit test-integration test-e2e test-browser test-fuzz browser-deps bench install clean
+.PHONY: up test test-unit test-integration test-e2e test-browser test-fuzz test-postgres browser-deps postgres-deps bench install clean
 
 install: $(STAMP)
 
@@ -44,15 +44,32 @@ browser-deps:
 	$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $(CHROMIUM_PACKAGES) \
 	  || { echo "error: apt-get could not install $(CHROMIUM_PACKAGES) (no package mirror reachable?)" >&2; exit 1; }
 
+# The PostgreSQL tier starts real servers from Debian's postgresql package (tests/postgres_server.py;
+# as root they run as the package's `postgres` user). Installed with apt-get when missing.
+postgres-deps:
+	@if command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "error: the PostgreSQL tier needs the PostgreSQL server (initdb, postgres), and this machine has no apt-get" >&2; exit 1; fi; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO=sudo; \
+	else echo "error: the PostgreSQL tier needs Debian's postgresql; run as root:" >&2; \
+	  echo "       apt-get update && apt-get install -y postgresql" >&2; exit 1; fi; \
+	echo "installing postgresql with apt-get …"; \
+	$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends postgresql \
+	  || { echo "error: apt-get could not install postgresql (no package mirror reachable?)" >&2; exit 1; }
+
 # Every tier: unit (with the route × role × tenant access matrix), fuzz (Schemathesis against
 # the gateway's schema, every role), integration (real local Ray cluster), end-to-end (real vLLM
-# + gateway, the two-site corridor), browser (the console in headless Chromium).
+# + gateway, the two-site corridor), browser (the console in headless Chromium), postgres (the
+# shared stores and several gateway processes on a real PostgreSQL server).
 # pytest exits 5 when it collects no test; make treats that as the failure it is.
-test: $(STAMP) browser-deps
+test: $(STAMP) browser-deps postgres-deps
 	$(PY) -m pytest tests
 
 test-unit: $(STAMP)
-	$(PY) -m pytest tests -m "not integration and not e2e and not browser and not fuzz"
+	$(PY) -m pytest tests -m "not integration and not e2e and not browser and not fuzz and not postgres"
+
+test-postgres: $(STAMP) postgres-deps
+	$(PY) -m pytest tests -m postgres
 
 # A few minutes on two cores; CORRIDOR_FUZZ_EXAMPLES=N changes the examples per operation.
 test-fuzz: $(STAMP)

@@ -48,6 +48,12 @@ class UpConfig:
     #: installation holding every pool of the bundle (tests, and single-operator setups).
     site: str | None = None
     peer: PeerConfig | None = None
+    #: The site's shared database (``postgresql://…``): ledger, batch store, keys, crisis
+    #: declarations, bundles and limits, shared by every gateway process of the site. None: SQLite
+    #: and files in ``home``, one gateway process (see ``scheduler.database``).
+    database: str | None = None
+    #: Gateway processes serving the site's port (more than one needs ``database``).
+    gateway_workers: int = 1
 
 
 def own_pools(site: str | None, policy: Policy) -> list[Pool]:
