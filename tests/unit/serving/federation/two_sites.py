@@ -47,7 +47,10 @@ class SiteServers:
             await asyncio.gather(self.public.server.serve(sockets=[self.public.sock]),
                                  self.peer.server.serve(sockets=[self.peer.sock]))
 
-        asyncio.run(both())
+        # The loop `serve_site` uses (uvicorn's choice): under the plain asyncio loop each answer
+        # on a kept-alive connection waits ~40 ms for the client's delayed ACK.
+        with asyncio.Runner(loop_factory=self.public.server.config.get_loop_factory()) as runner:
+            runner.run(both())
 
     def __enter__(self) -> SiteServers:
         self.thread.start()
