@@ -45,6 +45,10 @@ class PeerConfig:
     listen_port: int = 8100
     peer_gateway_url: str | None = None  # named in "present this key at the other site" errors
     witness_period_s: float = 5.0
+    #: A peer head one entry past the last witnessed one (usually the peer's own ``witness`` entry
+    #: about this site) is cosigned but recorded in this ledger at most this often; a larger step
+    #: is recorded at once. Without it each site's record grew the other's log, every cycle, forever.
+    witness_record_s: float = 60.0
 
     def __post_init__(self) -> None:
         if self.site not in JURISDICTIONS:

@@ -4,7 +4,9 @@ after checking its signature and its consistency with the last head it witnessed
 A cycle (every ``witness_period_s``): sign this site's own head if the log grew (so heads are
 signed at most that often while it grows), fetch the peer's latest head and checkpoint, and a
 consistency proof from the last witnessed size; :func:`scheduler.ledger.witness.witness` checks
-and cosigns; a ``witness`` entry goes into this site's ledger; the cosigned checkpoint goes back
+and cosigns; a ``witness`` entry goes into this site's ledger (a head one entry further, which
+in a quiet corridor is the peer's record of this site, at most every ``witness_record_s``: else
+the two records would grow each other's logs forever); the cosigned checkpoint goes back
 to the peer, which serves it at ``/audit/checkpoint``. A head that fails its signature or
 consistency check, or a second head of one size, is a Critical ``peer_ledger_inconsistent``
 event and stops forwarding to the peer until an operator clears it.
@@ -20,6 +22,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,6 +52,7 @@ class Witness:
         self.last: WitnessState | None = None
         self.items: list[dict[str, Any]] = []
         self.cosigned: dict[str, str] = {}  # str(tree_size) -> this site's checkpoint cosigned by the peer
+        self.recorded_at: float | None = None  # monotonic time of the last ``witness`` ledger entry
         if path.exists():
             document = json.loads(path.read_text("utf-8"))
             self.last = WitnessState.from_json(document["last"]) if document.get("last") else None
@@ -119,10 +123,12 @@ class Witness:
             await self._inconsistent(exc, head)
             return None
         item = witnessed.item()
-        await self.ledger.append_async(LedgerEntryDraft(
-            kind="witness", policy_digest=federation.own_digest,
-            detail={"site": federation.peer, "tree_size": head["tree_size"], "root_hash": head["root_hash"],
-                    "peer_timestamp": head["timestamp"], "cosignature": item["cosignature"]}))
+        if self._worth_recording(last, head):
+            await self.ledger.append_async(LedgerEntryDraft(
+                kind="witness", policy_digest=federation.own_digest,
+                detail={"site": federation.peer, "tree_size": head["tree_size"], "root_hash": head["root_hash"],
+                        "peer_timestamp": head["timestamp"], "cosignature": item["cosignature"]}))
+            self.recorded_at = time.monotonic()
         self.last = witnessed.state
         self.items = [*self.items, item][-_KEEP_ITEMS:]
         await asyncio.to_thread(self._save)
@@ -131,6 +137,13 @@ class Witness:
         except (PeerUnavailable, PeerRefused) as exc:
             log.info("witness: could not hand the cosignature back to %s: %s", federation.peer, exc)
         return item
+
+    def _worth_recording(self, last: WitnessState | None, head: dict[str, Any]) -> bool:
+        """Record every head that grew by more than one entry; a one-entry step at most every
+        ``witness_record_s`` (that step is, in a quiet corridor, the peer recording this site)."""
+        if last is None or self.recorded_at is None or head["tree_size"] - last.tree_size > 1:
+            return True
+        return time.monotonic() - self.recorded_at >= self.federation.config.witness_record_s
 
     async def _inconsistent(self, exc: WitnessError, head: dict[str, Any]) -> None:
         federation = self.federation

@@ -186,6 +186,25 @@ def test_each_site_witnesses_the_other_and_auditors_can_check_the_cosignatures(c
     assert checkpoint.startswith("corridor.eu/DE/ledger\n")
 
 
+def test_a_quiet_corridor_stops_recording_witness_entries_of_each_others_records(tmp_path):
+    """Each site's ``witness`` entry grows its own log by one, which the peer witnesses next
+    cycle: a one-entry step is recorded at most every ``witness_record_s`` (60 s), so with no
+    traffic both ledgers settle while cosigning goes on."""
+    import time
+
+    with two_sites(tmp_path, witness_period_s=0.2) as corridor:
+        fr, de = corridor["FR"], corridor["DE"]
+        corridor.wait(lambda: fr.ledger.entries(kind="witness", limit=1)["data"]
+                      and de.ledger.entries(kind="witness", limit=1)["data"], what="a witness entry at both")
+        time.sleep(1.5)  # both sites witness the other's first record (a one-entry step)
+        sizes = (fr.ledger.size, de.ledger.size)
+        time.sleep(2.0)  # ten cycles
+        assert (fr.ledger.size, de.ledger.size) == sizes
+        # ... and each has witnessed the other's newest head, its last record included.
+        assert fr.gateway.witness.last.tree_size == de.ledger.size
+        assert de.gateway.witness.last.tree_size == fr.ledger.size
+
+
 def test_reconcile_finds_every_forwarded_request_in_both_ledgers_and_verify_peer_holds(corridor, tmp_path):
     import json
 
