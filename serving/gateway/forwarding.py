@@ -32,7 +32,7 @@ from serving.federation.link import PeerUnavailable
 from serving.gateway.errors import BadRequest, Conflict, Forbidden, Unavailable
 from serving.gateway.proxy import serve_route
 from serving.gateway.service import Gateway
-from serving.gateway.sse import EventSplitter, error_event
+from serving.gateway.sse import EventSplitter, error_event, is_usage_only, total_tokens
 from serving.routing import Route, UpstreamBroken, UpstreamResponse
 
 #: Headers the home site sets on a forwarded request (the peer trusts them: mutual TLS).
@@ -51,8 +51,13 @@ def crossing_declaration(gateway: Gateway, route: Route) -> str | None:
 
 
 async def forward(gateway: Gateway, route: Route, declaration: str, path: str, body: bytes,
-                  stream: bool) -> Response:
-    """Send the request to the peer site and relay its answer (see the module docstring)."""
+                  stream: bool, hide_usage: bool = False) -> Response:
+    """Send the request to the peer site and relay its answer (see the module docstring).
+
+    The tokens the peer reports are charged to the tenant here too (its home limits hold
+    wherever it is served); ``hide_usage``: only this gateway asked for the stream's usage event,
+    so it is not relayed to the caller.
+    """
     federation = gateway.federation
     assert federation is not None
     workload = route.evaluation.workload
@@ -95,8 +100,8 @@ async def forward(gateway: Gateway, route: Route, declaration: str, path: str, b
                                                    "X-Corridor-Site") if name in answer.headers}
     out.update({"X-Corridor-Decision": route.decision_id, "X-Corridor-Declaration": declaration})
     if stream and answer.status == 200:
-        return StreamingResponse(_relay(answer), status_code=200, media_type=answer.content_type,
-                                 headers=out)
+        return StreamingResponse(_relay(answer, gateway, workload.tenant, hide_usage), status_code=200,
+                                 media_type=answer.content_type, headers=out)
     try:
         content = await answer.read()
     except UpstreamBroken as exc:
@@ -104,6 +109,8 @@ async def forward(gateway: Gateway, route: Route, declaration: str, path: str, b
                           code="peer_unavailable", headers={"Retry-After": "2"}) from exc
     finally:
         answer.release()
+    if gateway.tokens is not None:
+        gateway.tokens.charge(workload.tenant, total_tokens(content))
     return Response(content, status_code=answer.status, media_type=answer.content_type, headers=out)
 
 
@@ -181,13 +188,20 @@ async def _relay_error(answer: UpstreamResponse, route: Route) -> Response:
     return Response(content, status_code=answer.status, media_type=answer.content_type, headers=headers)
 
 
-async def _relay(answer: UpstreamResponse) -> AsyncIterator[bytes]:
+async def _relay(answer: UpstreamResponse, gateway: Gateway, tenant: str,
+                 hide_usage: bool) -> AsyncIterator[bytes]:
     """The peer's stream, event by event; a break drops the unfinished event and ends the stream
-    with a well-formed error event (never a retry: bytes have reached the caller)."""
+    with a well-formed error event (never a retry: bytes have reached the caller). The usage
+    event is charged to the tenant, and dropped when only this gateway asked for it."""
     splitter = EventSplitter()
+    used: int | None = None
     try:
         async for chunk in answer.chunks():
             for event in splitter.feed(chunk):
+                if b'"usage"' in event:
+                    used = total_tokens(event) or used
+                    if hide_usage and is_usage_only(event):
+                        continue
                 yield event
         rest = splitter.finish()
         if rest:
@@ -196,3 +210,5 @@ async def _relay(answer: UpstreamResponse) -> AsyncIterator[bytes]:
         yield error_event("the peer site failed mid-stream; the answer is incomplete", "peer_stream_error")
     finally:
         answer.release()
+        if gateway.tokens is not None:
+            gateway.tokens.charge(tenant, used)

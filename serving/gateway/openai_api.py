@@ -101,7 +101,7 @@ async def _inference(request: Request, path: str, body_model: type[BaseModel]) -
     hide_usage = stream and _ask_for_usage(payload)
     body = gateway.cache_salts.salted(payload, workload.tenant)
     if not route.candidates and (declaration := crossing_declaration(gateway, route)):
-        return await forward(gateway, route, declaration, path, body, stream=stream)
+        return await forward(gateway, route, declaration, path, body, stream=stream, hide_usage=hide_usage)
     if not route.candidates:
         await gateway.ledger.append_async(refusal_entry(
             "routing", route.evaluation, reasons=["NO_LIVE_REPLICA"], detail={"endpoint": path}))
