@@ -21,6 +21,25 @@ def where(request, tmp_path) -> dict:
     return {"path": tmp_path / "api-keys.json", "database": None}
 
 
+@pytest.fixture(autouse=True)
+def opened(monkeypatch):
+    """Every key store a test opens, closed after it."""
+    import serving.gateway.auth as auth
+    import serving.gateway.keys as keys
+
+    stores, original = [], keys.open_key_store
+
+    def opening(*args, **kwargs):
+        stores.append(original(*args, **kwargs))
+        return stores[-1]
+
+    monkeypatch.setattr(auth, "open_key_store", opening)
+    monkeypatch.setitem(globals(), "open_key_store", opening)
+    yield stores
+    for store in stores:
+        store.close()
+
+
 def _eventually(check, timeout: float = 3.0):
     deadline = time.monotonic() + timeout
     while not check():
