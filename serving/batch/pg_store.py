@@ -285,7 +285,7 @@ class PgBatchStore:
         counts: dict[str, list[int]] = {}
         written = 0
         with transaction(self._pool) as db:
-            for r in results:
+            for r in sorted(results, key=lambda r: (r.batch_id, r.line)):  # one lock order: no deadlock
                 changed = db.execute(
                     "UPDATE batch_lines SET result=%s, ok=%s, body='' WHERE batch_id=%s AND line=%s "
                     "AND result IS NULL", (r.text, r.ok, r.batch_id, r.line)).rowcount

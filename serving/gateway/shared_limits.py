@@ -198,7 +198,7 @@ class SharedBuckets:
                     db.execute(_CREATE, params)
                 granted, remaining = db.execute(_EXCHANGE[whole], params).fetchone()
         except DatabaseUnavailable:
-            self._down_until = now + self.retry_s
+            self._down_until = self.clock() + self.retry_s  # from the failure, not the attempt
             raise
         self.exchanges += 1
         self._created.add((tenant, kind))
