@@ -21,7 +21,7 @@ from policies.archive import (ARCHIVE_DIRNAME, BundleArchive, archived_bundle, a
 from policies.bundle import Bundle
 from policies.exceptions import ArchiveConflictError, BundleNotArchived
 from policies.rulebook import Policy
-from scheduler.database_sessions import create_tables, open_store_pool, transaction
+from scheduler.database_sessions import open_store_pool, transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS policy_bundles (
@@ -37,12 +37,8 @@ class PgBundleArchive:
     """Bundles by digest in the PostgreSQL database at ``url`` (see the module docstring)."""
 
     def __init__(self, url: str, *, timeout: float = 5.0) -> None:
-        self._pool = open_store_pool(url, name="corridor-bundles", max_size=2, timeout=timeout)
-        try:
-            create_tables(self._pool, _SCHEMA)
-        except BaseException:
-            self._pool.close()
-            raise
+        self._pool = open_store_pool(url, name="corridor-bundles", max_size=2, schema=_SCHEMA,
+                                     timeout=timeout)
 
     def close(self) -> None:
         self._pool.close()

@@ -49,6 +49,13 @@ def create_tables(pool: Any, script: str) -> None:
                 connection.execute(statement)
 
 
-def open_store_pool(url: str, *, name: str, max_size: int = 4, timeout: float = 5.0) -> Any:
-    """A small pool for one store of this process (:func:`scheduler.database.open_pool`)."""
-    return open_pool(url, name=name, min_size=1, max_size=max_size, timeout=timeout)
+def open_store_pool(url: str, *, name: str, schema: str, max_size: int = 4, timeout: float = 5.0) -> Any:
+    """A small pool for one store of this process (:func:`scheduler.database.open_pool`), its
+    tables created (``schema``, see :func:`create_tables`); closed again if that fails."""
+    pool = open_pool(url, name=name, min_size=1, max_size=max_size, timeout=timeout)
+    try:
+        create_tables(pool, schema)
+    except BaseException:
+        pool.close()
+        raise
+    return pool

@@ -21,7 +21,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from scheduler.crisis.record import CrisisRecord
-from scheduler.database_sessions import create_tables, open_store_pool, transaction
+from scheduler.database_sessions import open_store_pool, transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS crisis_declarations (
@@ -46,12 +46,8 @@ class PgCrisisStore:
 
     def __init__(self, url: str, *, timeout: float = 5.0) -> None:
         self._known: dict[str, dict[str, Any]] = {}
-        self._pool = open_store_pool(url, name="corridor-crisis", max_size=2, timeout=timeout)
-        try:
-            create_tables(self._pool, _SCHEMA)
-        except BaseException:
-            self._pool.close()
-            raise
+        self._pool = open_store_pool(url, name="corridor-crisis", max_size=2, schema=_SCHEMA,
+                                     timeout=timeout)
 
     def close(self) -> None:
         self._pool.close()

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from scheduler.database_sessions import create_tables, open_store_pool, transaction
+from scheduler.database_sessions import open_store_pool, transaction
 from serving.batch.records import ACTIVE, BatchRecord, FileRecord, LineResult, failure_text, new_id
 from serving.batch.storage import (BATCH_COLUMNS, CHUNK_BYTES, FILE_COLUMNS, batch_from_row,
                                    check_updatable, column_value)
@@ -116,12 +116,8 @@ class PgBatchStore:
 
     def __init__(self, url: str, *, staging: Path | None = None, timeout: float = 5.0) -> None:
         self.staging = staging
-        self._pool = open_store_pool(url, name="corridor-batches", max_size=4, timeout=timeout)
-        try:
-            create_tables(self._pool, _SCHEMA)
-        except BaseException:
-            self._pool.close()
-            raise
+        self._pool = open_store_pool(url, name="corridor-batches", max_size=4, schema=_SCHEMA,
+                                     timeout=timeout)
 
     def close(self) -> None:
         self._pool.close()

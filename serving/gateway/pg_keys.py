@@ -24,7 +24,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from scheduler.database_sessions import create_tables, open_store_pool, transaction
+from scheduler.database_sessions import open_store_pool, transaction
 from serving.gateway.keys import KeyRecord
 
 _SCHEMA = """
@@ -56,9 +56,9 @@ class PgKeyRecords:
         self._version: int | None = None
         self._checked = float("-inf")
         self._lock = threading.Lock()
-        self._pool = open_store_pool(url, name="corridor-keys", max_size=2, timeout=timeout)
+        self._pool = open_store_pool(url, name="corridor-keys", max_size=2, schema=_SCHEMA,
+                                     timeout=timeout)
         try:
-            create_tables(self._pool, _SCHEMA)
             self.refresh()
         except BaseException:
             self._pool.close()

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scheduler.database import DatabaseUnavailable
-from scheduler.database_sessions import create_tables, open_store_pool, transaction
+from scheduler.database_sessions import open_store_pool, transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rate_buckets (
@@ -102,12 +102,8 @@ class SharedBuckets:
         self._created: set[tuple[str, str]] = set()
         self._down_until = float("-inf")
         self._lock = threading.Lock()
-        self._pool = open_store_pool(url, name="corridor-limits", max_size=2, timeout=timeout)
-        try:
-            create_tables(self._pool, _SCHEMA)
-        except BaseException:
-            self._pool.close()
-            raise
+        self._pool = open_store_pool(url, name="corridor-limits", max_size=2, schema=_SCHEMA,
+                                     timeout=timeout)
 
     # -- what the limiters call ------------------------------------------------
 

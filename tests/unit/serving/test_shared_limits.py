@@ -7,26 +7,17 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
-
 import pytest
-import yaml
 
-from policies import Policy, load_bundle
+from policies import Policy
 from scheduler.database import DatabaseUnavailable
 from serving.gateway.errors import RateLimited, Unavailable
 from serving.gateway.limits import RateLimiter
 from serving.gateway.shared_limits import SharedBuckets, open_shared_buckets
 from serving.gateway.token_quota import TokenQuota
 
-REPO = Path(__file__).resolve().parents[3]
+from quota_policy import policy_with
 
-
-def policy_with(**quotas) -> Policy:
-    document = yaml.safe_load((REPO / "policies" / "bundles" / "default.yaml").read_text())
-    for tenant in document["tenants"]:
-        tenant["quotas"] = {**tenant.get("quotas", {}), **quotas}
-    return Policy(load_bundle("quotas.yaml", text=yaml.safe_dump(document, sort_keys=False)))
 
 
 @pytest.fixture
