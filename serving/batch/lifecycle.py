@@ -11,8 +11,8 @@ from policies import Evaluation, Policy, Workload
 from scheduler.database import DatabaseUnavailable
 from scheduler.ledger import Ledger, LedgerEntryDraft
 from scheduler.ledger import decisions as decision_records
-from serving.batch.records import (COMPLETED, FAILED, FINALIZING, BatchError, BatchRecord, FileRecord,
-                                   new_id)
+from serving.batch.records import (COMPLETED, FAILED, FINALIZING, TERMINAL, BatchError, BatchRecord,
+                                   FileRecord, new_id)
 from serving.batch.storage import BatchStorage
 from serving.batch.validation import InputLimits, ValidatedInput, validate_input
 
@@ -70,6 +70,8 @@ def finalize_batch(store: BatchStorage, batch_id: str, clock: Callable[[], float
     """Write the output and error files and set the final status. In a thread."""
     record = store.get_batch(batch_id)
     assert record is not None
+    if record.status in TERMINAL:
+        return  # finished already (by another gateway process sharing the store)
     now = int(clock())
     if record.ending is None and record.status != FINALIZING:
         store.update_batch(batch_id, status=FINALIZING, finalizing_at=now)

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from scheduler.database_sessions import open_store_pool, transaction
-from serving.batch.records import ACTIVE, BatchRecord, FileRecord, LineResult, failure_text, new_id
+from serving.batch.records import ACTIVE, TERMINAL, BatchRecord, FileRecord, LineResult, failure_text, new_id
 from serving.batch.storage import (BATCH_COLUMNS, CHUNK_BYTES, FILE_COLUMNS, batch_from_row,
                                    check_updatable, column_value)
 
@@ -324,8 +324,14 @@ class PgBatchStore:
                 return _insert_chunks(db, file_id, _pieces(row[0] for row in lines))
 
     def finish(self, batch_id: str, files: Iterable[FileRecord], **values: Any) -> None:
-        """Record the result files, set the final status, and drop the lines, in one transaction."""
+        """Record the result files, set the final status, and drop the lines, in one transaction;
+        nothing when the batch has ended already (another process finished it first: its result
+        files stand, the pieces written here are orphans)."""
         with transaction(self._pool) as db:
+            ended = db.execute("SELECT status = ANY(%s) FROM batches WHERE id=%s FOR UPDATE",
+                               (list(TERMINAL), batch_id)).fetchone()
+            if ended is None or ended[0]:
+                return
             for record in files:
                 db.execute(_INSERT_FILE, [getattr(record, c) for c in FILE_COLUMNS])
             _set_columns(db, batch_id, values)
