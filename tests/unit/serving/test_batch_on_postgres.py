@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import io
 import json
+import time
+from collections import Counter
 
 from batch_stack import batch_stack, chat_lines, results, upload, wait_for
 
@@ -43,3 +45,22 @@ def test_a_large_upload_goes_through_in_pieces_and_reads_back_whole(tmp_path, po
         response = client.files.with_raw_response.content(created.id)
         assert response.headers["content-length"] == str(len(content))
         assert response.content == content
+
+
+def test_a_new_service_on_the_same_database_finishes_a_batch_exactly_once(tmp_path, postgres_url):
+    fr_only = {"chat-fr-r1": ("fr-paris", "corridor-tiny")}
+    with batch_stack(tmp_path / "a", replicas=fr_only, delay=0.1, database=postgres_url) as first:
+        client = first.client()
+        file_id = upload(client, chat_lines(60))
+        batch = client.batches.create(input_file_id=file_id, endpoint="/v1/chat/completions",
+                                      completion_window="24h")
+        deadline = time.monotonic() + 30
+        while client.batches.retrieve(batch.id).request_counts.completed < 16:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    with batch_stack(tmp_path / "b", replicas=fr_only, database=postgres_url) as second:
+        client = second.client()
+        done = wait_for(client, batch.id)
+        assert done.status == "completed" and done.request_counts.completed == 60
+        lines = results(client, done)
+        assert Counter(line["custom_id"] for line in lines) == Counter(f"req-{n}" for n in range(60))
