@@ -303,7 +303,7 @@ class PgBatchStore:
         keep = set(keep)
         with transaction(self._pool) as db:
             rows = db.execute("SELECT line, custom_id FROM batch_lines WHERE batch_id=%s "
-                              "AND result IS NULL FOR UPDATE", (batch_id,)).fetchall()
+                              "AND result IS NULL ORDER BY line FOR UPDATE", (batch_id,)).fetchall()
             closing = [(failure_text(custom_id, code, message), batch_id, line)
                        for line, custom_id in rows if line not in keep]
             with db.cursor() as cursor:
