@@ -33,9 +33,8 @@ from typing import Any, BinaryIO
 
 from scheduler.private_files import private_database, private_directory
 from serving.batch.records import ACTIVE, BatchRecord, FileRecord, LineResult, failure_text, new_id
-from serving.batch.storage import (BATCH_COLUMNS as _BATCH_COLUMNS, FILE_COLUMNS as _FILE_COLUMNS,
-                                   BatchStorage, batch_from_row as _batch, check_updatable,
-                                   column_value as _encode)
+from serving.batch.storage import (BATCH_COLUMNS, FILE_COLUMNS, BatchStorage, batch_from_row,
+                                   check_updatable, column_value)
 
 DB_FILENAME = "batches.db"
 FILES_DIRNAME = "files"
@@ -198,15 +197,15 @@ class BatchStore:
             os.replace(staged, target)
         try:
             with self._tx() as db:
-                db.execute(f"INSERT INTO files ({','.join(_FILE_COLUMNS)}) VALUES (?,?,?,?,?,?)",
-                           [getattr(record, c) for c in _FILE_COLUMNS])
+                db.execute(f"INSERT INTO files ({','.join(FILE_COLUMNS)}) VALUES (?,?,?,?,?,?)",
+                           [getattr(record, c) for c in FILE_COLUMNS])
         except BaseException:
             if staged is not None:
                 target.unlink(missing_ok=True)
             raise
 
     def get_file(self, file_id: str, tenant: str) -> FileRecord | None:
-        row = self._db().execute(f"SELECT {','.join(_FILE_COLUMNS)} FROM files WHERE id=? AND tenant=?",
+        row = self._db().execute(f"SELECT {','.join(FILE_COLUMNS)} FROM files WHERE id=? AND tenant=?",
                                  (file_id, tenant)).fetchone()
         return FileRecord(*row) if row else None
 
@@ -222,7 +221,7 @@ class BatchStore:
                          f"COALESCE((SELECT seq FROM files WHERE id=? AND tenant=?), -1)")
             args += [after, tenant]
         rows = self._db().execute(
-            f"SELECT {','.join(_FILE_COLUMNS)} FROM files WHERE {' AND '.join(where)} "
+            f"SELECT {','.join(FILE_COLUMNS)} FROM files WHERE {' AND '.join(where)} "
             f"ORDER BY seq {'DESC' if descending else 'ASC'} LIMIT ?", [*args, limit + 1]).fetchall()
         return [FileRecord(*row) for row in rows[:limit]], len(rows) > limit
 
@@ -248,19 +247,19 @@ class BatchStore:
 
     def add_batch(self, record: BatchRecord) -> None:
         with self._tx() as db:
-            db.execute(f"INSERT INTO batches ({','.join(_BATCH_COLUMNS)}) "
-                       f"VALUES ({','.join('?' * len(_BATCH_COLUMNS))})",
-                       [_encode(c, getattr(record, c)) for c in _BATCH_COLUMNS])
+            db.execute(f"INSERT INTO batches ({','.join(BATCH_COLUMNS)}) "
+                       f"VALUES ({','.join('?' * len(BATCH_COLUMNS))})",
+                       [column_value(c, getattr(record, c)) for c in BATCH_COLUMNS])
 
     def get_batch(self, batch_id: str, tenant: str | None = None) -> BatchRecord | None:
         """The batch, or None; with ``tenant`` only if it belongs to that tenant."""
-        sql = f"SELECT {','.join(_BATCH_COLUMNS)} FROM batches WHERE id=?"
+        sql = f"SELECT {','.join(BATCH_COLUMNS)} FROM batches WHERE id=?"
         args: list[Any] = [batch_id]
         if tenant is not None:
             sql += " AND tenant=?"
             args.append(tenant)
         row = self._db().execute(sql, args).fetchone()
-        return _batch(row) if row else None
+        return batch_from_row(row) if row else None
 
     def list_batches(self, tenant: str, *, after: str | None, limit: int) -> tuple[list[BatchRecord], bool]:
         """One page of the tenant's batches, newest first."""
@@ -269,16 +268,16 @@ class BatchStore:
             where += " AND seq < COALESCE((SELECT seq FROM batches WHERE id=? AND tenant=?), -1)"
             args += [after, tenant]
         rows = self._db().execute(
-            f"SELECT {','.join(_BATCH_COLUMNS)} FROM batches WHERE {where} ORDER BY seq DESC LIMIT ?",
+            f"SELECT {','.join(BATCH_COLUMNS)} FROM batches WHERE {where} ORDER BY seq DESC LIMIT ?",
             [*args, limit + 1]).fetchall()
-        return [_batch(row) for row in rows[:limit]], len(rows) > limit
+        return [batch_from_row(row) for row in rows[:limit]], len(rows) > limit
 
     def active_batches(self) -> list[BatchRecord]:
         """Batches with work left, oldest first (what the executor resumes after a restart)."""
         rows = self._db().execute(
-            f"SELECT {','.join(_BATCH_COLUMNS)} FROM batches WHERE status IN "
+            f"SELECT {','.join(BATCH_COLUMNS)} FROM batches WHERE status IN "
             f"({','.join('?' * len(ACTIVE))}) ORDER BY seq", ACTIVE).fetchall()
-        return [_batch(row) for row in rows]
+        return [batch_from_row(row) for row in rows]
 
     def update_batch(self, batch_id: str, **values: Any) -> None:
         """Set columns of a batch, e.g. ``update_batch(id, status="cancelling", cancelling_at=t)``."""
@@ -286,7 +285,7 @@ class BatchStore:
         names = list(values)
         with self._tx() as db:
             db.execute(f"UPDATE batches SET {','.join(f'{n}=?' for n in names)} WHERE id=?",
-                       [*(_encode(n, values[n]) for n in names), batch_id])
+                       [*(column_value(n, values[n]) for n in names), batch_id])
 
     def start_lines(self, batch_id: str, model: str,
                     lines: Iterable[tuple[int, str, str]], now: int) -> None:
@@ -384,10 +383,10 @@ class BatchStore:
         names = list(values)
         with self._tx() as db:
             for record in files:
-                db.execute(f"INSERT INTO files ({','.join(_FILE_COLUMNS)}) VALUES (?,?,?,?,?,?)",
-                           [getattr(record, c) for c in _FILE_COLUMNS])
+                db.execute(f"INSERT INTO files ({','.join(FILE_COLUMNS)}) VALUES (?,?,?,?,?,?)",
+                           [getattr(record, c) for c in FILE_COLUMNS])
             db.execute(f"UPDATE batches SET {','.join(f'{n}=?' for n in names)} WHERE id=?",
-                       [*(_encode(n, values[n]) for n in names), batch_id])
+                       [*(column_value(n, values[n]) for n in names), batch_id])
             db.execute("DELETE FROM lines WHERE batch_id=?", (batch_id,))
             db.execute("DELETE FROM batch_replicas WHERE batch_id=?", (batch_id,))
 
