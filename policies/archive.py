@@ -52,12 +52,12 @@ class BundleArchive:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
 
+    def close(self) -> None:
+        """Nothing to release (the database twin, ``scheduler.bundle_store``, closes its pool)."""
+
     def path(self, digest: str) -> Path:
         """Where ``digest`` is (or would be) stored; ``ValueError`` for a malformed digest."""
-        match = _DIGEST.match(digest)
-        if match is None:
-            raise ValueError(f"digest: got {digest!r}, want 'sha256:' and 64 lowercase hex digits")
-        return self.directory / f"{match.group(1)}.json"
+        return self.directory / f"{check_digest(digest)}.json"
 
     def put(self, bundle: Bundle) -> str:
         """Store ``bundle`` (no-op if already there); returns its digest.
@@ -65,8 +65,7 @@ class BundleArchive:
         Who calls it: whoever puts a bundle in force (``corridor up``, ``policy apply``),
         before the first decision made with it.
         """
-        data = canonical_json(bundle.model_dump(mode="json"))
-        digest = "sha256:" + sha256_hex(data)
+        digest, data = archived_bytes(bundle)
         target = self.path(digest)
         fd, temporary = tempfile.mkstemp(dir=self.directory, prefix=".incoming-")
         try:
@@ -99,18 +98,39 @@ class BundleArchive:
             data = target.read_bytes()
         except FileNotFoundError:
             raise BundleNotArchived(digest, str(self.directory)) from None
-        got = "sha256:" + sha256_hex(data)
-        if got != digest:
-            raise ArchiveDigestMismatch(digest, got, str(target))
-        bundle = validate_document(json.loads(data), Bundle, str(target))
-        issues = check_references(bundle, str(target))
-        if issues:
-            raise BundleError(issues)
-        return bundle
+        return archived_bundle(data, digest, str(target))
 
     def policy(self, digest: str) -> Policy:
         """The archived bundle compiled, ready to :func:`replay` decisions with."""
         return Policy(self.get(digest))
+
+
+def archived_bundle(data: bytes, digest: str, where: str) -> Bundle:
+    """The bundle whose archived bytes are ``data``, checked: they hash to ``digest``
+    (:class:`ArchiveDigestMismatch` if not), schema and references valid; ``where`` names the
+    place in errors. Every archive (this directory, or a database) reads back through it."""
+    got = "sha256:" + sha256_hex(data)
+    if got != digest:
+        raise ArchiveDigestMismatch(digest, got, where)
+    bundle = validate_document(json.loads(data), Bundle, where)
+    issues = check_references(bundle, where)
+    if issues:
+        raise BundleError(issues)
+    return bundle
+
+
+def archived_bytes(bundle: Bundle) -> tuple[str, bytes]:
+    """``(digest, bytes)`` under which ``bundle`` is archived: its canonical JSON and SHA-256."""
+    data = canonical_json(bundle.model_dump(mode="json"))
+    return "sha256:" + sha256_hex(data), data
+
+
+def check_digest(digest: str) -> str:
+    """The 64 hex digits of a ``sha256:…`` digest; ``ValueError`` for a malformed one."""
+    match = _DIGEST.match(digest) if isinstance(digest, str) else None
+    if match is None:
+        raise ValueError(f"digest: got {digest!r}, want 'sha256:' and 64 lowercase hex digits")
+    return match.group(1)
 
 
 class ReplayResult(NamedTuple):

@@ -28,7 +28,7 @@ from scheduler.crisis.errors import SelfApproval, UnknownDeclaration, WrongState
 from scheduler.crisis.peering import InvalidStep, SiteSigner, declaration_of, same_body
 from scheduler.crisis.validation import check_declaration
 from scheduler.crisis.record import CrisisRecord, iso
-from scheduler.crisis.store import read_declarations, write_declarations
+from scheduler.crisis.store import CrisisStore, FileCrisisStore
 from scheduler.ledger import LedgerEntryDraft
 from scheduler.periodic import Periodic
 
@@ -59,12 +59,14 @@ class CrisisRegistry:
 
     def __init__(self, policy: Policy, ledger: LedgerAppender, path: str | Path | None, *,
                  clock: Callable[[], dt.datetime] = _utc_now, tick_s: float = 1.0,
-                 signer: SiteSigner | None = None) -> None:
+                 signer: SiteSigner | None = None, store: CrisisStore | None = None) -> None:
         if tick_s <= 0:
             raise ValueError(f"tick_s: got {tick_s!r}, want seconds > 0, e.g. 1.0")
         self.policy = policy
         self.ledger = ledger
         self.path = Path(path) if path is not None else None
+        self.store = store if store is not None else (
+            FileCrisisStore(self.path) if self.path is not None else None)
         self.clock = clock
         self.tick_s = tick_s
         self.signer = signer  # two sites: sign this site's steps, verify the peer's
@@ -73,9 +75,31 @@ class CrisisRegistry:
         self._current: tuple[Declaration, ...] = ()
         self._listeners: list[Callable[[], Any]] = []
         self._ticker = Periodic(self.tick, tick_s, "corridor-crisis", log, "crisis registry: tick failed")
-        if self.path is not None and self.path.exists():
-            self._records = {r.id: r for r in read_declarations(self.path)}
+        self._version: object = None
+        if self.store is not None:
+            self._version = self.store.version()
+            self._records = {r.id: r for r in self.store.read()}
         self._rebuild()
+
+    def refresh(self) -> bool:
+        """Reload the declarations if another process changed the store (its ``version()``
+        moved), then rebuild the rulebook's view and call the listeners; True if anything
+        changed. :meth:`tick` calls it, so another process's step reaches this one's rulebook
+        within ``tick_s``; every step and every read of the operator API calls it first."""
+        if self.store is None:
+            return False
+        with self._lock:
+            version = self.store.version()
+            if version == self._version:
+                return False
+            records = {r.id: r for r in self.store.read()}
+            self._version = version
+            if records == self._records:
+                return False
+            self._records = records
+            self._rebuild()
+        self._notify()
+        return True
 
     # -- reading ------------------------------------------------------------
 
@@ -84,6 +108,7 @@ class CrisisRegistry:
         return self._current
 
     def get(self, declaration_id: str) -> CrisisRecord:
+        self.refresh()
         record = self._records.get(declaration_id)
         if record is None:
             raise UnknownDeclaration(f"no crisis declaration {declaration_id!r}", param="id")
@@ -91,6 +116,7 @@ class CrisisRegistry:
 
     def list(self) -> list[CrisisRecord]:
         """Every declaration, newest first."""
+        self.refresh()
         return sorted(self._records.values(), key=lambda r: r.declaration.valid_from, reverse=True)
 
     def subscribe(self, listener: Callable[[], Any]) -> None:
@@ -108,6 +134,7 @@ class CrisisRegistry:
             id="crisis_" + secrets.token_hex(8), declared_by=operator, reason=reason.strip(),
             scope=clean, valid_from=now, valid_until=now + dt.timedelta(hours=float(valid_for_hours))))
         with self._lock:
+            self.refresh()
             record = self._signed(record, "declare", operator, now)
             self._commit(record, [("declared", operator)], now)
         return record
@@ -159,6 +186,7 @@ class CrisisRegistry:
             raise WrongState("this installation has no peer site; crisis steps are not received")
         step = self.signer.verify(signed)
         with self._lock:
+            self.refresh()
             now = self.clock()
             record = self._records.get(step.declaration_id)
             if record is not None and any(s.get("signature") == signed.get("signature") for s in record.steps):
@@ -193,11 +221,13 @@ class CrisisRegistry:
     def unsent_steps(self) -> list[dict[str, Any]]:
         """This site's signed steps the peer has not acknowledged, oldest first."""
         with self._lock:
+            self.refresh()
             return [step for record in self._records.values() for step in record.unsent]
 
     def mark_sent(self, signature: str) -> None:
         """The peer acknowledged the step with this signature."""
         with self._lock:
+            self.refresh()
             for record in self._records.values():
                 if any(step["signature"] == signature for step in record.unsent):
                     kept = [s for s in record.unsent if s["signature"] != signature]
@@ -206,6 +236,7 @@ class CrisisRegistry:
     def tick(self) -> int:
         """Log the steps that time took (expiry); return how many declarations changed."""
         with self._lock:
+            self.refresh()
             now = self.clock()
             changed = 0
             for record in list(self._records.values()):
@@ -255,8 +286,9 @@ class CrisisRegistry:
 
     def _store(self, record: CrisisRecord) -> None:
         records = {**self._records, record.id: record}
-        if self.path is not None:
-            write_declarations(self.path, records.values())
+        if self.store is not None:
+            self.store.write(records.values())
+            self._version = None  # read the store again at the next refresh: another may have written too
         self._records = records
 
     def _commit(self, record: CrisisRecord, steps: Sequence[tuple[str, Operator | None]],
@@ -281,6 +313,9 @@ class CrisisRegistry:
         self._store(record)
         self._rebuild()
         log.warning("crisis declaration %s: %s (%s)", record.id, ", ".join(s for s, _ in steps), status)
+        self._notify()
+
+    def _notify(self) -> None:
         for listener in list(self._listeners):
             try:
                 listener()

@@ -1,6 +1,12 @@
 """``crisis.json`` in ``$CORRIDOR_HOME``: every declaration the registry holds, written atomically
 (temporary file, fsync, rename; mode 0600). The ledger's ``crisis`` entries keep the history;
-this file is the current state, read at start."""
+this file is the current state, read at start.
+
+:func:`open_crisis_store` gives the registry this file (:class:`FileCrisisStore`) or, for a site
+whose gateway runs as several processes, the PostgreSQL table of
+:mod:`scheduler.crisis.pg_store`. Both have ``read()``, ``write(records)`` and a cheap
+``version()`` that changes with every write, by which a registry notices another process's
+change (:meth:`scheduler.crisis.registry.CrisisRegistry.refresh`)."""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Protocol
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -42,3 +49,46 @@ def write_declarations(path: Path, records: Iterable[CrisisRecord]) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
+
+
+class CrisisStore(Protocol):
+    """Where a registry keeps its declarations (see the module docstring)."""
+
+    def read(self) -> list[CrisisRecord]: ...
+    def write(self, records: Iterable[CrisisRecord]) -> None: ...
+    def version(self) -> object: ...
+    def close(self) -> None: ...
+
+
+class FileCrisisStore:
+    """``crisis.json`` at ``path``; its version is the file's identity (inode, size, mtime)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def read(self) -> list[CrisisRecord]:
+        """The records, none when the file does not exist yet."""
+        return read_declarations(self.path) if self.path.exists() else []
+
+    def write(self, records: Iterable[CrisisRecord]) -> None:
+        write_declarations(self.path, records)
+
+    def close(self) -> None:
+        """Nothing to release (the PostgreSQL twin closes its connections)."""
+
+    def version(self) -> object:
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return (info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+def open_crisis_store(home: Path, *, database: str | None = None) -> CrisisStore:
+    """``home/crisis.json`` (the embedded default), or the PostgreSQL ``database`` shared by every
+    gateway process of the site."""
+    if database is None:
+        return FileCrisisStore(Path(home) / STORE_FILENAME)
+    from scheduler.crisis.pg_store import PgCrisisStore
+
+    return PgCrisisStore(database)

@@ -1,7 +1,10 @@
 """The OpenAI Batch API's domain on compliant pools: durable, fair, resumable.
 
 - :mod:`~serving.batch.records`: files, batches and line results, and their OpenAI shapes;
-- :mod:`~serving.batch.store`: SQLite state and result files in ``$CORRIDOR_HOME``;
+- :mod:`~serving.batch.storage`: what the API keeps durably (one protocol, two backends);
+- :mod:`~serving.batch.store`: SQLite state and result files in ``$CORRIDOR_HOME`` (the default),
+  and :func:`~serving.batch.store.open_batch_store`, which opens it or its PostgreSQL twin
+  :mod:`~serving.batch.pg_store` (file bytes in the database, shared by gateway processes);
 - :mod:`~serving.batch.validation`: checking an input file before any line runs;
 - :mod:`~serving.batch.executor`: running lines on allowed replicas, fairly, exactly once;
 - :mod:`~serving.batch.runs`: a running batch's in-memory state, and the executor's settings;

@@ -59,7 +59,7 @@ from serving.batch.records import (CANCELLED, CANCELLING, EXPIRED, FAILED, FINAL
                                    VALIDATING, BatchError, BatchRecord, LineResult)
 from serving.batch.replicas import BatchReplicas
 from serving.batch.runs import ENDINGS, ExecutionSettings, Run
-from serving.batch.store import BatchStore
+from serving.batch.storage import BatchStorage
 from serving.batch.validation import InputLimits
 from serving.routing import Endpoint, UpstreamBroken, UpstreamUnreachable
 
@@ -72,7 +72,7 @@ VALIDATION_ATTEMPTS = 6
 class BatchExecutor:
     """Runs every active batch of one store; started and stopped with the gateway app."""
 
-    def __init__(self, store: BatchStore, *, settings: ExecutionSettings = ExecutionSettings(),
+    def __init__(self, store: BatchStorage, *, settings: ExecutionSettings = ExecutionSettings(),
                  limits: InputLimits = InputLimits(), provisioner: Provisioner | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.store = store

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from policies import Workload
 from serving.batch.records import CANCELLED, EXPIRED, BatchRecord
-from serving.batch.store import BatchStore
+from serving.batch.storage import BatchStorage
 
 #: ending -> (error code, message) given to the lines that never ran
 ENDINGS = {CANCELLED: ("batch_cancelled", "the batch was cancelled before this request ran"),
@@ -72,7 +72,7 @@ class Run:
     def id(self) -> str:
         return self.record.id
 
-    def next_line(self, store: BatchStore, chunk: int) -> tuple[int, str, str] | None:
+    def next_line(self, store: BatchStorage, chunk: int) -> tuple[int, str, str] | None:
         if not self.queue and not self.exhausted:
             rows = store.pending_lines(self.id, after=self.cursor, limit=chunk)
             for row in rows:

@@ -14,7 +14,7 @@ import asyncio
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -26,7 +26,8 @@ from serving.batch.runs import ExecutionSettings
 from serving.batch.provisioning import Provisioner
 from serving.batch.records import (CANCELLED, CANCELLING, ENDPOINTS, TERMINAL, VALIDATING,
                                    BatchRecord, FileRecord, new_id)
-from serving.batch.store import BatchStore
+from serving.batch.storage import CHUNK_BYTES, BatchStorage
+from serving.batch.store import open_batch_store
 from serving.batch.validation import InputLimits
 from serving.batch.errors import (BatchConflict, BatchForbidden, BatchNotFound, FileTooLarge,
                                   InvalidBatchRequest)
@@ -76,9 +77,9 @@ def completion_window_seconds(value: Any, maximum: int) -> int:
 
 
 class BatchService:
-    """Files and batches of every tenant: a :class:`BatchStore` and its :class:`BatchExecutor`."""
+    """Files and batches of every tenant: a :class:`BatchStorage` and its :class:`BatchExecutor`."""
 
-    def __init__(self, store: BatchStore, *, settings: BatchSettings | None = None,
+    def __init__(self, store: BatchStorage, *, settings: BatchSettings | None = None,
                  provisioner: Provisioner | None = None, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.settings = settings or BatchSettings()
@@ -89,9 +90,10 @@ class BatchService:
         self.ports: BatchPorts | None = None
 
     @classmethod
-    def open(cls, home: Path | str, **options: Any) -> BatchService:
-        """The service on ``home/batches.db`` and ``home/files/`` (``$CORRIDOR_HOME``)."""
-        return cls(BatchStore(home), **options)
+    def open(cls, home: Path | str, *, database: str | None = None, **options: Any) -> BatchService:
+        """The service on ``home/batches.db`` and ``home/files/`` (``$CORRIDOR_HOME``), or on the
+        PostgreSQL ``database`` shared by the site's gateway processes."""
+        return cls(open_batch_store(Path(home), database=database), **options)
 
     async def start(self, ports: BatchPorts) -> None:
         """Resume unfinished batches and start executing (the app's lifespan calls this)."""
@@ -110,23 +112,20 @@ class BatchService:
         if purpose != "batch":
             raise InvalidBatchRequest(f"purpose: got {purpose!r}, want 'batch' (the only purpose served)",
                              code="invalid_purpose", param="purpose")
-        file_id = new_id("file-")
-        target = self.store.file_path(file_id)
-        size = await asyncio.to_thread(_copy_bounded, source, target.with_suffix(".tmp"), target,
-                                       self.settings.max_file_bytes)
-        record = FileRecord(file_id, tenant, os.path.basename(filename or "input.jsonl"),
+        staged = self.store.staging_path()
+        size = await asyncio.to_thread(_copy_bounded, source, staged, self.settings.max_file_bytes)
+        record = FileRecord(new_id("file-"), tenant, os.path.basename(filename or "input.jsonl"),
                             "batch", size, int(self.clock()))
         try:
-            await asyncio.to_thread(self.store.add_file, record)
-        except BaseException:
-            target.unlink(missing_ok=True)
-            raise
+            await asyncio.to_thread(self.store.add_file, record, staged)
+        finally:
+            staged.unlink(missing_ok=True)
         return record
 
     def staging_path(self) -> Path:
-        """A fresh path in the store's file directory to receive an upload into (a crash leaves
-        only a ``.tmp`` file, removed at the next start)."""
-        return self.store.file_path(new_id("upload-")).with_suffix(".tmp")
+        """A fresh local path to receive an upload into (a crash leaves only a ``.tmp`` file,
+        removed at the next start)."""
+        return self.store.staging_path()
 
     async def adopt_upload(self, tenant: str, filename: str | None, purpose: Any,
                            staged: Path, size: int) -> FileRecord:
@@ -139,18 +138,12 @@ class BatchService:
             if size > self.settings.max_file_bytes:
                 raise FileTooLarge(f"the file exceeds the limit of {self.settings.max_file_bytes} "
                                    f"bytes", code="file_too_large", param="file")
-            file_id = new_id("file-")
-            target = self.store.file_path(file_id)
-            await asyncio.to_thread(_fsync_rename, staged, target)
+            record = FileRecord(new_id("file-"), tenant,
+                                os.path.basename(filename or "input.jsonl")[:255], "batch", size,
+                                int(self.clock()))
+            await asyncio.to_thread(self.store.add_file, record, staged)
         finally:
             staged.unlink(missing_ok=True)
-        record = FileRecord(file_id, tenant, os.path.basename(filename or "input.jsonl")[:255],
-                            "batch", size, int(self.clock()))
-        try:
-            await asyncio.to_thread(self.store.add_file, record)
-        except BaseException:
-            target.unlink(missing_ok=True)
-            raise
         return record
 
     def file(self, tenant: str, file_id: str) -> FileRecord:
@@ -164,10 +157,17 @@ class BatchService:
         return self.store.list_files(tenant, after=after, limit=limit,
                                      descending=order == "desc", purpose=purpose)
 
-    def content(self, tenant: str, file_id: str) -> Path:
-        """Where the file's bytes are (after checking the caller may read it)."""
+    def content(self, tenant: str, file_id: str) -> tuple[FileRecord, Path | None]:
+        """The file (after checking the caller may read it) and where its bytes are on this
+        machine, or None when they are in the database (read them with :meth:`read`)."""
         record = self.file(tenant, file_id)
-        return self.store.file_path(record.id)
+        return record, self.store.local_path(record.id)
+
+    def read(self, file_id: str) -> Iterator[bytes]:
+        """The bytes of a file the caller may read (:meth:`content`), piece by piece."""
+        with self.store.open_file(file_id) as handle:
+            while chunk := handle.read(CHUNK_BYTES):
+                yield chunk
 
     def delete_file(self, tenant: str, file_id: str) -> None:
         if not self.store.delete_file(file_id, tenant):
@@ -287,27 +287,17 @@ def _metadata(value: Any) -> dict[str, str] | None:
     return dict(value)
 
 
-def _fsync_rename(staged: Path, target: Path) -> None:
-    """Make ``staged`` durable and move it to ``target``."""
-    with staged.open("rb+") as handle:
-        os.fsync(handle.fileno())
-    os.replace(staged, target)
-
-
-def _copy_bounded(source: BinaryIO, staging: Path, target: Path, limit: int) -> int:
-    """Copy ``source`` to ``target`` through ``staging``, durably; 413 beyond ``limit`` bytes."""
+def _copy_bounded(source: BinaryIO, staging: Path, limit: int) -> int:
+    """Copy ``source`` to ``staging``; 413 beyond ``limit`` bytes."""
     size = 0
     try:
         with staging.open("wb") as out:
-            while chunk := source.read(1024 * 1024):
+            while chunk := source.read(CHUNK_BYTES):
                 size += len(chunk)
                 if size > limit:
                     raise FileTooLarge(f"the file exceeds the limit of {limit} bytes",
                                           code="file_too_large", param="file")
                 out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(staging, target)
     except BaseException:
         staging.unlink(missing_ok=True)
         raise

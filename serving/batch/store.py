@@ -1,5 +1,8 @@
 """Durable state of the Batch API: SQLite ``$CORRIDOR_HOME/batches.db`` and ``files/``.
 
+The embedded default; :func:`open_batch_store` opens this store or, given a PostgreSQL URL,
+its twin :mod:`serving.batch.pg_store` (both are :class:`~serving.batch.storage.BatchStorage`).
+
 Tables: ``files`` (metadata; the bytes are ``files/<id>.jsonl``), ``batches``
 (one row per batch: status, counts, timestamps), ``lines`` (one row per input
 line of a running batch: its request body, and its output line once it has
@@ -21,20 +24,22 @@ the same three tables inside the same transactions.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from scheduler.private_files import private_database, private_directory
-from serving.batch.records import (ACTIVE, BatchError, BatchRecord, FileRecord, LineResult,
-                                   failure_text)
+from serving.batch.records import ACTIVE, BatchRecord, FileRecord, LineResult, failure_text, new_id
+from serving.batch.storage import (BATCH_COLUMNS, FILE_COLUMNS, BatchStorage, batch_from_row,
+                                   check_updatable, column_value)
 
 DB_FILENAME = "batches.db"
 FILES_DIRNAME = "files"
+UPLOADS_DIRNAME = "uploads"
+"""With PostgreSQL: where this machine receives an upload before it goes into the database."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -96,32 +101,22 @@ CREATE TABLE IF NOT EXISTS batch_replicas (
 ) WITHOUT ROWID;
 """
 
-_BATCH_COLUMNS = (
-    "id", "tenant", "input_file_id", "endpoint", "completion_window", "metadata", "marking",
-    "data_flags", "model", "status", "ending", "errors", "output_file_id", "error_file_id",
-    "total", "completed", "failed", "input_tokens", "output_tokens", "created_at", "expires_at",
-    "in_progress_at", "finalizing_at", "completed_at", "failed_at", "expired_at",
-    "cancelling_at", "cancelled_at")
-_FILE_COLUMNS = ("id", "tenant", "filename", "purpose", "bytes", "created_at")
-_UPDATABLE = frozenset(_BATCH_COLUMNS) - {"id", "tenant", "input_file_id", "endpoint", "created_at"}
+def open_batch_store(home: Path, *, database: str | None = None) -> BatchStorage:
+    """The site's batch store: SQLite and files in ``home`` (the embedded default), or the
+    PostgreSQL database ``database`` (file bytes included) shared by every gateway process."""
+    if database is None:
+        return BatchStore(home)
+    from serving.batch.pg_store import PgBatchStore
+
+    return PgBatchStore(database, staging=Path(home) / UPLOADS_DIRNAME)
 
 
-def _batch(row: sqlite3.Row) -> BatchRecord:
-    values = dict(zip(_BATCH_COLUMNS, row))
-    values["metadata"] = json.loads(values["metadata"]) if values["metadata"] else None
-    values["data_flags"] = tuple(f for f in values["data_flags"].split(",") if f)
-    values["errors"] = [BatchError(**e) for e in json.loads(values["errors"])]
-    return BatchRecord(**values)
-
-
-def _encode(name: str, value: Any) -> Any:
-    if name == "metadata":
-        return json.dumps(value, ensure_ascii=False) if value is not None else None
-    if name == "data_flags":
-        return ",".join(value)
-    if name == "errors":
-        return json.dumps([e.to_json() for e in value], ensure_ascii=False)
-    return value
+def _fsync_directory(path: os.PathLike) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class BatchStore:
@@ -179,14 +174,38 @@ class BatchStore:
     def file_path(self, file_id: str) -> Path:
         return self.files_dir / f"{file_id}.jsonl"
 
-    def add_file(self, record: FileRecord) -> None:
-        """Record a file whose bytes are already at :meth:`file_path`."""
-        with self._tx() as db:
-            db.execute(f"INSERT INTO files ({','.join(_FILE_COLUMNS)}) VALUES (?,?,?,?,?,?)",
-                       [getattr(record, c) for c in _FILE_COLUMNS])
+    def local_path(self, file_id: str) -> Path:
+        """Where the file's bytes are on this machine (the gateway sends them from there)."""
+        return self.file_path(file_id)
+
+    def staging_path(self) -> Path:
+        """A fresh path in the file directory to receive an upload into (a crash leaves only a
+        ``.tmp`` file, removed at the next start)."""
+        return self.file_path(new_id("upload-")).with_suffix(".tmp")
+
+    def open_file(self, file_id: str) -> BinaryIO:
+        """The file's bytes, for reading; FileNotFoundError when it is gone."""
+        return self.file_path(file_id).open("rb")
+
+    def add_file(self, record: FileRecord, staged: Path | None = None) -> None:
+        """Record a file: its bytes are ``staged`` (made durable and moved into place, consumed),
+        or already at :meth:`file_path` when ``staged`` is None."""
+        target = self.file_path(record.id)
+        if staged is not None:
+            with staged.open("rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(staged, target)
+        try:
+            with self._tx() as db:
+                db.execute(f"INSERT INTO files ({','.join(FILE_COLUMNS)}) VALUES (?,?,?,?,?,?)",
+                           [getattr(record, c) for c in FILE_COLUMNS])
+        except BaseException:
+            if staged is not None:
+                target.unlink(missing_ok=True)
+            raise
 
     def get_file(self, file_id: str, tenant: str) -> FileRecord | None:
-        row = self._db().execute(f"SELECT {','.join(_FILE_COLUMNS)} FROM files WHERE id=? AND tenant=?",
+        row = self._db().execute(f"SELECT {','.join(FILE_COLUMNS)} FROM files WHERE id=? AND tenant=?",
                                  (file_id, tenant)).fetchone()
         return FileRecord(*row) if row else None
 
@@ -202,7 +221,7 @@ class BatchStore:
                          f"COALESCE((SELECT seq FROM files WHERE id=? AND tenant=?), -1)")
             args += [after, tenant]
         rows = self._db().execute(
-            f"SELECT {','.join(_FILE_COLUMNS)} FROM files WHERE {' AND '.join(where)} "
+            f"SELECT {','.join(FILE_COLUMNS)} FROM files WHERE {' AND '.join(where)} "
             f"ORDER BY seq {'DESC' if descending else 'ASC'} LIMIT ?", [*args, limit + 1]).fetchall()
         return [FileRecord(*row) for row in rows[:limit]], len(rows) > limit
 
@@ -228,19 +247,19 @@ class BatchStore:
 
     def add_batch(self, record: BatchRecord) -> None:
         with self._tx() as db:
-            db.execute(f"INSERT INTO batches ({','.join(_BATCH_COLUMNS)}) "
-                       f"VALUES ({','.join('?' * len(_BATCH_COLUMNS))})",
-                       [_encode(c, getattr(record, c)) for c in _BATCH_COLUMNS])
+            db.execute(f"INSERT INTO batches ({','.join(BATCH_COLUMNS)}) "
+                       f"VALUES ({','.join('?' * len(BATCH_COLUMNS))})",
+                       [column_value(c, getattr(record, c)) for c in BATCH_COLUMNS])
 
     def get_batch(self, batch_id: str, tenant: str | None = None) -> BatchRecord | None:
         """The batch, or None; with ``tenant`` only if it belongs to that tenant."""
-        sql = f"SELECT {','.join(_BATCH_COLUMNS)} FROM batches WHERE id=?"
+        sql = f"SELECT {','.join(BATCH_COLUMNS)} FROM batches WHERE id=?"
         args: list[Any] = [batch_id]
         if tenant is not None:
             sql += " AND tenant=?"
             args.append(tenant)
         row = self._db().execute(sql, args).fetchone()
-        return _batch(row) if row else None
+        return batch_from_row(row) if row else None
 
     def list_batches(self, tenant: str, *, after: str | None, limit: int) -> tuple[list[BatchRecord], bool]:
         """One page of the tenant's batches, newest first."""
@@ -249,26 +268,24 @@ class BatchStore:
             where += " AND seq < COALESCE((SELECT seq FROM batches WHERE id=? AND tenant=?), -1)"
             args += [after, tenant]
         rows = self._db().execute(
-            f"SELECT {','.join(_BATCH_COLUMNS)} FROM batches WHERE {where} ORDER BY seq DESC LIMIT ?",
+            f"SELECT {','.join(BATCH_COLUMNS)} FROM batches WHERE {where} ORDER BY seq DESC LIMIT ?",
             [*args, limit + 1]).fetchall()
-        return [_batch(row) for row in rows[:limit]], len(rows) > limit
+        return [batch_from_row(row) for row in rows[:limit]], len(rows) > limit
 
     def active_batches(self) -> list[BatchRecord]:
         """Batches with work left, oldest first (what the executor resumes after a restart)."""
         rows = self._db().execute(
-            f"SELECT {','.join(_BATCH_COLUMNS)} FROM batches WHERE status IN "
+            f"SELECT {','.join(BATCH_COLUMNS)} FROM batches WHERE status IN "
             f"({','.join('?' * len(ACTIVE))}) ORDER BY seq", ACTIVE).fetchall()
-        return [_batch(row) for row in rows]
+        return [batch_from_row(row) for row in rows]
 
     def update_batch(self, batch_id: str, **values: Any) -> None:
         """Set columns of a batch, e.g. ``update_batch(id, status="cancelling", cancelling_at=t)``."""
-        unknown = set(values) - _UPDATABLE
-        if unknown:
-            raise ValueError(f"update_batch: got {sorted(unknown)}, want columns of {sorted(_UPDATABLE)}")
+        check_updatable(values)
         names = list(values)
         with self._tx() as db:
             db.execute(f"UPDATE batches SET {','.join(f'{n}=?' for n in names)} WHERE id=?",
-                       [*(_encode(n, values[n]) for n in names), batch_id])
+                       [*(column_value(n, values[n]) for n in names), batch_id])
 
     def start_lines(self, batch_id: str, model: str,
                     lines: Iterable[tuple[int, str, str]], now: int) -> None:
@@ -337,10 +354,14 @@ class BatchStore:
             db.execute("UPDATE batches SET failed=failed+? WHERE id=?", (closed, batch_id))
         return closed
 
-    def write_results(self, batch_id: str, ok: bool, target: Path) -> int:
-        """Write the batch's output (``ok``) or error lines to ``target`` in input order, durably."""
+    def write_results(self, batch_id: str, ok: bool, file_id: str) -> int:
+        """Write the batch's output (``ok``) or error lines, in input order, durably, as file
+        ``file_id`` (not yet recorded: :meth:`finish` does); returns its size, 0 (and no file)
+        when there is no such line."""
+        target = self.file_path(file_id)
+        staging = target.with_suffix(".tmp")
         count = 0
-        with target.open("w", encoding="utf-8") as handle:
+        with staging.open("w", encoding="utf-8") as handle:
             for (text,) in self._db().execute(
                     "SELECT result FROM lines WHERE batch_id=? AND ok=? ORDER BY line",
                     (batch_id, int(ok))):
@@ -349,7 +370,12 @@ class BatchStore:
                 count += 1
             handle.flush()
             os.fsync(handle.fileno())
-        return count
+        if count == 0:
+            staging.unlink()
+            return 0
+        os.replace(staging, target)
+        _fsync_directory(self.files_dir)
+        return target.stat().st_size
 
     def finish(self, batch_id: str, files: Iterable[FileRecord], **values: Any) -> None:
         """Record the result files, set the final status, and drop the lines, in one transaction."""
@@ -357,10 +383,10 @@ class BatchStore:
         names = list(values)
         with self._tx() as db:
             for record in files:
-                db.execute(f"INSERT INTO files ({','.join(_FILE_COLUMNS)}) VALUES (?,?,?,?,?,?)",
-                           [getattr(record, c) for c in _FILE_COLUMNS])
+                db.execute(f"INSERT INTO files ({','.join(FILE_COLUMNS)}) VALUES (?,?,?,?,?,?)",
+                           [getattr(record, c) for c in FILE_COLUMNS])
             db.execute(f"UPDATE batches SET {','.join(f'{n}=?' for n in names)} WHERE id=?",
-                       [*(_encode(n, values[n]) for n in names), batch_id])
+                       [*(column_value(n, values[n]) for n in names), batch_id])
             db.execute("DELETE FROM lines WHERE batch_id=?", (batch_id,))
             db.execute("DELETE FROM batch_replicas WHERE batch_id=?", (batch_id,))
 

@@ -62,10 +62,14 @@ def replay(home: HomeOption = None,
            sample: Annotated[int | None, typer.Option("--sample", min=1, help="Replay this many entries, "
                                                       "drawn at random (default: every one).")] = None,
            since: Annotated[str | None, typer.Option("--since", help="Only entries from this RFC 3339 "
-                                                     "time on.")] = None) -> None:
+                                                     "time on.")] = None,
+           database: Annotated[str | None, typer.Option(
+               "--database", help="The site's PostgreSQL database (postgresql://…) whose archive "
+                                  "holds the bundles (default: the folder in the home).")] = None) -> None:
     """Decide recorded decisions again with the bundle and declarations of their time."""
-    from policies.archive import ARCHIVE_DIRNAME, BundleArchive
     from policies.exceptions import PolicyError
+    from scheduler.bundle_store import open_bundle_archive
+    from scheduler.database import DatabaseUnavailable
     from scheduler.ledger import LedgerError, LedgerReader
 
     home = (home or Path(".corridor")).resolve()
@@ -86,7 +90,11 @@ def replay(home: HomeOption = None,
               and (since is None or item["entry"]["timestamp"] >= since)]
     if sample is not None and sample < len(chosen):
         chosen = sorted(random.sample(chosen, sample), key=lambda item: item["index"])
-    archive = BundleArchive(home / ARCHIVE_DIRNAME)
+    try:
+        archive = open_bundle_archive(home, database=database)
+    except (ValueError, DatabaseUnavailable) as exc:
+        err.print(f"error: {escape(str(exc))}")
+        raise typer.Exit(2) from exc
     policies: dict[str, Any] = {}
     differing = 0
     for item in chosen:
@@ -96,12 +104,13 @@ def replay(home: HomeOption = None,
             if digest not in policies:
                 policies[digest] = archive.policy(digest)
             differences = _replay_one(facts, policies[digest], declarations)
-        except (PolicyError, KeyError, ValueError) as exc:
+        except (PolicyError, KeyError, ValueError, DatabaseUnavailable) as exc:
             differences = [f"cannot replay: {type(exc).__name__}: {exc}"]
         if differences:
             differing += 1
             out.print(f"[red]✗[/red] entry {item['index']} ({item['entry']['kind']}, decision "
                       f"{item['entry']['decision_id']}): {escape('; '.join(differences))}", highlight=False)
+    archive.close()
     colour = "red" if differing else "green"
     out.print(f"[{colour}]{len(chosen) - differing} of {len(chosen)} decisions replayed identically, "
               f"{differing} differ[/{colour}] ({len(policies)} bundle(s) from the archive, "

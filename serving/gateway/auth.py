@@ -26,7 +26,8 @@ from typing import Literal
 from policies import parse_marking
 from policies.bundle import JURISDICTIONS
 from serving.gateway.claims import ClaimNames, read_claims
-from serving.gateway.keys import KeyFile, KeyRecord, utc_now
+from scheduler.database import DatabaseUnavailable
+from serving.gateway.keys import KeyRecord, open_key_store, utc_now
 
 Role = Literal["app", "admin", "operator", "auditor"]
 ROLES: tuple[str, ...] = ("app", "admin", "operator", "auditor")
@@ -64,16 +65,19 @@ class KeyStore:
     Called by the gateway (:meth:`authenticate`, every request), by the operator API and
     ``corridor up`` (:meth:`create`, :meth:`issue`, :meth:`list`, :meth:`revoke`).
     ``clock`` returns the current UTC time. The last use of a key is written at most once
-    per ``used_every_s`` seconds per key, so authenticating stays a read.
+    per ``used_every_s`` seconds per key, so authenticating stays a read. ``database``: the
+    records are in that PostgreSQL database (:func:`open_key_store`), not at ``path``.
     """
 
     def __init__(self, path: Path | None = None, *, site: str | None = None,
-                 clock: Callable[[], dt.datetime] = utc_now, used_every_s: float = 60.0) -> None:
+                 clock: Callable[[], dt.datetime] = utc_now, used_every_s: float = 60.0,
+                 database: str | None = None) -> None:
         self.path = path
         self.site = site
         self.clock = clock
         self.used_every_s = used_every_s
-        self._file = KeyFile(path)
+        self.durable = path is not None or database is not None
+        self._file = open_key_store(path, database=database)
         self._used: dict[str, dt.datetime] = {}
 
     def create(self, role: str, *, tenant: str | None = None, jurisdiction: str | None = None,
@@ -123,6 +127,10 @@ class KeyStore:
                            created_at=self.clock().isoformat())
         self._file.update(lambda records: records.__setitem__(key_id, record))
 
+    def close(self) -> None:
+        """Release the records' connections (PostgreSQL); the store is not used afterwards."""
+        self._file.close()
+
     def authenticate(self, key: str) -> Principal | None:
         """The principal of ``key``, or None when it is unknown, wrong, revoked or expired."""
         parts = key.split("_", 2)
@@ -171,7 +179,7 @@ class KeyStore:
     def _note_use(self, key_id: str, now: dt.datetime) -> None:
         last = self._used.get(key_id)
         self._used[key_id] = now
-        if self.path is None:
+        if not self.durable:
             return
         if last is not None and (now - last).total_seconds() < self.used_every_s:
             return
@@ -183,7 +191,7 @@ class KeyStore:
 
         try:
             self._file.update(change)
-        except OSError:
+        except (OSError, DatabaseUnavailable):
             pass  # the last use is a convenience; authentication never fails for it
 
 

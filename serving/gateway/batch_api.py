@@ -23,7 +23,8 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
+from starlette.concurrency import iterate_in_threadpool
 
 from serving.batch import BatchPorts, BatchService
 from serving.gateway.errors import Forbidden, NotFound
@@ -101,9 +102,14 @@ async def retrieve_file(request: Request, file_id: str) -> dict[str, Any]:
 
 
 @router.get("/v1/files/{file_id}/content")
-async def file_content(request: Request, file_id: str) -> FileResponse:
+async def file_content(request: Request, file_id: str) -> Response:
     service, tenant = _service(request)
-    return FileResponse(service.content(tenant, file_id), media_type="application/jsonl")
+    record, path = service.content(tenant, file_id)
+    if path is not None:
+        return FileResponse(path, media_type="application/jsonl")
+    return StreamingResponse(iterate_in_threadpool(service.read(record.id)),
+                             media_type="application/jsonl",
+                             headers={"Content-Length": str(record.bytes)})
 
 
 @router.delete("/v1/files/{file_id}")

@@ -10,7 +10,8 @@ made under an exclusive lock on a lock file beside it, re-reading the file first
 then replacing it atomically; every reader checks the file's identity (inode,
 size, modification time) before each use and re-reads it when it changed. So a
 revocation made through one gateway worker stops the key on every worker at the
-next request.
+next request. With several gateway processes on several machines, :func:`open_key_store`
+keeps the records in PostgreSQL instead (:mod:`serving.gateway.pg_keys`).
 
 >>> parse_expiry("30d", now=dt.datetime(2026, 1, 1, tzinfo=dt.UTC)).isoformat()
 '2026-01-31T00:00:00+00:00'
@@ -154,6 +155,9 @@ class KeyFile:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
+    def close(self) -> None:
+        """Nothing to release (the PostgreSQL twin closes its connections)."""
+
     def _write(self, records: dict[str, KeyRecord]) -> None:
         assert self.path is not None
         data = {k: {f: v for f, v in asdict(r).items() if f != "id"} for k, r in records.items()}
@@ -166,3 +170,14 @@ class KeyFile:
             self.records = records
             info = os.stat(self.path)
             self._stamp = (info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+def open_key_store(path: Path | None, *, database: str | None = None) -> Any:
+    """The site's key records: :class:`KeyFile` at ``path`` (the embedded default; None: in
+    memory), or the PostgreSQL ``database`` shared by every gateway process
+    (:class:`serving.gateway.pg_keys.PgKeyRecords`, same interface; ``path`` is then unused)."""
+    if database is None:
+        return KeyFile(path)
+    from serving.gateway.pg_keys import PgKeyRecords
+
+    return PgKeyRecords(database)

@@ -19,6 +19,13 @@ path), which the security feed reports.
 
 Both run on the gateway's event loop; nothing here blocks except the one
 ledger write per episode.
+
+With several gateway processes, ``RateLimiter(..., buckets=open_shared_buckets(database))``
+keeps the tenants' buckets in the site's PostgreSQL database
+(:mod:`serving.gateway.shared_limits`), so a tenant's limit holds across processes; when that
+database cannot be reached, a request is 503 with ``Retry-After`` (code
+``limits_unavailable``), never admitted unchecked. Authentication throttling stays per
+process (it counts failures from one source, and each process sees its own share).
 """
 
 from __future__ import annotations
@@ -28,12 +35,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from policies import Policy
 from scheduler.current_policy import CurrentPolicy, current_of
+from scheduler.database import DatabaseUnavailable
 from scheduler.ledger import Ledger, LedgerEntryDraft
 from serving.feed import SecurityFeed, rate_limited_record
-from serving.gateway.errors import RateLimited
+from serving.gateway.errors import RateLimited, Unavailable
 
 _MAX_SOURCES = 10_000
 
@@ -64,6 +73,24 @@ class TokenBucket:
         return (1.0 - self.tokens) / self.rate
 
 
+class Buckets(Protocol):
+    """Buckets shared by a site's gateway processes (:class:`serving.gateway.shared_limits.SharedBuckets`)."""
+
+    retry_s: float
+
+    def take(self, tenant: str, kind: str, capacity: float, rate: float) -> float: ...
+    def available(self, tenant: str, kind: str, capacity: float, rate: float) -> float: ...
+    def charge(self, tenant: str, kind: str, amount: float) -> None: ...
+
+
+def limits_unavailable(buckets: Buckets, error: DatabaseUnavailable) -> Unavailable:
+    """The 503 of a request whose tenant's limit cannot be checked (the shared store is away)."""
+    retry_after = max(1, math.ceil(buckets.retry_s))
+    return Unavailable(f"the site's limit store cannot be reached, so the request cannot be admitted "
+                       f"or recorded; retry after {retry_after} s ({error})", code="limits_unavailable",
+                       headers={"Retry-After": str(retry_after)})
+
+
 class RateLimiter:
     """Per-tenant request quotas and per-source authentication throttling (see the module docstring).
 
@@ -71,11 +98,13 @@ class RateLimiter:
     ``feed`` (optional) the ``rate_limited`` record when a tenant starts being
     throttled (once per episode, not per 429). Given a :class:`CurrentPolicy`, quotas
     are read from the policy in force at each request (a changed quota starts a full bucket).
+    ``buckets``: the tenants' buckets shared with the site's other gateway processes (None:
+    this process's own, in memory).
     """
 
     def __init__(self, policy: Policy | CurrentPolicy, *, ledger: Ledger | None = None, feed: SecurityFeed | None = None,
                  auth_failures: int = 10, auth_window_s: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, buckets: Buckets | None = None) -> None:
         if auth_failures < 1 or auth_window_s <= 0:
             raise ValueError(f"auth throttle: got failures={auth_failures}, window_s={auth_window_s}; "
                              f"want failures >= 1 and window_s > 0, e.g. 10 and 60.0")
@@ -85,6 +114,7 @@ class RateLimiter:
         self.auth_failures = auth_failures
         self.auth_window_s = auth_window_s
         self.clock = clock
+        self.buckets = buckets
         self._buckets: dict[str, TokenBucket] = {}
         self._limited: set[str] = set()
         self._failures: dict[str, deque[float]] = {}
@@ -103,11 +133,17 @@ class RateLimiter:
         if known is None:
             return  # the rulebook refuses unknown tenants with its own reason
         rpm = known.quotas.requests_per_minute
-        now = self.clock()
-        bucket = self._buckets.get(tenant)
-        if bucket is None or bucket.capacity != rpm:
-            bucket = self._buckets[tenant] = TokenBucket(rpm, rpm / 60.0, rpm, now)
-        wait = bucket.take(now)
+        if self.buckets is not None:
+            try:
+                wait = self.buckets.take(tenant, "requests", rpm, rpm / 60.0)
+            except DatabaseUnavailable as exc:
+                raise limits_unavailable(self.buckets, exc) from exc
+        else:
+            now = self.clock()
+            bucket = self._buckets.get(tenant)
+            if bucket is None or bucket.capacity != rpm:
+                bucket = self._buckets[tenant] = TokenBucket(rpm, rpm / 60.0, rpm, now)
+            wait = bucket.take(now)
         if wait <= 0.0:
             if tenant in self._limited:
                 self._limited.discard(tenant)

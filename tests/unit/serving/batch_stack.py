@@ -105,8 +105,9 @@ def endpoint(pool: str, url: str, model: str = "corridor-tiny", replica: str | N
 @contextlib.contextmanager
 def batch_stack(home: Path, *, replicas: dict[str, tuple[str, str]] | None = None, delay: float = 0.0,
                 settings: BatchSettings | None = None, provisioner=None,
-                policy: Policy | None = None) -> Iterator[BatchStack]:
-    """``replicas``: replica id → (pool, model), each served by its own counting stub.
+                policy: Policy | None = None, database: str | None = None) -> Iterator[BatchStack]:
+    """``replicas``: replica id → (pool, model), each served by its own counting stub;
+    ``database``: the batch store in that PostgreSQL database instead of SQLite in ``home``.
 
     Default: one ``corridor-tiny`` replica in fr-paris and one in de-frankfurt,
     and a ``minilm`` replica in fr-paris.
@@ -126,7 +127,8 @@ def batch_stack(home: Path, *, replicas: dict[str, tuple[str, str]] | None = Non
             urls[replica_id] = stack.enter_context(ServerThread(stubs[replica_id])).url
             items.append(endpoint(pool, urls[replica_id], model, replica_id))
         endpoints = StaticEndpoints(items)
-        service = BatchService.open(home / "state", settings=settings, provisioner=provisioner)
+        service = BatchService.open(home / "state", database=database, settings=settings,
+                                    provisioner=provisioner)
         gateway = Gateway(policy=policy, ledger=ledger, auth=Authenticator(keys),
                           router=Router(policy, endpoints), batches=service)
         server = stack.enter_context(ServerThread(create_app(gateway)))

@@ -12,11 +12,14 @@ import pytest
 from batch_stack import batch_stack, chat_lines, results, upload, wait_for
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def stack(tmp_path_factory, request):
+    """The stack with its batch store in SQLite (the embedded default), then in PostgreSQL."""
+    database = (request.getfixturevalue("postgres_server").create_database("batch_api")
+                if request.param == "postgres" else None)
     replicas = {"chat-fr-r1": ("fr-paris", "corridor-tiny"), "chat-fr-r2": ("fr-paris", "corridor-tiny"),
                 "chat-de-r1": ("de-frankfurt", "corridor-tiny"), "embed-r1": ("fr-paris", "minilm")}
-    with batch_stack(tmp_path_factory.mktemp("home"), replicas=replicas) as stack:
+    with batch_stack(tmp_path_factory.mktemp("home"), replicas=replicas, database=database) as stack:
         yield stack
 
 

@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import openai
+import pytest
 
 from serving.gateway import KeyStore
 from serving.loopback import free_port
@@ -25,10 +26,11 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 
-def start_gateway(home: Path, port: int, keys: Path, upstream: str) -> subprocess.Popen:
+def start_gateway(home: Path, port: int, keys: Path, upstream: str,
+                  database: str | None = None) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    process = subprocess.Popen([sys.executable, str(PROCESS), str(home), str(port), str(keys), upstream],
-                               env=env)
+    process = subprocess.Popen([sys.executable, str(PROCESS), str(home), str(port), str(keys), upstream,
+                                *([database] if database else [])], env=env)
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -40,13 +42,15 @@ def start_gateway(home: Path, port: int, keys: Path, upstream: str) -> subproces
             time.sleep(0.1)
 
 
-def test_a_gateway_killed_mid_batch_resumes_it_after_restart_with_every_line_once(tmp_path):
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_gateway_killed_mid_batch_resumes_it_after_restart_with_every_line_once(tmp_path, backend, request):
+    database = request.getfixturevalue("postgres_url") if backend == "postgres" else None
     keys = KeyStore(tmp_path / "keys.json")
     key = keys.issue("admin", tenant="fr-interior")
     stub = CountingStub("fr-paris", delay=0.05)
     port = free_port()
     with ServerThread(stub) as upstream:
-        gateway = start_gateway(tmp_path, port, tmp_path / "keys.json", upstream.url)
+        gateway = start_gateway(tmp_path, port, tmp_path / "keys.json", upstream.url, database)
         try:
             client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=2)
             batch = client.batches.create(input_file_id=upload(client, chat_lines(300)),
@@ -59,7 +63,7 @@ def test_a_gateway_killed_mid_batch_resumes_it_after_restart_with_every_line_onc
             gateway.wait(10)
             partial = stub.requests
             assert partial < 300
-            gateway = start_gateway(tmp_path, port, tmp_path / "keys.json", upstream.url)
+            gateway = start_gateway(tmp_path, port, tmp_path / "keys.json", upstream.url, database)
             done = wait_for(client, batch.id, timeout=60)
             lines = results(client, done)
         finally:

@@ -15,31 +15,22 @@ import select
 import socket
 import stat
 import time
-from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import openai
 import pytest
-import yaml
 
-from policies import Policy, load_bundle
 from scheduler.ledger import Ledger
 from serving.batch import BatchSettings, BatchStore
 from stub_upstream import ServerThread
 
 from gateway_stack import endpoint
 from hardened_stack import hardened_stack
+from quota_policy import policy_with
 
-REPO = Path(__file__).resolve().parents[3]
 DEEP = "[" * 1100 + "]" * 1100
 
 
-def policy_with(**quotas) -> Policy:
-    """The default bundle with every tenant's quotas changed."""
-    document = yaml.safe_load((REPO / "policies" / "bundles" / "default.yaml").read_text())
-    for tenant in document["tenants"]:
-        tenant["quotas"] = {**tenant.get("quotas", {}), **quotas}
-    return Policy(load_bundle("quotas.yaml", text=yaml.safe_dump(document, sort_keys=False)))
 
 
 @pytest.fixture
