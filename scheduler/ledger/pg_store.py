@@ -92,7 +92,16 @@ CREATE OR REPLACE TRIGGER tree_heads_append_only BEFORE UPDATE OR DELETE OR TRUN
     FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
 """
 
-_INSERT_LEAF = f"INSERT INTO entries ({LEAF_COLUMNS}) VALUES ({', '.join(['%s'] * len(StoredLeaf._fields))})"
+# The settings first (select-list items run left to right), then the lock, for this transaction.
+_TAKE_SEQUENCER = (
+    "SELECT set_config('lock_timeout', %s, true), set_config('idle_in_transaction_session_timeout', %s, true), "
+    "pg_advisory_xact_lock(%s, 'entries'::regclass::oid::int)"
+)
+# One statement for a whole batch: a column of values per field, zipped by unnest.
+_INSERT_LEAVES = (
+    f"INSERT INTO entries ({LEAF_COLUMNS}) SELECT * FROM unnest("
+    "%s::bigint[], %s::bytea[], %s::bytea[], %s::bytea[], %s::text[], %s::text[], %s::text[], %s::text[])"
+)
 _INSERT_HEAD = f"INSERT INTO tree_heads ({HEAD_COLUMNS}) VALUES (%s, %s, %s, %s, %s)"
 _LATEST_HEAD = f"SELECT {HEAD_COLUMNS} FROM tree_heads ORDER BY seq DESC LIMIT 1"
 
@@ -161,15 +170,9 @@ class PgStore:
     def sequenced(self) -> Iterator[Sequenced]:
         if not self.writer:
             raise StorageError(f"the ledger in {self.where} is open read-only")
-        with self._connection() as connection, connection.transaction():
-            connection.execute(
-                "SELECT set_config('lock_timeout', %s, true), "
-                "set_config('idle_in_transaction_session_timeout', %s, true)",
-                (LOCK_TIMEOUT, STALL_TIMEOUT),
-            )
-            connection.execute(
-                "SELECT pg_advisory_xact_lock(%s, 'entries'::regclass::oid::int)", (_SEQUENCER_CLASS,)
-            )
+        # Pipelined: BEGIN, the lock and the size read go in one round trip, the rows and COMMIT in another.
+        with self._connection() as connection, connection.pipeline(), connection.transaction():
+            connection.execute(_TAKE_SEQUENCER, (LOCK_TIMEOUT, STALL_TIMEOUT, _SEQUENCER_CLASS))
             yield _PgSequenced(connection)
 
     def leaf(self, index: int) -> StoredLeaf | None:
@@ -256,7 +259,7 @@ class _PgSequenced:
     def write(self, leaves: Sequence[StoredLeaf], tree_heads: Sequence[TreeHead]) -> None:
         with self._connection.cursor() as cursor:
             if leaves:
-                cursor.executemany(_INSERT_LEAF, leaves)
+                cursor.execute(_INSERT_LEAVES, [list(column) for column in zip(*leaves)])
             if tree_heads:
                 cursor.executemany(
                     _INSERT_HEAD, [(h.tree_size, h.root_hash, h.timestamp, h.key_id, h.signature) for h in tree_heads]
