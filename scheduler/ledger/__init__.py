@@ -22,6 +22,10 @@
 (0, [], 1)
 """
 
+from __future__ import annotations
+
+from pathlib import Path
+
 from scheduler.ledger.entry import EntryKind, LedgerEntry, LedgerEntryDraft, Workload
 from scheduler.ledger.exceptions import (
     InvalidEntryError,
@@ -39,7 +43,7 @@ from scheduler.ledger.exceptions import (
     StorageError,
     VerificationError,
 )
-from scheduler.ledger.log import Ledger, open_ledger
+from scheduler.ledger.log import Ledger
 from scheduler.ledger.reader import DB_FILENAME, LedgerReader
 from scheduler.ledger.signing import KEY_FILENAME, PublicKey, TreeHead
 from scheduler.ledger.store import LedgerStore, Sequenced, SqliteStore
@@ -53,3 +57,12 @@ __all__ = [
     "SigningKeyError", "SqliteStore", "StorageError", "TreeHead", "VerificationError", "Workload", "open_ledger",
     "verify_export", "verify_log",
 ]
+
+
+def open_ledger(home: Path, *, database: str | None = None, signing_key_path: Path | None = None) -> Ledger:
+    """The site's ledger writer: SQLite in ``home`` when ``database`` is None, else PostgreSQL at that URL.
+
+    The signing key is ``signing_key_path``, or ``home/ledger-signing-key.pem`` (every process
+    of a site must sign with the same key: share the file or the Secret that holds it).
+    """
+    return Ledger.open(home, database=database, signing_key_path=signing_key_path)

@@ -25,6 +25,9 @@ its own tree (no fork) and brings its compact range up to the stored size from
 the stored subtree hashes (O(log n) rows), then assigns the next indexes. So
 one batch is one transaction in every process, and indexes run on without gap
 or duplicate across all of them.
+
+One module because the queue of callers, the writer role and the catch-up under
+the sequencer are one state machine around one in-memory tree.
 """
 
 from __future__ import annotations
@@ -378,12 +381,3 @@ def _stored_range(store: LedgerStore, size: int) -> CompactRange:
     """The compact range of the first ``size`` stored entries, from their stored subtree hashes."""
     keys = CompactRange.subtrees(size)
     return _range_of(size, keys, store.subtree_hashes(keys))
-
-
-def open_ledger(home: Path, *, database: str | None = None, signing_key_path: Path | None = None) -> Ledger:
-    """The site's ledger writer: SQLite in ``home`` when ``database`` is None, else PostgreSQL at that URL.
-
-    The signing key is ``signing_key_path``, or ``home/ledger-signing-key.pem`` (every process
-    of a site must sign with the same key: share the file or the Secret that holds it).
-    """
-    return Ledger.open(home, database=database, signing_key_path=signing_key_path)
