@@ -33,9 +33,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ledger_bench import ledger_appends, run_threads, sample_draft  # noqa: E402
+from ledger_bench import ledger_appends, run_threads, sample_draft
 
-from scheduler.ledger import open_ledger  # noqa: E402
+from scheduler.ledger import open_ledger
 
 WRITERS = 64
 

@@ -19,5 +19,5 @@ def ledger_database(request: pytest.FixtureRequest, backend: str) -> str | None:
     """None for SQLite; for PostgreSQL the URL of a database made for this test (or module) alone."""
     if backend == "sqlite":
         return None
-    node = request.node.nodeid
-    return request.getfixturevalue("postgres_server").create_database("l_" + hashlib.sha256(node.encode()).hexdigest()[:16])
+    name = "l_" + hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:16]
+    return request.getfixturevalue("postgres_server").create_database(name)

@@ -8,6 +8,7 @@ entries were acknowledged before it killed anything.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import queue
@@ -172,7 +173,7 @@ def test_two_processes_append_into_one_log_in_one_order(tmp_path: Path, postgres
         assert (report.size, report.unsigned) == (total, 0)
         # The processes really interleaved: their indexes alternate more than once.
         owners = [everything[index][0] for index in range(total)]
-        assert sum(a != b for a, b in zip(owners, owners[1:])) > 2
+        assert sum(a != b for a, b in itertools.pairwise(owners)) > 2
 
         # A head signed by one process agrees with proofs served from the shared store, and
         # with the heads of the other: consistency proofs between them verify.
