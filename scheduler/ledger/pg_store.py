@@ -124,8 +124,9 @@ class PgStore:
 
     ``writer=True`` creates the tables if needed; any number of processes may
     open a writer at once. ``writer=False`` needs the tables to exist
-    (:class:`NotFoundError` otherwise). Thread-safe: each call borrows a
-    connection from the store's pool.
+    (:class:`NotFoundError` otherwise). Thread-safe: each read borrows a
+    connection from the store's pool; the writer has a connection of its own,
+    so appends never queue behind readers.
     """
 
     shared = True  # every gateway process of the site appends to this log
@@ -135,6 +136,7 @@ class PgStore:
         self.writer = writer
         self.timeout = timeout
         self._pool = open_pool(url, name="ledger", timeout=timeout)
+        self._writer_pool = open_pool(url, name="ledger-writer", max_size=1, timeout=timeout) if writer else None
         try:
             with self._connection() as connection, connection.transaction():
                 connection.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
@@ -144,14 +146,16 @@ class PgStore:
                 if not exists:
                     connection.execute(_SCHEMA)
         except BaseException:
-            self._pool.close()
+            self.close()
             raise
 
     @contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection]:
-        """A pooled autocommit connection; the driver's errors become ledger errors."""
+    def _connection(self, *, write: bool = False) -> Iterator[psycopg.Connection]:
+        """A pooled autocommit connection (the writer's own if ``write``); the driver's errors
+        become ledger errors."""
+        pool = self._writer_pool if write else self._pool
         try:
-            with self._pool.connection() as connection:
+            with pool.connection() as connection:
                 if not connection.autocommit:
                     connection.autocommit = True
                 yield connection
@@ -168,10 +172,10 @@ class PgStore:
 
     @contextmanager
     def sequenced(self) -> Iterator[Sequenced]:
-        if not self.writer:
+        if self._writer_pool is None:
             raise StorageError(f"the ledger in {self.where} is open read-only")
         # Pipelined: BEGIN, the lock and the size read go in one round trip, the rows and COMMIT in another.
-        with self._connection() as connection, connection.pipeline(), connection.transaction():
+        with self._connection(write=True) as connection, connection.pipeline(), connection.transaction():
             connection.execute(_TAKE_SEQUENCER, (LOCK_TIMEOUT, STALL_TIMEOUT, _SEQUENCER_CLASS))
             yield _PgSequenced(connection)
 
@@ -238,6 +242,8 @@ class PgStore:
 
     def close(self) -> None:
         self._pool.close()
+        if self._writer_pool is not None:
+            self._writer_pool.close()
 
 
 class _PgSequenced:
