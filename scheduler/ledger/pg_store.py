@@ -42,6 +42,7 @@ from scheduler.ledger.store import (
     LEAF_COLUMNS,
     Sequenced,
     StoredLeaf,
+    filter_clauses,
     rows_of_subtrees,
     subtrees_of_rows,
     tree_head_of_row,
@@ -198,21 +199,10 @@ class PgStore:
         decision_id: str | None = None,
     ) -> Iterator[StoredLeaf]:
         """Pages of :data:`_PAGE` rows by index (keyset), each read on a briefly borrowed connection."""
-        clauses: list[str] = []
-        params: list[object] = []
-        for clause, value in (
-            ("idx < %s", below),
-            ("tenant = %s", tenant),
-            ("kind = %s", kind),
-            ("jurisdiction = %s", jurisdiction),
-            ("ts >= %s", since),
-            ("ts < %s", until),
-            ("ledger_decision_id(leaf) = %s", decision_id),
-        ):
-            if value is not None:
-                clauses.append(" AND " + clause)
-                params.append(value)
-        sql = f"SELECT {LEAF_COLUMNS} FROM entries WHERE idx > %s{''.join(clauses)} ORDER BY idx LIMIT %s"
+        clauses, params = filter_clauses("ledger_decision_id(leaf)",
+                                         [below, tenant, kind, jurisdiction, since, until, decision_id])
+        where = " AND ".join(["idx > ?", *clauses]).replace("?", "%s")
+        sql = f"SELECT {LEAF_COLUMNS} FROM entries WHERE {where} ORDER BY idx LIMIT %s"
         left = limit
         while left is None or left > 0:
             page = _PAGE if left is None else min(_PAGE, left)

@@ -300,21 +300,9 @@ class SqliteStore:
         until: str | None = None,
         decision_id: str | None = None,
     ) -> Iterator[StoredLeaf]:
-        clauses = ["idx > ?"]
-        params: list[object] = [after]
-        for clause, value in (
-            ("idx < ?", below),
-            ("tenant = ?", tenant),
-            ("kind = ?", kind),
-            ("jurisdiction = ?", jurisdiction),
-            ("ts >= ?", since),
-            ("ts < ?", until),
-            (_DECISION_ID + " = ?", decision_id),
-        ):
-            if value is not None:
-                clauses.append(clause)
-                params.append(value)
-        sql = f"SELECT {LEAF_COLUMNS} FROM entries WHERE {' AND '.join(clauses)} ORDER BY idx"
+        clauses, values = filter_clauses(_DECISION_ID, [below, tenant, kind, jurisdiction, since, until, decision_id])
+        params: list[object] = [after, *values]
+        sql = f"SELECT {LEAF_COLUMNS} FROM entries WHERE {' AND '.join(['idx > ?', *clauses])} ORDER BY idx"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
@@ -344,6 +332,19 @@ class SqliteStore:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+
+def filter_clauses(decision_id_of_leaf: str, values: Sequence[object]) -> tuple[list[str], list[object]]:
+    """The conditions (``?`` marks) and values of the filters of :meth:`LedgerStore.scan` that are
+    given, from ``[below, tenant, kind, jurisdiction, since, until, decision_id]`` (None: not given).
+
+    >>> filter_clauses("d(leaf)", [None, "a", None, None, None, "2026", "dec-1"])
+    (['tenant = ?', 'ts < ?', 'd(leaf) = ?'], ['a', '2026', 'dec-1'])
+    """
+    conditions = ["idx < ?", "tenant = ?", "kind = ?", "jurisdiction = ?", "ts >= ?", "ts < ?",
+                  decision_id_of_leaf + " = ?"]
+    given = [(condition, value) for condition, value in zip(conditions, values, strict=True) if value is not None]
+    return [condition for condition, _ in given], [value for _, value in given]
 
 
 class _SqliteSequenced:
