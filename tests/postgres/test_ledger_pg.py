@@ -322,3 +322,17 @@ def test_a_stopped_database_fails_appends_within_the_timeout_and_they_resume_aft
         assert report.size == item["index"] + 1
     finally:
         ledger.close()
+
+
+@pytest.mark.postgres
+def test_audit_verify_of_an_unreachable_database_exits_2_with_the_reason(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from serving.cli.audit import app
+    from serving.loopback import free_port
+
+    url = f"postgresql://corridor:secret@127.0.0.1:{free_port()}/corridor"  # nothing listens there
+    load_or_generate_signing_key(tmp_path / KEY_FILENAME)
+    result = CliRunner().invoke(app, ["verify", "--home", str(tmp_path), "--database", url])
+    assert result.exit_code == 2, result.output
+    assert "did not answer" in result.output and "secret" not in result.output
