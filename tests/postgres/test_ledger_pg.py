@@ -153,7 +153,7 @@ def _verify_head(reader: LedgerReader, head: dict, home: Path) -> None:
 
 
 def test_two_processes_append_into_one_log_in_one_order(tmp_path: Path, postgres_url: str) -> None:
-    per_thread = 60
+    per_thread = 100
     children = [Child(tmp_path, postgres_url, name, per_thread) for name in ("fr-a", "fr-b")]
     for child in children:
         child.go()
