@@ -4,7 +4,8 @@
 - :mod:`~scheduler.ledger.merkle`: RFC 6962 / RFC 9162 hashing and proofs, pure;
 - :mod:`~scheduler.ledger.signing`: the Ed25519 key and signed tree heads;
 - :mod:`~scheduler.ledger.store`: SQLite storage behind a small interface;
-- :mod:`~scheduler.ledger.log`: :class:`Ledger`, the writer (group commit);
+- :mod:`~scheduler.ledger.pg_store`: PostgreSQL storage, one log shared by a site's processes;
+- :mod:`~scheduler.ledger.log`: :class:`Ledger`, the writer (group commit); :func:`open_ledger`;
 - :mod:`~scheduler.ledger.reader`: :class:`LedgerReader`, queries, proofs, exports;
 - :mod:`~scheduler.ledger.verify`: full verification of a stored log or an export;
 - :mod:`~scheduler.ledger.note`, :mod:`~scheduler.ledger.note_signing`: C2SP signed notes;
@@ -21,6 +22,10 @@
 (0, [], 1)
 """
 
+from __future__ import annotations
+
+from pathlib import Path
+
 from scheduler.ledger.entry import EntryKind, LedgerEntry, LedgerEntryDraft, Workload
 from scheduler.ledger.exceptions import (
     InvalidEntryError,
@@ -28,6 +33,7 @@ from scheduler.ledger.exceptions import (
     LedgerError,
     LedgerLockedError,
     LedgerStateError,
+    LedgerUnavailableError,
     NotFoundError,
     ProofError,
     ProofInputError,
@@ -40,14 +46,23 @@ from scheduler.ledger.exceptions import (
 from scheduler.ledger.log import Ledger
 from scheduler.ledger.reader import DB_FILENAME, LedgerReader
 from scheduler.ledger.signing import KEY_FILENAME, PublicKey, TreeHead
-from scheduler.ledger.store import LedgerStore, SqliteStore
+from scheduler.ledger.store import LedgerStore, Sequenced, SqliteStore
 from scheduler.ledger.verify import ExportReport, LogReport, verify_export, verify_log
 
 __all__ = [
     "DB_FILENAME", "KEY_FILENAME", "EntryKind", "ExportReport", "InvalidEntryError", "Ledger",
     "LedgerClosedError", "LedgerEntry", "LedgerEntryDraft", "LedgerError", "LedgerLockedError",
-    "LedgerReader", "LedgerStateError", "LedgerStore", "LogReport", "NotFoundError", "ProofError",
-    "ProofInputError", "PublicKey", "RootMismatchError", "SignatureError", "SigningKeyError",
-    "SqliteStore", "StorageError", "TreeHead", "VerificationError", "Workload", "verify_export",
-    "verify_log",
+    "LedgerReader", "LedgerStateError", "LedgerStore", "LedgerUnavailableError", "LogReport", "NotFoundError",
+    "ProofError", "ProofInputError", "PublicKey", "RootMismatchError", "Sequenced", "SignatureError",
+    "SigningKeyError", "SqliteStore", "StorageError", "TreeHead", "VerificationError", "Workload", "open_ledger",
+    "verify_export", "verify_log",
 ]
+
+
+def open_ledger(home: Path, *, database: str | None = None, signing_key_path: Path | None = None) -> Ledger:
+    """The site's ledger writer: SQLite in ``home`` when ``database`` is None, else PostgreSQL at that URL.
+
+    The signing key is ``signing_key_path``, or ``home/ledger-signing-key.pem`` (every process
+    of a site must sign with the same key: share the file or the Secret that holds it).
+    """
+    return Ledger.open(home, database=database, signing_key_path=signing_key_path)

@@ -10,6 +10,8 @@ translated here, so callers see one vocabulary::
     │   ├── LedgerLockedError    another process holds the ledger open for writing
     │   └── LedgerClosedError    the ledger was closed
     ├── StorageError             the database failed; nothing was acknowledged
+    │   └── LedgerUnavailableError  the shared database did not answer (also a
+    │                            ``scheduler.database.DatabaseUnavailable``: 503, retry later)
     ├── SigningKeyError          a signing or public key that cannot be used
     ├── ProofError               an inclusion or consistency proof does not verify
     │   ├── ProofInputError      malformed proof input ("got X, want Y"); also a ValueError
@@ -31,6 +33,8 @@ translated here, so callers see one vocabulary::
 """
 
 from __future__ import annotations
+
+from scheduler.database import DatabaseUnavailable
 
 
 class LedgerError(Exception):
@@ -59,6 +63,10 @@ class LedgerClosedError(LedgerStateError):
 
 class StorageError(LedgerError):
     """The database failed a write; none of the entries in that commit were acknowledged."""
+
+
+class LedgerUnavailableError(StorageError, DatabaseUnavailable):
+    """The ledger's PostgreSQL database did not answer in time; nothing was acknowledged, retry later."""
 
 
 class SigningKeyError(LedgerError):

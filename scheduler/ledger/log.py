@@ -1,9 +1,10 @@
 """Writing the placement ledger: durable group-committed appends and signed tree heads.
 
-:class:`Ledger` is the single writer of ``$CORRIDOR_HOME/ledger.db``; its
-signing key is ``$CORRIDOR_HOME/ledger-signing-key.pem`` (created on first
-start) unless another is given. It reads like a
-:class:`~scheduler.ledger.reader.LedgerReader`.
+:class:`Ledger` writes ``$CORRIDOR_HOME/ledger.db`` (the only writer of that file),
+or a PostgreSQL database shared by the site's gateway processes (one writer in
+each); its signing key is ``$CORRIDOR_HOME/ledger-signing-key.pem`` (created on
+first start) unless another is given, the same key in every process of a site.
+It reads like a :class:`~scheduler.ledger.reader.LedgerReader`.
 
 Group commit: callers queue drafts and block (or await); one writer thread
 takes everything queued, assigns indexes and one timestamp, hashes the leaves
@@ -15,6 +16,18 @@ time either way. The order
 of indexes is the order of durability, and a crash never loses an
 acknowledged entry. A failed commit acknowledges nothing of its batch and
 leaves the in-memory tree as it was.
+
+Several processes: each commit runs inside the store's sequencer
+(:meth:`~scheduler.ledger.store.LedgerStore.sequenced`), where no other writer
+appends. There the writer reads the stored size; if other processes appended
+since its last commit, it first checks that the stored subtrees still cover
+its own tree (no fork) and brings its compact range up to the stored size from
+the stored subtree hashes (O(log n) rows), then assigns the next indexes. So
+one batch is one transaction in every process, and indexes run on without gap
+or duplicate across all of them.
+
+One module because the queue of callers, the writer role and the catch-up under
+the sequencer are one state machine around one in-memory tree.
 """
 
 from __future__ import annotations
@@ -33,7 +46,7 @@ from scheduler.private_files import private_directory
 from scheduler.ledger.entry import LedgerEntryDraft, utc_now
 from scheduler.ledger.exceptions import InvalidEntryError, LedgerClosedError, LedgerError, StorageError
 from scheduler.ledger.merkle import CompactRange, leaf_hash
-from scheduler.ledger.reader import DB_FILENAME, LedgerReader
+from scheduler.ledger.reader import LedgerReader, open_store
 from scheduler.ledger.signing import (
     KEY_FILENAME,
     TreeHead,
@@ -41,7 +54,7 @@ from scheduler.ledger.signing import (
     load_signing_key,
     sign_tree_head,
 )
-from scheduler.ledger.store import LedgerStore, SqliteStore, StoredLeaf
+from scheduler.ledger.store import LedgerStore, Sequenced, StoredLeaf
 
 
 class _Batch:
@@ -109,21 +122,17 @@ def _resolve(outcomes: list[tuple[asyncio.Future, Any]], error: BaseException | 
 class Ledger(LedgerReader):
     """The writer of a ledger: durable group-committed appends and signed tree heads.
 
-    Thread-safe. One per process and per database (a second process gets
-    :class:`LedgerLockedError`). Call :meth:`close` (or use ``with``) to drain
-    pending appends and sign a final tree head.
+    Thread-safe. One per process and per database: on SQLite a second
+    process gets :class:`LedgerLockedError`; on PostgreSQL every process of
+    the site opens its own, and they share one log order. Call :meth:`close`
+    (or use ``with``) to drain pending appends and sign a final tree head.
     """
 
     def __init__(self, store: LedgerStore, signing_key: Ed25519PrivateKey) -> None:
         super().__init__(store, signing_key.public_key())
         self._key = signing_key
-        size = store.size()
-        keys = CompactRange.subtrees(size)
-        stored = store.subtree_hashes(keys)
-        if len(stored) != len(keys):
-            raise StorageError(f"subtree cache of {size} entries is incomplete; run `corridor audit verify`")
-        self._compact = CompactRange(size, [stored[key] for key in keys])
-        self._size = size
+        self._compact = _stored_range(store, store.size())
+        self._size = self._compact.size
         self._last_head = store.latest_tree_head()
         self._commits = 0
         self._cond = threading.Condition()
@@ -134,8 +143,10 @@ class Ledger(LedgerReader):
         self._writer.start()
 
     @classmethod
-    def open(cls, home: Path | str, *, signing_key_path: Path | str | None = None) -> Ledger:
-        """Open (creating if needed) ``home/ledger.db`` for writing.
+    def open(
+        cls, home: Path | str, *, database: str | None = None, signing_key_path: Path | str | None = None
+    ) -> Ledger:
+        """Open (creating if needed) ``home/ledger.db``, or the ledger in PostgreSQL ``database``, for writing.
 
         The signing key is read from ``signing_key_path`` if given, else from
         ``home/ledger-signing-key.pem``, generated there on first start.
@@ -146,7 +157,7 @@ class Ledger(LedgerReader):
             key = load_signing_key(Path(signing_key_path))
         else:
             key = load_or_generate_signing_key(home / KEY_FILENAME)
-        store = SqliteStore(home / DB_FILENAME, writer=True)
+        store = open_store(home, database=database, writer=True)
         try:
             return cls(store, key)
         except BaseException:
@@ -155,8 +166,8 @@ class Ledger(LedgerReader):
 
     @property
     def size(self) -> int:
-        """Number of durably committed entries."""
-        return self._size
+        """Number of durably committed entries (by every process, on a shared store)."""
+        return self._store.size() if self._store.shared else self._size
 
     @property
     def commits(self) -> int:
@@ -192,7 +203,7 @@ class Ledger(LedgerReader):
     def latest_tree_head(self) -> dict[str, Any]:
         """The tree head of the current size, signing (and storing) a new one if the size changed."""
         last = self._last_head
-        if last is not None and last.tree_size == self._size:
+        if last is not None and last.tree_size == self.size:
             return last.model_dump()
         batch, _ = self._enqueue_and_wait([], want_head=True)
         assert batch.head is not None
@@ -293,8 +304,47 @@ class Ledger(LedgerReader):
                 pass  # the caller's event loop is closed; nobody is waiting
 
     def _commit(self, batch: _Batch) -> None:
-        """Assign indexes and the timestamp, hash, sign a requested head, write one transaction."""
+        """Inside the sequencer: catch up, assign indexes and the timestamp, hash, sign a requested head,
+        write one transaction."""
+        with self._store.sequenced() as log:
+            compact = self._caught_up(log)
+            leaves, items, heads, last = self._build(batch, compact, log)
+            if leaves or heads:
+                log.write(leaves, heads)  # durable when the block ends; raises, and nothing below runs, if not
+        if leaves or heads:
+            self._commits += 1
+        self._compact = compact
+        self._size = compact.size
+        self._last_head = heads[0] if heads else last
+        batch.head = self._last_head
+        batch.items = items
+
+    def _caught_up(self, log: Sequenced) -> CompactRange:
+        """A copy of the in-memory tree, brought up to the stored size if other processes appended."""
         compact = self._compact.copy()
+        if not self._store.shared:
+            return compact  # the only writer: the stored size is ours
+        size = log.size()
+        if size == compact.size:
+            return compact
+        if size < compact.size:
+            raise StorageError(
+                f"the stored log holds {size} entries, fewer than the {compact.size} this writer committed; "
+                "run `corridor audit verify`"
+            )
+        mine, theirs = CompactRange.subtrees(compact.size), CompactRange.subtrees(size)
+        stored = log.subtree_hashes({*mine, *theirs})
+        if [stored.get(key) for key in mine] != compact.hashes:
+            raise StorageError(
+                f"the stored subtrees of the first {compact.size} entries differ from this writer's tree "
+                "(a fork); run `corridor audit verify`"
+            )
+        return _range_of(size, theirs, stored)
+
+    def _build(
+        self, batch: _Batch, compact: CompactRange, log: Sequenced
+    ) -> tuple[list[StoredLeaf], list[dict[str, Any]], list[TreeHead], TreeHead | None]:
+        """Assign indexes from ``compact.size`` on (appending to ``compact``), hash, sign a requested head."""
         timestamp = utc_now()
         leaves: list[StoredLeaf] = []
         items: list[dict[str, Any]] = []
@@ -313,14 +363,21 @@ class Ledger(LedgerReader):
             items.append({"index": index, "leaf_hash": value.hex(), "entry": entry})
         heads = []
         last = self._last_head
-        if batch.want_head and (last is None or last.tree_size != compact.size):
-            heads.append(sign_tree_head(self._key, compact.size, compact.root(), utc_now()))
-        if leaves or heads:
-            self._store.commit(leaves, heads)  # raises, and nothing below runs, if not durable
-            self._commits += 1
-        self._compact = compact
-        self._size = compact.size
-        if heads:
-            self._last_head = heads[0]
-        batch.head = self._last_head
-        batch.items = items
+        if batch.want_head:
+            if self._store.shared:
+                last = log.latest_tree_head()  # another process may have signed this size already
+            if last is None or last.tree_size != compact.size:
+                heads.append(sign_tree_head(self._key, compact.size, compact.root(), utc_now()))
+        return leaves, items, heads, last
+
+
+def _range_of(size: int, keys: list[tuple[int, int]], stored: Mapping[tuple[int, int], bytes]) -> CompactRange:
+    if any(key not in stored for key in keys):
+        raise StorageError(f"subtree cache of {size} entries is incomplete; run `corridor audit verify`")
+    return CompactRange(size, [stored[key] for key in keys])
+
+
+def _stored_range(store: LedgerStore, size: int) -> CompactRange:
+    """The compact range of the first ``size`` stored entries, from their stored subtree hashes."""
+    keys = CompactRange.subtrees(size)
+    return _range_of(size, keys, store.subtree_hashes(keys))

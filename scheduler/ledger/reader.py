@@ -51,6 +51,15 @@ MAX_PAGE = 1000
 """Largest ``limit`` accepted by :meth:`LedgerReader.entries`."""
 
 
+def open_store(home: Path, *, database: str | None, writer: bool) -> LedgerStore:
+    """``home/ledger.db`` (SQLite) when ``database`` is None, else the ledger in that PostgreSQL database."""
+    if database is None:
+        return SqliteStore(home / DB_FILENAME, writer=writer)
+    from scheduler.ledger.pg_store import PgStore  # psycopg only for a site that has a database
+
+    return PgStore(database, writer=writer)
+
+
 def _item(row: StoredLeaf) -> dict[str, Any]:
     return {"index": row.index, "leaf_hash": row.leaf_hash.hex(), "entry": parse_leaf(row.leaf)}
 
@@ -68,6 +77,7 @@ class LedgerReader:
 
     Used by the CLI (``corridor audit``) on a ledger another process may be
     appending to, and as the read side of :class:`~scheduler.ledger.log.Ledger`.
+    Every call reads the store afresh, so it sees what any writer committed.
     """
 
     def __init__(self, store: LedgerStore, public_key: Ed25519PublicKey | None = None) -> None:
@@ -75,10 +85,13 @@ class LedgerReader:
         self._public_key = public_key
 
     @classmethod
-    def open(cls, home: Path | str, *, public_key: Ed25519PublicKey | None = None) -> LedgerReader:
-        """Open ``home/ledger.db`` read-only; the public key defaults to the one of ``home``'s signing key."""
+    def open(
+        cls, home: Path | str, *, database: str | None = None, public_key: Ed25519PublicKey | None = None
+    ) -> LedgerReader:
+        """Open ``home/ledger.db`` (or the ledger in PostgreSQL ``database``) read-only; the public
+        key defaults to the one of ``home``'s signing key."""
         home = Path(home)
-        store = SqliteStore(home / DB_FILENAME, writer=False)
+        store = open_store(home, database=database, writer=False)
         if public_key is None and (home / KEY_FILENAME).exists():
             public_key = load_signing_key(home / KEY_FILENAME).public_key()
         return cls(store, public_key)

@@ -14,10 +14,17 @@ The store keeps two append-only tables:
   same transaction, as the leaf that completes it;
 - ``tree_heads``: every signed tree head ever issued, in issue order.
 
-Durability: ``journal_mode=WAL`` and ``synchronous=FULL``, so :meth:`commit`
+Sequencing: the writer assigns indexes inside :meth:`LedgerStore.sequenced`,
+the store's sequencer, where no other writer appends; it reads the stored size
+there, so indexes follow each other across every writer of the store. Here one
+process at a time may write at all: the writer takes an exclusive ``flock`` on
+``<db>.lock``, so the sequencer is a plain transaction and the size is always
+the writer's own. (:mod:`scheduler.ledger.pg_store` shares one log between
+processes and takes a lock in the database.)
+
+Durability: ``journal_mode=WAL`` and ``synchronous=FULL``, so :meth:`SqliteStore.commit`
 returns only once the transaction is on disk. No code path updates or deletes
-a row, and triggers refuse both. One process at a time may write: the writer
-takes an exclusive ``flock`` on ``<db>.lock``.
+a row, and triggers refuse both.
 
 One module because it is one SQLite schema behind one protocol.
 """
@@ -28,8 +35,10 @@ import fcntl
 import os
 import sqlite3
 import threading
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from contextlib import AbstractContextManager
 from typing import NamedTuple, Protocol
 
 from scheduler.ledger.exceptions import LedgerLockedError, NotFoundError, StorageError
@@ -70,8 +79,8 @@ _APPEND_ONLY = "".join(
     for op in ("UPDATE", "DELETE")
 )
 
-_LEAF_COLUMNS = "idx, leaf, leaf_hash, subtrees, tenant, kind, jurisdiction, ts"
-_HEAD_COLUMNS = "tree_size, root_hash, timestamp, key_id, signature"
+LEAF_COLUMNS = "idx, leaf, leaf_hash, subtrees, tenant, kind, jurisdiction, ts"
+HEAD_COLUMNS = "tree_size, root_hash, timestamp, key_id, signature"
 _ROWS_PER_STATEMENT = 256
 #: The entry's decision id, read from the leaf itself (the same expression as the index, so
 #: the index serves the filter, and a ledger written before the index existed needs no migration).
@@ -94,15 +103,38 @@ class StoredLeaf(NamedTuple):
     timestamp: str
 
 
+class Sequenced(Protocol):
+    """The store inside its sequencer: no other writer appends until the ``with`` block ends."""
+
+    def size(self) -> int:
+        """One past the highest stored index, including what other writers appended before."""
+
+    def subtree_hashes(self, keys: Collection[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """Like :meth:`LedgerStore.subtree_hashes`, read inside the sequencer."""
+
+    def latest_tree_head(self) -> TreeHead | None:
+        """The last tree head issued by any writer, or None."""
+
+    def write(self, leaves: Sequence[StoredLeaf], tree_heads: Sequence[TreeHead]) -> None:
+        """Write leaves (from index :meth:`size` on) and tree heads; at most once per block.
+        They are durable once the ``with`` block ends without an exception."""
+
+
 class LedgerStore(Protocol):
-    """What the ledger needs from storage; SQLite implements it, PostgreSQL could."""
+    """What the ledger needs from storage; SQLite and PostgreSQL implement it."""
+
+    shared: bool
+    """True when other processes may append to the same log (the writer then catches up)."""
 
     def size(self) -> int:
         """One past the highest stored index (0 when empty)."""
 
-    def commit(self, leaves: Sequence[StoredLeaf], tree_heads: Sequence[TreeHead]) -> None:
-        """Write leaves and tree heads in one durable transaction; raise
-        :class:`StorageError` (and write nothing) on failure."""
+    def sequenced(self) -> AbstractContextManager[Sequenced]:
+        """Enter the sequencer: one durable transaction in which only this writer appends.
+
+        Leaving the block without an exception commits (or raises :class:`StorageError`,
+        having acknowledged nothing); an exception inside it writes nothing.
+        """
 
     def leaf(self, index: int) -> StoredLeaf | None:
         """The leaf at ``index``, or None."""
@@ -150,6 +182,8 @@ class SqliteStore:
     is safe while a writer appends in another process. Every thread reads
     through its own connection.
     """
+
+    shared = False  # the flock keeps every other writer out
 
     def __init__(self, path: Path | str, *, writer: bool) -> None:
         self.path = Path(path)
@@ -215,10 +249,19 @@ class SqliteStore:
         return connection
 
     def size(self) -> int:
-        (highest,) = self._reader().execute("SELECT max(idx) FROM entries").fetchone()
-        return 0 if highest is None else highest + 1
+        return _size(self._reader())
+
+    @contextmanager
+    def sequenced(self) -> Iterator[Sequenced]:
+        """The flock already makes this the only writer: the sequencer is :meth:`commit` itself."""
+        connection = self._write_connection
+        if connection is None:
+            raise StorageError(f"{self.path} is not open for writing")
+        yield _SqliteSequenced(self, connection)
 
     def commit(self, leaves: Sequence[StoredLeaf], tree_heads: Sequence[TreeHead]) -> None:
+        """Write leaves and tree heads in one durable transaction; raise
+        :class:`StorageError` (and write nothing) on failure."""
         connection = self._write_connection
         if connection is None:
             raise StorageError(f"{self.path} is not open for writing")
@@ -231,7 +274,7 @@ class SqliteStore:
             for start in range(0, len(leaves), _ROWS_PER_STATEMENT):
                 _insert_leaves(connection, leaves[start : start + _ROWS_PER_STATEMENT])
             connection.executemany(
-                f"INSERT INTO tree_heads ({_HEAD_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
+                f"INSERT INTO tree_heads ({HEAD_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
                 [(h.tree_size, h.root_hash, h.timestamp, h.key_id, h.signature) for h in tree_heads],
             )
             connection.execute("COMMIT")
@@ -241,7 +284,7 @@ class SqliteStore:
             raise StorageError(f"commit of {len(leaves)} entries to {self.path} failed: {exc}") from exc
 
     def leaf(self, index: int) -> StoredLeaf | None:
-        row = self._reader().execute(f"SELECT {_LEAF_COLUMNS} FROM entries WHERE idx = ?", (index,)).fetchone()
+        row = self._reader().execute(f"SELECT {LEAF_COLUMNS} FROM entries WHERE idx = ?", (index,)).fetchone()
         return None if row is None else StoredLeaf(*row)
 
     def scan(
@@ -257,21 +300,9 @@ class SqliteStore:
         until: str | None = None,
         decision_id: str | None = None,
     ) -> Iterator[StoredLeaf]:
-        clauses = ["idx > ?"]
-        params: list[object] = [after]
-        for clause, value in (
-            ("idx < ?", below),
-            ("tenant = ?", tenant),
-            ("kind = ?", kind),
-            ("jurisdiction = ?", jurisdiction),
-            ("ts >= ?", since),
-            ("ts < ?", until),
-            (_DECISION_ID + " = ?", decision_id),
-        ):
-            if value is not None:
-                clauses.append(clause)
-                params.append(value)
-        sql = f"SELECT {_LEAF_COLUMNS} FROM entries WHERE {' AND '.join(clauses)} ORDER BY idx"
+        clauses, values = filter_clauses(_DECISION_ID, [below, tenant, kind, jurisdiction, since, until, decision_id])
+        params: list[object] = [after, *values]
+        sql = f"SELECT {LEAF_COLUMNS} FROM entries WHERE {' AND '.join(['idx > ?', *clauses])} ORDER BY idx"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
@@ -282,31 +313,14 @@ class SqliteStore:
                 yield StoredLeaf(*row)
 
     def subtree_hashes(self, keys: Collection[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-        wanted: dict[int, list[tuple[int, int]]] = {}
-        for level, index in keys:
-            wanted.setdefault(((index + 1) << level) - 1, []).append((level, index))
-        found: dict[tuple[int, int], bytes] = {}
-        if not wanted:
-            return found
-        marks = ",".join("?" * len(wanted))
-        query = f"SELECT idx, leaf_hash, subtrees FROM entries WHERE idx IN ({marks})"
-        for row_index, value, completed in self._reader().execute(query, list(wanted)):
-            for level, index in wanted[row_index]:
-                if level == 0:
-                    found[(level, index)] = value
-                elif len(completed) >= 32 * level:
-                    found[(level, index)] = completed[32 * (level - 1) : 32 * level]
-        return found
+        return _subtree_hashes(self._reader(), keys)
 
     def tree_heads(self) -> list[TreeHead]:
-        rows = self._reader().execute(f"SELECT {_HEAD_COLUMNS} FROM tree_heads ORDER BY seq")
-        return [_tree_head(row) for row in rows]
+        rows = self._reader().execute(f"SELECT {HEAD_COLUMNS} FROM tree_heads ORDER BY seq")
+        return [tree_head_of_row(row) for row in rows]
 
     def latest_tree_head(self) -> TreeHead | None:
-        row = self._reader().execute(
-            f"SELECT {_HEAD_COLUMNS} FROM tree_heads ORDER BY seq DESC LIMIT 1"
-        ).fetchone()
-        return None if row is None else _tree_head(row)
+        return _latest_tree_head(self._reader())
 
     def close(self) -> None:
         with self._connections_lock:
@@ -320,6 +334,85 @@ class SqliteStore:
             self._lock_fd = None
 
 
+def filter_clauses(decision_id_of_leaf: str, values: Sequence[object]) -> tuple[list[str], list[object]]:
+    """The conditions (``?`` marks) and values of the filters of :meth:`LedgerStore.scan` that are
+    given, from ``[below, tenant, kind, jurisdiction, since, until, decision_id]`` (None: not given).
+
+    >>> filter_clauses("d(leaf)", [None, "a", None, None, None, "2026", "dec-1"])
+    (['tenant = ?', 'ts < ?', 'd(leaf) = ?'], ['a', '2026', 'dec-1'])
+    """
+    conditions = ["idx < ?", "tenant = ?", "kind = ?", "jurisdiction = ?", "ts >= ?", "ts < ?",
+                  decision_id_of_leaf + " = ?"]
+    given = [(condition, value) for condition, value in zip(conditions, values, strict=True) if value is not None]
+    return [condition for condition, _ in given], [value for _, value in given]
+
+
+class _SqliteSequenced:
+    """:class:`Sequenced` on the writer's connection; :meth:`write` is the durable commit."""
+
+    def __init__(self, store: SqliteStore, connection: sqlite3.Connection) -> None:
+        self._store = store
+        self._connection = connection
+
+    def size(self) -> int:
+        return _size(self._connection)
+
+    def subtree_hashes(self, keys: Collection[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        return _subtree_hashes(self._connection, keys)
+
+    def latest_tree_head(self) -> TreeHead | None:
+        return _latest_tree_head(self._connection)
+
+    def write(self, leaves: Sequence[StoredLeaf], tree_heads: Sequence[TreeHead]) -> None:
+        self._store.commit(leaves, tree_heads)
+
+
+def _size(connection: sqlite3.Connection) -> int:
+    (highest,) = connection.execute("SELECT max(idx) FROM entries").fetchone()
+    return 0 if highest is None else highest + 1
+
+
+def _subtree_hashes(connection: sqlite3.Connection, keys: Collection[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    wanted = rows_of_subtrees(keys)
+    if not wanted:
+        return {}
+    marks = ",".join("?" * len(wanted))
+    rows = connection.execute(f"SELECT idx, leaf_hash, subtrees FROM entries WHERE idx IN ({marks})", list(wanted))
+    return subtrees_of_rows(wanted, rows)
+
+
+def rows_of_subtrees(keys: Collection[tuple[int, int]]) -> dict[int, list[tuple[int, int]]]:
+    """The row holding each complete subtree ``(level, index)``: ``((index + 1) << level) - 1``.
+
+    >>> rows_of_subtrees([(0, 5), (2, 1), (1, 3)])
+    {5: [(0, 5)], 7: [(2, 1), (1, 3)]}
+    """
+    wanted: dict[int, list[tuple[int, int]]] = {}
+    for level, index in keys:
+        wanted.setdefault(((index + 1) << level) - 1, []).append((level, index))
+    return wanted
+
+
+def subtrees_of_rows(
+    wanted: dict[int, list[tuple[int, int]]], rows: Iterable[tuple[int, bytes, bytes]]
+) -> dict[tuple[int, int], bytes]:
+    """The hashes asked for in ``wanted`` (from :func:`rows_of_subtrees`), cut out of
+    ``(idx, leaf_hash, subtrees)`` rows; a hash the row does not hold is absent."""
+    found: dict[tuple[int, int], bytes] = {}
+    for row_index, value, completed in rows:
+        for level, index in wanted[row_index]:
+            if level == 0:
+                found[(level, index)] = value
+            elif len(completed) >= 32 * level:
+                found[(level, index)] = completed[32 * (level - 1) : 32 * level]
+    return found
+
+
+def _latest_tree_head(connection: sqlite3.Connection) -> TreeHead | None:
+    row = connection.execute(f"SELECT {HEAD_COLUMNS} FROM tree_heads ORDER BY seq DESC LIMIT 1").fetchone()
+    return None if row is None else tree_head_of_row(row)
+
+
 _ROW_MARKS = "(" + ", ".join("?" * len(StoredLeaf._fields)) + ")"
 
 
@@ -329,10 +422,10 @@ def _insert_leaves(connection: sqlite3.Connection, leaves: Sequence[StoredLeaf])
     if not leaves:
         return
     params = [value for leaf in leaves for value in leaf]
-    connection.execute(f"INSERT INTO entries ({_LEAF_COLUMNS}) VALUES " + ", ".join([_ROW_MARKS] * len(leaves)), params)
+    connection.execute(f"INSERT INTO entries ({LEAF_COLUMNS}) VALUES " + ", ".join([_ROW_MARKS] * len(leaves)), params)
 
 
-def _tree_head(row: tuple) -> TreeHead:
+def tree_head_of_row(row: tuple) -> TreeHead:
     """A stored head as it is, unvalidated: verification must see tampered values, not fail to load them."""
     tree_size, root_hash, timestamp, key, signature = row
     return TreeHead.model_construct(

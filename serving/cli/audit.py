@@ -1,12 +1,13 @@
 """``corridor audit …``: verify, export and sign the placement ledger.
 
 State is read from ``$CORRIDOR_HOME`` (default ``.corridor`` in the working
-directory); ``--home`` overrides it::
+directory); ``--home`` overrides it. A site whose ledger is in PostgreSQL names it with
+``--database URL`` (or ``$CORRIDOR_DATABASE``); the signing key stays in the home::
 
-    corridor audit verify [--home DIR]
+    corridor audit verify [--home DIR] [--database URL]
     corridor audit verify --export FILE --tree-head FILE [--public-key FILE]
-    corridor audit export [--home DIR] [--tenant T] [--tree-size N]
-    corridor audit tree-head [--home DIR] [--size N]
+    corridor audit export [--home DIR] [--database URL] [--tenant T] [--tree-size N]
+    corridor audit tree-head [--home DIR] [--database URL] [--size N]
     corridor audit public-key [--home DIR]
 
 An auditor pairs an export with a tree head: ``tree-head > head.json``, then
@@ -61,6 +62,16 @@ HomeOption = Annotated[
     ),
 ]
 
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database",
+        envvar="CORRIDOR_DATABASE",
+        show_default=False,
+        help="The site's PostgreSQL database holding the ledger, postgresql://… (default: ledger.db in the home).",
+    ),
+]
+
 
 def _out() -> Console:
     return Console(highlight=False, soft_wrap=True)
@@ -100,11 +111,11 @@ def _public_key(public_key: Path | None, home: Path):
     )
 
 
-def _reader(home: Path, public_key=None) -> LedgerReader:
+def _reader(home: Path, public_key=None, database: str | None = None) -> LedgerReader:
     try:
-        return LedgerReader.open(home, public_key=public_key)
+        return LedgerReader.open(home, database=database, public_key=public_key)
     except LedgerError as exc:
-        raise _die(f"{exc} (set --home or $CORRIDOR_HOME)") from exc
+        raise _die(f"{exc} ({'check --database' if database else 'set --home or $CORRIDOR_HOME'})") from exc
 
 
 def _failed(exc: VerificationError) -> typer.Exit:
@@ -125,6 +136,7 @@ def _failed(exc: VerificationError) -> typer.Exit:
 @app.command()
 def verify(
     home: HomeOption = None,
+    database: DatabaseOption = None,
     export: Annotated[
         Path | None,
         typer.Option("--export", dir_okay=False, help="Verify this JSON-lines export offline, without the database."),
@@ -172,7 +184,7 @@ def verify(
         )
         return
     key = _public_key(public_key, home) if public_key is not None else None
-    reader = _reader(home, key)
+    reader = _reader(home, key, database)
     try:
         report = reader.verify()
     except VerificationError as exc:
@@ -183,6 +195,8 @@ def verify(
         raise _failed(exc) from exc
     except NotFoundError as exc:
         raise _die(f"{exc}: pass --public-key") from exc
+    except LedgerError as exc:  # the database went away during verification
+        raise _die(str(exc)) from exc
     finally:
         reader.close()
     pending = f"; {report.unsigned} newer entries not yet covered by a tree head" if report.unsigned else ""
@@ -195,6 +209,7 @@ def verify(
 @app.command()
 def export(
     home: HomeOption = None,
+    database: DatabaseOption = None,
     tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant's entries.")] = None,
     tree_size: Annotated[
         int | None,
@@ -204,7 +219,7 @@ def export(
     ] = None,
 ) -> None:
     """Write ledger items as JSON lines (canonical JSON) to stdout."""
-    reader = _reader(_home(home))
+    reader = _reader(_home(home), database=database)
     try:
         write = sys.stdout.write
         for item in reader.export(tenant=tenant, tree_size=tree_size):
@@ -219,18 +234,19 @@ def export(
 @app.command("tree-head")
 def tree_head(
     home: HomeOption = None,
+    database: DatabaseOption = None,
     size: Annotated[
         int | None, typer.Option("--size", min=0, help="The stored head of this size instead of the latest.")
     ] = None,
 ) -> None:
     """Print the latest signed tree head as JSON, signing one first if the log grew and no other process writes it."""
     home = _home(home)
-    if not (home / DB_FILENAME).is_file():
+    if database is None and not (home / DB_FILENAME).is_file():
         raise _die(f"no ledger database at {home / DB_FILENAME} (set --home or $CORRIDOR_HOME)")
     head = None
     if size is None and (home / KEY_FILENAME).exists():
         try:
-            with Ledger.open(home) as ledger:
+            with Ledger.open(home, database=database) as ledger:
                 head = ledger.latest_tree_head()
         except LedgerLockedError:
             _err().print(
@@ -239,7 +255,7 @@ def tree_head(
         except LedgerError as exc:
             raise _die(str(exc)) from exc
     if head is None:
-        reader = _reader(home)
+        reader = _reader(home, database=database)
         try:
             if size is None:
                 head = reader.latest_tree_head()

@@ -1,4 +1,4 @@
-"""SIGKILL during appends: no acknowledged entry is lost and the log still verifies."""
+"""SIGKILL during appends: no acknowledged entry is lost and the log still verifies (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
+from ledger_backends import BACKENDS, ledger_database
 from scheduler.ledger import Ledger, LedgerEntryDraft, LedgerReader
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -20,9 +23,9 @@ ROOT = Path(__file__).resolve().parents[3]
 # another thread asks for tree heads all along, so some are issued mid-run.
 CHILD = r"""
 import os, sys, threading, time
-from scheduler.ledger import Ledger, LedgerEntryDraft
+from scheduler.ledger import LedgerEntryDraft, open_ledger
 
-ledger = Ledger.open(sys.argv[1])
+ledger = open_ledger(sys.argv[1], database=sys.argv[2] or None)
 lock = threading.Lock()
 
 def work(worker):
@@ -45,10 +48,13 @@ threading.Event().wait()
 """
 
 
-def test_sigkill_during_appends_loses_no_acknowledged_entry(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sigkill_during_appends_loses_no_acknowledged_entry(tmp_path: Path, backend: str, request) -> None:
+    database = ledger_database(request, backend)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env
+        [sys.executable, "-c", CHILD, str(tmp_path), database or ""],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env,
     )
     lines: queue.Queue[bytes] = queue.Queue()
     reader = threading.Thread(target=lambda: [lines.put(line) for line in child.stdout], daemon=True)
@@ -73,7 +79,7 @@ def test_sigkill_during_appends_loses_no_acknowledged_entry(tmp_path: Path) -> N
         acknowledged[index] = (worker, seq)
     assert child.returncode == -signal.SIGKILL
 
-    with LedgerReader.open(tmp_path) as log:
+    with LedgerReader.open(tmp_path, database=database) as log:
         report = log.verify()
         assert report.tree_heads > 0
         assert report.size > max(acknowledged)
@@ -81,7 +87,7 @@ def test_sigkill_during_appends_loses_no_acknowledged_entry(tmp_path: Path) -> N
             entry = log.get(index)["entry"]
             assert (entry["tenant"], entry["detail"]) == (f"t{worker}", {"seq": seq})
 
-    with Ledger.open(tmp_path) as ledger:  # the writer restarts where the durable log ends
+    with Ledger.open(tmp_path, database=database) as ledger:  # the writer restarts where the durable log ends
         assert ledger.append(LedgerEntryDraft(kind="security"))["index"] == report.size
         assert ledger.latest_tree_head()["tree_size"] == report.size + 1
         assert ledger.verify().unsigned == 0

@@ -1,4 +1,5 @@
-"""The Ledger: appends, group commit, queries, proofs, tree heads, keys, on a real SQLite file."""
+"""The Ledger: appends, group commit, queries, proofs, tree heads, keys, on a real SQLite file
+(and, where the storage matters, on PostgreSQL too)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ import sqlite3
 import stat
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from ledger_backends import BACKENDS, ledger_database
 from policies.canonical import canonical_json
 from scheduler.ledger import (
     InvalidEntryError,
@@ -35,6 +38,19 @@ from scheduler.ledger import (
 from scheduler.ledger.entry import ENTRY_KEYS
 from scheduler.ledger.log import _Batch
 from scheduler.ledger.signing import KEY_FILENAME, generate_signing_key, load_or_generate_signing_key
+
+
+@pytest.fixture(params=BACKENDS)
+def database(request: pytest.FixtureRequest) -> str | None:
+    """None (SQLite in the home), or a fresh PostgreSQL database."""
+    return ledger_database(request, request.param)
+
+
+@pytest.fixture
+def ledger(tmp_path: Path, database: str | None) -> Iterator[Ledger]:
+    """An empty ledger in ``tmp_path / "home"`` on each backend, closed after the test."""
+    with Ledger.open(tmp_path / "home", database=database) as opened:
+        yield opened
 
 
 def draft(seq: int = 0, **fields) -> LedgerEntryDraft:
@@ -174,8 +190,8 @@ def test_entries_are_filtered_and_paged(ledger: Ledger) -> None:
         ledger.entries(limit=0)
 
 
-def test_tree_heads_are_signed_on_demand_and_on_close_and_all_persisted(tmp_path: Path) -> None:
-    ledger = Ledger.open(tmp_path)
+def test_tree_heads_are_signed_on_demand_and_on_close_and_all_persisted(tmp_path: Path, database: str | None) -> None:
+    ledger = Ledger.open(tmp_path, database=database)
     empty = ledger.latest_tree_head()
     assert empty["tree_size"] == 0 and empty["root_hash"] == merkle.EMPTY_ROOT.hex()
     ledger.append_many(draft(i) for i in range(3))
@@ -185,7 +201,7 @@ def test_tree_heads_are_signed_on_demand_and_on_close_and_all_persisted(tmp_path
     ledger.append(draft(3))
     ledger.close()
 
-    reader = LedgerReader.open(tmp_path)
+    reader = LedgerReader.open(tmp_path, database=database)
     heads = reader.tree_heads()
     assert [h["tree_size"] for h in heads] == [0, 3, 4]
     assert reader.latest_tree_head() == heads[-1]
@@ -202,10 +218,10 @@ def test_tree_heads_are_signed_on_demand_and_on_close_and_all_persisted(tmp_path
     reader.close()
 
 
-def test_reopening_continues_the_log_and_it_still_verifies(tmp_path: Path) -> None:
-    with Ledger.open(tmp_path) as ledger:
+def test_reopening_continues_the_log_and_it_still_verifies(tmp_path: Path, database: str | None) -> None:
+    with Ledger.open(tmp_path, database=database) as ledger:
         hashes = [bytes.fromhex(item["leaf_hash"]) for item in ledger.append_many(draft(i) for i in range(5))]
-    with Ledger.open(tmp_path) as ledger:
+    with Ledger.open(tmp_path, database=database) as ledger:
         assert ledger.size == 5
         hashes += [bytes.fromhex(ledger.append(draft(5))["leaf_hash"])]
         assert ledger.get(5)["index"] == 5

@@ -1,4 +1,4 @@
-"""Proofs served by the ledger from its stored subtree hashes, over random indexes and sizes."""
+"""Proofs served by the ledger from its stored subtree hashes (SQLite and PostgreSQL), over random indexes and sizes."""
 
 from __future__ import annotations
 
@@ -8,16 +8,17 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from ledger_backends import BACKENDS, ledger_database
 from scheduler.ledger import Ledger, LedgerEntryDraft, ProofError, merkle
 
 SIZE = 700
 PROPERTY = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
-@pytest.fixture(scope="module")
-def log(tmp_path_factory: pytest.TempPathFactory):
+@pytest.fixture(scope="module", params=BACKENDS)
+def log(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
     home: Path = tmp_path_factory.mktemp("proofs")
-    with Ledger.open(home) as ledger:
+    with Ledger.open(home, database=ledger_database(request, request.param)) as ledger:
         items = ledger.append_many(LedgerEntryDraft(kind="routing", detail={"seq": i}) for i in range(SIZE))
         leaves = [bytes.fromhex(item["leaf_hash"]) for item in items]
         roots = [merkle.root_from_leaf_hashes(leaves[:n]) for n in range(SIZE + 1)]

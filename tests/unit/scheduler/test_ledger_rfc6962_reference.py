@@ -1,7 +1,7 @@
 """An independent RFC 6962 implementation, written from the RFC text, checks the ledger.
 
 The reference lives in ``tests/rfc6962_reference.py`` and shares no code with
-``scheduler.ledger``; only the ledger's public API is called here.
+``scheduler.ledger``; only the ledger's public API is called here, on SQLite and on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import pytest
 
 from scheduler.ledger import Ledger, LedgerEntryDraft
 
+from ledger_backends import BACKENDS, ledger_database
 from rfc6962_reference import (HASH, MTH, PATH, PROOF, accepts_consistency, accepts_inclusion, leaf_bytes,
                                signature_verifies)
 
@@ -33,8 +34,8 @@ SIZE = 37
 HEAD_SIZES = [1, 2, 5, 16, 17, 30]
 
 
-@pytest.fixture(scope="module")
-def ledger_state(tmp_path_factory: pytest.TempPathFactory):
+@pytest.fixture(scope="module", params=BACKENDS)
+def ledger_state(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
     home = tmp_path_factory.mktemp("reference")
     drafts = [
         LedgerEntryDraft(
@@ -47,7 +48,7 @@ def ledger_state(tmp_path_factory: pytest.TempPathFactory):
         )
         for i in range(SIZE)
     ]
-    ledger = Ledger.open(home)
+    ledger = Ledger.open(home, database=ledger_database(request, request.param))
     done = 0
     for size in [*HEAD_SIZES, SIZE]:
         ledger.append_many(drafts[done:size])

@@ -1,8 +1,9 @@
 """Tampering with the stored log or with an export is detected, with the first bad index.
 
 The stored log is changed through the real SQLite file, with ``sqlite3``
-directly, as an intruder with write access to the disk would; exports are
-changed line by line. Each case is checked through :func:`verify_log` /
+directly, as an intruder with write access to the disk would, or in PostgreSQL
+by a superuser who switches the append-only triggers off; exports are changed
+line by line. Each case is checked through :func:`verify_log` /
 :func:`verify_export` and through ``corridor audit verify`` (exit status 1).
 """
 
@@ -15,11 +16,14 @@ import json
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
+import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner
 
+from ledger_backends import BACKENDS, ledger_database
 from policies.canonical import canonical_json
 from scheduler.ledger import Ledger, LedgerEntryDraft, LedgerReader, VerificationError, verify_export
 from scheduler.ledger.signing import PublicKey, sign_tree_head
@@ -47,10 +51,25 @@ def _sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
+class Site(NamedTuple):
+    """Where a ledger lives: its home (signing key; ledger.db on SQLite) and its PostgreSQL database."""
+
+    home: Path
+    database: str | None
+
+    def options(self) -> list[str]:
+        """The ``corridor audit`` options that name this ledger."""
+        return ["--home", str(self.home), *(["--database", self.database] if self.database else [])]
+
+    def reader(self) -> LedgerReader:
+        return LedgerReader.open(self.home, database=self.database)
+
+
+@pytest.fixture(params=BACKENDS)
+def home(tmp_path: Path, request: pytest.FixtureRequest) -> Site:
     """A closed ledger of 21 entries with tree heads at sizes 10 and 21."""
-    with Ledger.open(tmp_path) as ledger:
+    site = Site(tmp_path, ledger_database(request, request.param))
+    with Ledger.open(tmp_path, database=site.database) as ledger:
         drafts = [
             LedgerEntryDraft(kind="placement", tenant=["acme", "bund"][i % 2], jurisdiction="FR", allowed=True,
                              reasons=["OK"], detail={"seq": i})
@@ -59,11 +78,26 @@ def home(tmp_path: Path) -> Path:
         ledger.append_many(drafts[:FIRST_HEAD])
         ledger.latest_tree_head()
         ledger.append_many(drafts[FIRST_HEAD:])
-    return tmp_path
+    return site
 
 
-def tamper(home: Path, change: Callable[[sqlite3.Connection], None]) -> None:
-    connection = sqlite3.connect(home / "ledger.db")
+class QmarkConnection:
+    """A psycopg connection that takes the ``?`` placeholders of the changes below."""
+
+    def __init__(self, connection: psycopg.Connection) -> None:
+        self.connection = connection
+
+    def execute(self, sql: str, params: tuple = ()) -> psycopg.Cursor:
+        return self.connection.execute(sql.replace("?", "%s"), params)
+
+
+def tamper(site: Site, change: Callable[[sqlite3.Connection], None]) -> None:
+    if site.database is not None:
+        with psycopg.connect(site.database) as connection:
+            connection.execute("SET session_replication_role = replica")  # a superuser's way past the triggers
+            change(QmarkConnection(connection))
+        return
+    connection = sqlite3.connect(site.home / "ledger.db")
     for table in ("entries", "tree_heads"):
         for op in ("update", "delete"):
             connection.execute(f"DROP TRIGGER IF EXISTS {table}_no_{op}")
@@ -156,27 +190,27 @@ CASES = [
 ]
 
 
-def test_an_untouched_log_verifies(home: Path) -> None:
-    with LedgerReader.open(home) as reader:
+def test_an_untouched_log_verifies(home: Site) -> None:
+    with home.reader() as reader:
         report = reader.verify()
     assert (report.size, report.tree_heads, report.signed_size) == (SIZE, 2, SIZE)
-    result = runner.invoke(audit.app, ["verify", "--home", str(home)])
+    result = runner.invoke(audit.app, ["verify", *home.options()])
     assert result.exit_code == 0, result.output
     assert "ledger verified: 21 entries" in result.output
 
 
 @pytest.mark.parametrize(("change", "check", "index", "tree_size"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_tampering_is_detected_with_the_first_bad_index(
-    home: Path, change: Callable, check: str, index: int | None, tree_size: int | None
+    home: Site, change: Callable, check: str, index: int | None, tree_size: int | None
 ) -> None:
     tamper(home, change)
-    with LedgerReader.open(home) as reader, pytest.raises(VerificationError) as info:
+    with home.reader() as reader, pytest.raises(VerificationError) as info:
         reader.verify()
     assert (info.value.check, info.value.index) == (check, index), str(info.value)
     if tree_size is not None:
         assert info.value.tree_size == tree_size
 
-    result = runner.invoke(audit.app, ["verify", "--home", str(home)])
+    result = runner.invoke(audit.app, ["verify", *home.options()])
     assert result.exit_code == 1, result.output
     assert f"check: {check}" in result.output
     if index is not None:
@@ -185,10 +219,11 @@ def test_tampering_is_detected_with_the_first_bad_index(
         assert f"tree head of size {tree_size}" in result.output
 
 
-def test_the_home_comes_from_corridor_home(home: Path) -> None:
-    assert runner.invoke(audit.app, ["verify"], env={"CORRIDOR_HOME": str(home)}).exit_code == 0
+def test_the_home_and_database_come_from_the_environment(home: Site) -> None:
+    env = {"CORRIDOR_HOME": str(home.home), "CORRIDOR_DATABASE": home.database}
+    assert runner.invoke(audit.app, ["verify"], env=env).exit_code == 0
     tamper(home, delete_entry)
-    result = runner.invoke(audit.app, ["verify"], env={"CORRIDOR_HOME": str(home)})
+    result = runner.invoke(audit.app, ["verify"], env=env)
     assert result.exit_code == 1 and "first bad index 7" in result.output
 
 
@@ -201,7 +236,7 @@ def test_verify_without_a_ledger_exits_2(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def published(home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def published(home: Site, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """What an auditor takes away: full and filtered exports, the tree head, the public key (via the CLI)."""
     out = tmp_path_factory.mktemp("auditor")
     files = {}
@@ -211,7 +246,8 @@ def published(home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
         "full": ["export"],
         "acme": ["export", "--tenant", "acme", "--tree-size", str(SIZE)],
     }.items():
-        result = runner.invoke(audit.app, [*args, "--home", str(home)])
+        options = ["--home", str(home.home)] if name == "key" else home.options()
+        result = runner.invoke(audit.app, [*args, *options])
         assert result.exit_code == 0, result.output
         files[name] = out / name
         files[name].write_text(result.stdout)

@@ -29,7 +29,8 @@ def endpoint(pool: str, url: str, model: str = "corridor-tiny", replica: str | N
 
 
 @contextlib.contextmanager
-def gateway_stack(home, *, pools=("fr-paris", "de-frankfurt"), max_body_bytes=64 * 1024) -> Iterator[Stack]:
+def gateway_stack(home, *, pools=("fr-paris", "de-frankfurt"), max_body_bytes=64 * 1024,
+                  database: str | None = None) -> Iterator[Stack]:
     policy = Policy.load()
     keys = KeyStore()
     issued = {f"{t}/{role}": keys.issue(role, tenant=t) for t in policy.tenants for role in ("app", "admin")}
@@ -37,7 +38,7 @@ def gateway_stack(home, *, pools=("fr-paris", "de-frankfurt"), max_body_bytes=64
     issued["fr-interior/auditor"] = keys.issue("auditor", scope=("fr-interior",))
     issued["FR/operator"] = keys.issue("operator", jurisdiction="FR")
     with contextlib.ExitStack() as stack:
-        ledger = stack.enter_context(Ledger.open(home))
+        ledger = stack.enter_context(Ledger.open(home, database=database))
         upstreams = {pool: stack.enter_context(ServerThread(make_stub(pool))).url for pool in pools}
         endpoints = StaticEndpoints([endpoint(pool, url) for pool, url in upstreams.items()])
         gateway = Gateway(policy=policy, ledger=ledger, auth=Authenticator(keys),
