@@ -1,7 +1,7 @@
 """Placement cost: deciding where a replica goes, and starting it where decided, against Ray alone.
 
-1. Without Ray: one placement (admission — the rulebook's ``decide_all`` once
-   per audience — then filter and score) against 100, 1,000 and 10,000
+1. Without Ray: one placement (admission — the rulebook once per audience,
+   evaluated per pool profile — then filter and score) against 100, 1,000 and 10,000
    generated pools with one labelled node each; p50/p99 of each part and the
    cost per pool, to show how it grows. Pinned to one core. The long-lived
    objects (bundle, snapshot) are moved out of the collector's way with

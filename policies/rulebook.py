@@ -38,6 +38,7 @@ from typing import Any
 from policies.bundle import JURISDICTIONS, Bundle, Declaration, Pool, Requirement, default_bundle_path, load_bundle
 from policies.decision import Decision, Evaluation, Reason, ReasonCode
 from policies.markings import parse_marking
+from policies.profiles import ProfileVerdicts, Verdict
 from policies.workload import Workload
 
 R = ReasonCode
@@ -185,6 +186,48 @@ class Policy:
             except Exception as exc:  # noqa: BLE001 - fail closed
                 decisions.append(self._error_decision(workload, pool_id, at, exc))
         return Evaluation(workload, self.digest, decisions)
+
+    def decide_profiles(
+        self,
+        workload: Workload,
+        *,
+        at: dt.datetime | None = None,
+        declarations: Sequence[Declaration] = (),
+    ) -> ProfileVerdicts:
+        """``decide_all`` over every pool of the bundle, evaluated once per pool profile.
+
+        For callers that decide against very many pools (the placer): the cost
+        grows with the number of profiles, not pools; decisions are built only
+        for the pools asked about (:mod:`policies.profiles`).
+        """
+        at = at or dt.datetime.now(dt.timezone.utc)
+        ids, jurisdictions, profile_of, representatives = self._profile_table
+        try:
+            plan = self._plan(workload, at, declarations)
+        except Exception as exc:  # noqa: BLE001 - fail closed
+            error = Verdict((), None, f"{type(exc).__name__}: {exc}")
+            return ProfileVerdicts(workload, self.digest, at, ids, jurisdictions, profile_of,
+                                   (error,) * len(representatives))
+        verdicts = []
+        for compiled in representatives:
+            try:
+                verdicts.append(Verdict(*self._verdict(plan, compiled)))
+            except Exception as exc:  # noqa: BLE001 - fail closed
+                verdicts.append(Verdict((), None, f"{type(exc).__name__}: {exc}"))
+        return ProfileVerdicts(workload, self.digest, at, ids, jurisdictions, profile_of,
+                               tuple(verdicts))
+
+    @functools.cached_property
+    def _profile_table(self) -> tuple[tuple[str, ...], tuple[str, ...], tuple[int, ...],
+                                      tuple[_CompiledPool, ...]]:
+        """Pool ids, jurisdictions and profiles in bundle order, and one pool per profile."""
+        compiled = list(self.pools.values())
+        representatives: dict[int, _CompiledPool] = {}
+        for pool in compiled:
+            representatives.setdefault(pool.profile, pool)
+        return (tuple(p.pool.id for p in compiled), tuple(p.jurisdiction for p in compiled),
+                tuple(p.profile for p in compiled),
+                tuple(representatives[i] for i in range(len(representatives))))
 
     # -- evaluation ---------------------------------------------------------
 

@@ -128,6 +128,13 @@ def test_decisions_are_deterministic_and_decide_agrees_with_decide_all(case):
 
 @PROPERTY
 @given(cases())
+def test_deciding_once_per_pool_profile_agrees_with_decide_all(case):
+    policy, workload, at = case
+    assert policy.decide_profiles(workload, at=at).evaluation() == policy.decide_all(workload, at=at)
+
+
+@PROPERTY
+@given(cases())
 def test_a_pool_missing_a_required_accreditation_is_never_allowed(case):
     policy, workload, at = case
     tenant = policy.tenants[workload.tenant]
