@@ -85,9 +85,3 @@ class Run:
     @property
     def drained(self) -> bool:
         return not self.inflight and not self.queue and (self.exhausted or self.closed)
-
-
-
-def audience(workload: Workload) -> tuple:
-    """Who a batch replica serves: tenant, marking, flags and model."""
-    return workload.tenant, workload.marking.id, workload.data_flags, workload.model
