@@ -217,6 +217,14 @@ class Policy:
         return ProfileVerdicts(workload, self.digest, at, ids, jurisdictions, profile_of,
                                tuple(verdicts))
 
+    def covering_declarations(self, workload: Workload, *, at: dt.datetime | None = None,
+                              declarations: Sequence[Declaration] = ()) -> list[str]:
+        """Ids of the active crisis declarations (the bundle's and ``declarations``) whose
+        scope covers ``workload`` (tenant, model and marking), whether or not it crosses."""
+        at = at or dt.datetime.now(dt.timezone.utc)
+        return [d.id for d in (*self.bundle.declarations, *declarations)
+                if self._covers(d, workload, at)]
+
     @functools.cached_property
     def _profile_table(self) -> tuple[tuple[str, ...], tuple[str, ...], tuple[int, ...],
                                       tuple[_CompiledPool, ...]]:

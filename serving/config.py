@@ -12,6 +12,9 @@ unknown field or a wrong type is an error naming the file and the path::
     auth_throttle:
       failures: 10                 # failed authentications from one source …
       window_s: 60                 # … within this window: throttled (429) and reported
+    routing: {weights: {prefix: 3, tokens: 1, queue: 1, kv_cache: 1}}  # see serving.routing.settings
+    queue: {replica_concurrency: 256, timeout_s: 30}
+    on_demand: {idle_release_s: 300, wait_s: 180}
 
 Every field has a default, so no file means: no trusted keys, the feed in
 ``security-events.jsonl``, no syslog.
@@ -27,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from policies.exceptions import BundleError
 from policies.loading import load_yaml_model
 from policies.signing import OperatorKey
+from serving.routing.settings import OnDemandSettings, QueueSettings, RoutingSettings
 
 CONFIG_FILENAME = "corridor.yaml"
 
@@ -71,6 +75,9 @@ class RunConfig(_Strict):
     operator_keys: list[OperatorKey] = Field(default_factory=list)
     security_events: SecurityEventsConfig = Field(default_factory=SecurityEventsConfig)
     auth_throttle: AuthThrottleConfig = Field(default_factory=AuthThrottleConfig)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
+    on_demand: OnDemandSettings = Field(default_factory=OnDemandSettings)
 
     def events_path(self, home: Path) -> Path:
         path = Path(self.security_events.file)

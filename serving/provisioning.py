@@ -98,6 +98,7 @@ class PlacedReplica:
     requested_at: float = 0.0
     placed_at: float | None = None
     idle_since: float | None = None
+    served_at: float | None = None  # when it first served work that waited for it
 
 
 class PlacedReplicas:

@@ -6,7 +6,8 @@ by this site's rulebook (:class:`~serving.routing.Route`), both are recorded in 
 ledger under the request's decision id. The routing entry's durable write overlaps the
 upstream call; the response completes only once it is durable. A replica that fails before
 answering is retried once on the next candidate (a second entry, same decision id); one that
-fails mid-stream ends the stream with an error event.
+fails mid-stream ends the stream with an error event. The routing entry carries the chosen
+replica's score components when the router ranked candidates.
 """
 
 from __future__ import annotations
@@ -24,25 +25,31 @@ from scheduler.ledger.decisions import decision_entry
 from serving.gateway.errors import Unavailable
 from serving.gateway.service import Gateway
 from serving.routing import Endpoint, Route, UpstreamBroken, UpstreamResponse, UpstreamUnreachable
+from serving.routing.scoring import RoutingRequest
 
 
 async def serve_route(gateway: Gateway, route: Route, path: str, body: bytes, *, stream: bool,
                       received: float, detail: Mapping[str, Any] | None = None,
-                      decision_id: str | None = None) -> Response:
-    """Proxy ``body`` to the best live candidate of ``route`` (which must have one).
+                      decision_id: str | None = None, first: Endpoint | None = None,
+                      routing: RoutingRequest | None = None) -> Response:
+    """Proxy ``body`` to ``first`` (a slot the dispatch granted, already counted in flight), or
+    else to the best live candidate of ``route`` (which must then have one).
 
     ``detail`` adds facts to the routing entries (e.g. ``forwarded_from``); ``decision_id``
-    overrides the route's own (a forwarded request keeps the id its home site gave it).
+    overrides the route's own (a forwarded request keeps the id its home site gave it);
+    ``routing`` is the request as the scorers saw it (its tokens are released with it).
     """
     decision_id = decision_id or route.decision_id
     workload = route.evaluation.workload
     model = workload.model or ""
     # The routing entry's durable write overlaps the upstream call; the response completes
     # only once it is durable. A retry on another replica is a second entry, same decision id.
-    first = route.candidates[0]
+    if first is None:
+        first = route.candidates[0]
+        gateway.router.acquire(first, routing)
     record = asyncio.ensure_future(record_routing(gateway, route, first, path, decision_id, detail))
     try:
-        upstream, endpoint = await _open_upstream(gateway, route, path, body, received)
+        upstream, endpoint = await _open_upstream(gateway, route, path, body, received, first, routing)
     except Unavailable:
         await record
         raise
@@ -60,7 +67,7 @@ async def serve_route(gateway: Gateway, route: Route, path: str, body: bytes, *,
     gateway.metrics.requests.labels(workload.tenant, model, endpoint.jurisdiction,
                                     str(upstream.status)).inc()
     if stream and upstream.status == 200:
-        relay = _relay(gateway, upstream, endpoint, record, received)
+        relay = _relay(gateway, upstream, endpoint, record, received, routing)
         return StreamingResponse(relay, status_code=200, media_type=upstream.content_type,
                                  headers=headers)
     try:
@@ -71,31 +78,35 @@ async def serve_route(gateway: Gateway, route: Route, path: str, body: bytes, *,
                           code="upstream_unavailable", headers={"Retry-After": "2"}) from exc
     finally:
         upstream.release()
-        gateway.router.release(endpoint)
+        gateway.router.release(endpoint, routing)
         await record
     return Response(content, status_code=upstream.status, media_type=upstream.content_type,
                     headers=headers)
 
 
-async def _open_upstream(gateway: Gateway, route: Route, path: str, body: bytes,
-                         received: float) -> tuple[UpstreamResponse, Endpoint]:
-    """Send to the best candidate; if it fails before answering, once more to the next one."""
+async def _open_upstream(gateway: Gateway, route: Route, path: str, body: bytes, received: float,
+                         first: Endpoint, routing: RoutingRequest | None
+                         ) -> tuple[UpstreamResponse, Endpoint]:
+    """Send to ``first`` (counted in flight already); if it fails before answering, once more
+    to the next candidate."""
     last_error: Exception | None = None
-    for endpoint in route.candidates[:2]:
-        gateway.router.acquire(endpoint)
+    attempts = [first, *[e for e in route.candidates if e.replica_id != first.replica_id][:1]]
+    for endpoint in attempts:
+        if endpoint is not first:
+            gateway.router.acquire(endpoint, routing)
         sent = time.perf_counter()
         gateway.metrics.overhead.observe(sent - received)
         try:
             upstream = await gateway.upstream.post(endpoint.url + path, body)
         except UpstreamUnreachable as exc:
-            gateway.router.release(endpoint)
+            gateway.router.release(endpoint, routing)
             gateway.router.mark_failed(endpoint)
             last_error = exc
             continue
         gateway.metrics.upstream.observe(time.perf_counter() - sent)
-        if upstream.status >= 500 and endpoint is not route.candidates[-1] and last_error is None:
+        if upstream.status >= 500 and endpoint is not attempts[-1] and last_error is None:
             upstream.release()
-            gateway.router.release(endpoint)
+            gateway.router.release(endpoint, routing)
             last_error = RuntimeError(f"upstream answered {upstream.status}")
             continue
         return upstream, endpoint
@@ -104,7 +115,8 @@ async def _open_upstream(gateway: Gateway, route: Route, path: str, body: bytes,
 
 
 async def _relay(gateway: Gateway, upstream: UpstreamResponse, endpoint: Endpoint,
-                 record: asyncio.Future, received: float) -> AsyncIterator[bytes]:
+                 record: asyncio.Future, received: float,
+                 routing: RoutingRequest | None = None) -> AsyncIterator[bytes]:
     """Pass the upstream stream through chunk by chunk; a failure mid-stream ends it with an
     error event (the caller has already received the first bytes, so no retry)."""
     first = True
@@ -121,7 +133,7 @@ async def _relay(gateway: Gateway, upstream: UpstreamResponse, endpoint: Endpoin
         gateway.router.mark_failed(endpoint)
     finally:
         upstream.release()
-        gateway.router.release(endpoint)
+        gateway.router.release(endpoint, routing)
         await record
 
 
@@ -130,8 +142,10 @@ async def record_routing(gateway: Gateway, route: Route, endpoint: Endpoint, pat
                          attempt: int = 1) -> None:
     """The ``routing`` entry of the request sent to ``endpoint``, under the request's decision id
     (a retry on another replica is a second entry with the same id)."""
+    scores = route.scores.get(endpoint.replica_id)
     await gateway.ledger.append_async(decision_entry(
         "routing", route.decision_for(endpoint), decision_id=decision_id,
-        node_id=endpoint.node_id, summary=route.evaluation.summary(),
+        node_id=endpoint.node_id, summary=route.summary or route.evaluation.summary(),
         detail={"endpoint": path, "replica": endpoint.replica_id, "attempt": attempt,
+                **({"scores": dict(scores)} if scores is not None else {}),
                 **({"site": gateway.site} if gateway.site else {}), **(detail or {})}))

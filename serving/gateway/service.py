@@ -21,6 +21,9 @@ from serving.gateway.errors import Forbidden, Unauthenticated
 from serving.gateway.limits import RateLimiter
 from serving.gateway.metrics import GatewayMetrics
 from serving.routing import Router, UpstreamPool
+from serving.routing.dispatch import Dispatch
+from serving.routing.on_demand import OnDemand
+from serving.routing.settings import QueueSettings
 
 
 class OperatorView(Protocol):
@@ -69,22 +72,32 @@ class Gateway:
     site: str | None = None
     federation: Federation | None = None
     witness: Witness | None = None
+    # Requests wait for a replica slot in the admission queue; models the bundle marks
+    # ``on_demand`` get a replica placed when none is live (None: never).
+    queue: QueueSettings = field(default_factory=QueueSettings)
+    on_demand: OnDemand | None = None
     metrics: GatewayMetrics = field(init=False)
     upstream: UpstreamPool = field(init=False)
+    dispatch: Dispatch = field(init=False)
 
     def __post_init__(self) -> None:
         self.metrics = GatewayMetrics(ledger_size=lambda: self.ledger.size)
         self.upstream = UpstreamPool(read_timeout=self.upstream_timeout)
+        self.dispatch = Dispatch(self.router, self.queue, on_demand=self.on_demand,
+                                 registry=self.metrics.registry)
 
     async def start(self) -> None:
-        """Open the upstream connection pool and the peer link (called by the app's lifespan)."""
+        """Open the upstream connection pool, the peer link, and start polling replica metrics
+        (called by the app's lifespan)."""
         await self.upstream.start()
+        self.dispatch.start(self.upstream)
         if self.federation is not None:
             await self.federation.start(*((self.witness.loop,) if self.witness else ()))
 
     async def stop(self) -> None:
         if self.federation is not None:
             await self.federation.stop()
+        await self.dispatch.stop()
         await self.upstream.close()
 
     def authenticate(self, request: Request, roles: Sequence[str]) -> Principal:

@@ -56,6 +56,8 @@ from serving.installation.keys import demo_keystore
 from serving.installation.site import federation_of, serve_site, signer_of, witness_of
 from serving.routing import Router
 from scheduler.inventory import Inventory
+from serving.routing.on_demand import OnDemand
+from serving.routing.scoring import Scoring
 
 
 class Installation:
@@ -122,10 +124,15 @@ class Installation:
         self.crisis.subscribe(self.deployments.request_heal)
         self.endpoints = DeploymentEndpoints(self.deployments).start()
         self._wait_ready()
+        provisioner = DeploymentProvisioner(self.deployments, models)
+        run = self.run_config
         self.gateway = Gateway(policy=self.policy, ledger=self.ledger,
                                auth=Authenticator(self._keystore()),
                                router=Router(self.policy, self.endpoints,
-                                             declarations=self.crisis.declarations),
+                                             declarations=self.crisis.declarations,
+                                             scoring=Scoring(run.routing)),
+                               queue=run.queue,
+                               on_demand=OnDemand(self.policy, provisioner, run.on_demand),
                                operator_view=SchedulerView(self.deployments),
                                crisis=self.crisis, events=self.events,
                                limiter=RateLimiter(self.policy, ledger=self.ledger, feed=self.events,
@@ -135,8 +142,7 @@ class Installation:
                                site=self.config.site, federation=self.federation,
                                witness=witness_of(self.config, self.federation, self.ledger))
         # Batches resume where they stopped: their state is in the home directory.
-        self.gateway.batches = BatchService.open(
-            home, provisioner=DeploymentProvisioner(self.deployments, models))
+        self.gateway.batches = BatchService.open(home, provisioner=provisioner)
         # The policy and the other long-lived objects never die: keep the collector's full
         # passes off them (on a large bundle they cost tens of milliseconds of p99).
         gc.freeze()

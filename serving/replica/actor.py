@@ -150,14 +150,16 @@ class VLLMReplica:
         port = free_port(host)
         command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server",
                    "--model", str(path), "--served-model-name", self.model,
-                   "--host", host, "--port", str(port), "--disable-log-stats"]
+                   "--host", host, "--port", str(port)]
         if self.config.get("task") == "embedding":
             command += ["--runner", "pooling"]
         if self.tensor_parallel_size > 1:
             command += ["--tensor-parallel-size", str(self.tensor_parallel_size),
                         "--distributed-executor-backend", "ray"]
         command += [str(arg) for arg in self.config.get("engine_args", [])]
-        env = {**os.environ, **OFFLINE_ENV,
+        # Engine statistics stay on: the gateway reads the load gauges from /metrics;
+        # their log line comes once a minute.
+        env = {**os.environ, **OFFLINE_ENV, "VLLM_LOG_STATS_INTERVAL": "60",
                **{k: str(v) for k, v in self.config.get("env", {}).items()}}
         return command, env, host, port
 

@@ -93,3 +93,13 @@ class UpstreamPool:
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise UpstreamUnreachable(f"{type(exc).__name__}: {exc}") from exc
         return UpstreamResponse(response)
+
+    async def get(self, url: str, timeout: float) -> tuple[int, bytes]:
+        """GET a small resource (a replica's ``/metrics``): ``(status, body)`` within ``timeout`` s."""
+        if self._session is None:
+            raise RuntimeError("upstream pool not started: call start() in the event loop first")
+        try:
+            async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+                return response.status, await response.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise UpstreamUnreachable(f"{type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,140 @@
+"""From a routed request to a replica slot: at once, after a wait in the admission queue, or
+once an on-demand replica is up. What the gateway's inference routes call between the
+rulebook's route and the upstream request.
+
+For a route whose evaluation allows some pool (refusals are the caller's):
+
+1. **home first**: the candidates are the live replicas of pools allowed without
+   crossing the border; replicas only a crisis declaration allows are used
+   only when no home replica is live and none can be placed on demand in time;
+2. **at once** when nobody waits and a candidate has room (the usual case:
+   no queue bookkeeping at all);
+3. else the request **waits** in the :class:`~serving.routing.admission.AdmissionQueue`
+   under its bundle priority class, up to ``timeout_s`` (``on_demand.wait_s``
+   while an on-demand replica is starting for it).
+
+The endpoint returned is already counted in flight (the router's acquire);
+the caller releases it when the upstream request ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from policies import Workload
+from policies.priority import priority_of
+from serving.routing.admission import AdmissionQueue, ClientGone, QueueRefusal, Ticket
+from serving.routing.load import MetricsPoller, MetricsReader
+from serving.routing.on_demand import OnDemand
+from serving.routing.router import Endpoint, Route, Router
+from serving.routing.scoring import RoutingRequest
+from serving.routing.settings import QueueSettings
+
+__all__ = ["ClientGone", "Dispatch", "NoLiveReplica", "QueueRefusal"]
+
+
+class NoLiveReplica(Exception):
+    """The policy allows the request but no allowed replica is live, and none is coming."""
+
+
+class Dispatch:
+    """The admission queue, on-demand replicas and metrics polling of one gateway."""
+
+    def __init__(self, router: Router, settings: QueueSettings = QueueSettings(), *,
+                 on_demand: OnDemand | None = None, registry: CollectorRegistry | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.router, self.settings, self.on_demand, self.clock = router, settings, on_demand, clock
+        router.replica_concurrency = settings.replica_concurrency
+        self.queue = AdmissionQueue(settings, has_room=router.has_room, take=router.acquire,
+                                    give_back=router.release, registry=registry, clock=clock)
+        router.on_release = self.queue.offer
+        self._poller: asyncio.Task | None = None
+
+    def start(self, reader: MetricsReader) -> None:
+        """Start polling the replicas' ``/metrics`` (when a scorer reads them) and releasing
+        idle on-demand replicas; called in the gateway's event loop."""
+        weights = self.router.scoring.settings.weights
+        if weights.get("queue", 0) > 0 or weights.get("kv_cache", 0) > 0:
+            poller = MetricsPoller(
+                self.router.scoring.board,
+                lambda: [(e.replica_id, e.url) for e in self.router.source.endpoints()], reader,
+                poll_s=self.router.scoring.settings.metrics_poll_s)
+            self._poller = asyncio.ensure_future(poller.run())
+        if self.on_demand is not None:
+            self.on_demand.start(lambda: [r for r, n in self.router.outstanding.items() if n])
+
+    async def stop(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            await asyncio.gather(self._poller, return_exceptions=True)
+        if self.on_demand is not None:
+            await self.on_demand.stop()
+
+    async def acquire(self, route: Route, request: RoutingRequest | None = None, *,
+                      disconnected: Callable[[], Awaitable[Any]] | None = None) -> Endpoint:
+        """A replica slot for the routed request (see the module docstring).
+
+        Raises :class:`NoLiveReplica`, :class:`QueueRefusal` (429/503 with a
+        ``retry_after``) or :class:`ClientGone`.
+        """
+        workload = route.evaluation.workload
+        started = self.clock()
+        on_demand = self.on_demand is not None and self.on_demand.applies(workload.model)
+        deadline = started + (self.on_demand.settings.wait_s if on_demand else self.settings.timeout_s)
+        usable = self._usable(route, workload, deadline)
+        if usable is None:
+            raise NoLiveReplica(self._why_none(workload))
+        if not self.queue.waiting:
+            for endpoint in usable:
+                if self.router.has_room(endpoint):
+                    self.router.acquire(endpoint, request)
+                    self._used(endpoint)
+                    return endpoint
+        if usable:  # live replicas, all busy: the ordinary wait
+            deadline = started + self.settings.timeout_s
+        rank, priority = priority_of(self.router.policy, workload,
+                                     declarations=tuple(self.router.declarations()))
+
+        def candidates() -> list[Endpoint]:
+            now_usable = self._usable(self.router.route(workload, request), workload, deadline)
+            if now_usable is None:
+                raise NoLiveReplica(self._why_none(workload))
+            return now_usable
+
+        ticket = Ticket(workload.tenant, rank, priority, candidates, deadline, started, request)
+        endpoint = await self.queue.wait(ticket, disconnected() if disconnected is not None else None)
+        if self.on_demand is not None and not usable:
+            self.on_demand.arrived(workload)
+        self._used(endpoint)
+        return endpoint
+
+    def _usable(self, route: Route, workload: Workload, deadline: float) -> list[Endpoint] | None:
+        """The replicas the request may wait for now: home ones; else none while an on-demand
+        home replica is coming in time (placing it if needed); else crossing ones. None when
+        nothing is live and nothing is coming."""
+        crossing = {d.pool for d in route.evaluation.decisions if d.declaration}
+        home = [e for e in route.candidates if e.pool not in crossing]
+        if home:
+            return home
+        on_demand = self.on_demand
+        if on_demand is not None and on_demand.applies(workload.model) and \
+                on_demand.in_time(workload, deadline - self.clock()):
+            on_demand.want(workload)
+            return []
+        return list(route.candidates) or None
+
+    def _why_none(self, workload: Workload) -> str:
+        if self.on_demand is not None and self.on_demand.applies(workload.model):
+            refusal = self.on_demand.refusal(workload)
+            if refusal:
+                return f"no on-demand replica could be placed: {refusal}"
+        return "no replica in an allowed pool is live"
+
+    def _used(self, endpoint: Endpoint) -> None:
+        if self.on_demand is not None:
+            self.on_demand.used(endpoint.replica_id)
