@@ -15,6 +15,7 @@ import datetime as dt
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol
 
 from policies import Decision, Declaration, Evaluation, Policy, Workload
@@ -49,19 +50,21 @@ class StaticEndpoints:
         return self.items
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Route:
     """The replicas a request may go to, best first, and the evaluation that allowed them.
 
     ``evaluation`` names the routed workload itself (its ``id`` too), even when the
-    verdicts came from the cache, so ``evaluation.id`` is this request's decision id.
+    verdicts came from the cache, so ``evaluation.id`` is this request's decision id
+    (computed once per route).
     """
 
     candidates: list[Endpoint]
     evaluation: Evaluation
     scores: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # by replica id
+    summary: str = ""  # the evaluation's summary, e.g. "1/4 pools: 2 RESIDENCY, …"
 
-    @property
+    @cached_property
     def decision_id(self) -> str:
         return self.evaluation.id
 
@@ -92,11 +95,14 @@ class Router:
         self.outstanding: dict[str, int] = self.scoring.board.outstanding
         self.on_release: Callable[[], None] | None = None  # e.g. the admission queue's offer
         self._failed_until: dict[str, float] = {}
-        self._cache: dict[tuple, tuple[float, Evaluation]] = {}
+        self._cache: dict[tuple, tuple[float, Evaluation, str]] = {}
         self._cache_key: tuple = ()
 
     def evaluate(self, workload: Workload) -> Evaluation:
         """The workload against every pool of the bundle (cached for ``cache_ttl``)."""
+        return self._evaluate(workload)[0]
+
+    def _evaluate(self, workload: Workload) -> tuple[Evaluation, str]:
         declarations = tuple(self.declarations())
         version = (self.policy.digest, tuple((d.id, d.revoked_at, len(d.approvals))
                                              for d in declarations))
@@ -108,20 +114,21 @@ class Router:
         now = time.monotonic()
         hit = self._cache.get(key)
         if hit is not None and hit[0] > now:
-            return hit[1]
+            return hit[1], hit[2]
         evaluation = self.policy.decide_all(workload, at=dt.datetime.now(dt.timezone.utc),
                                             declarations=declarations)
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[key] = (now + self.cache_ttl, evaluation)
-        return evaluation
+        summary = evaluation.summary()
+        self._cache[key] = (now + self.cache_ttl, evaluation, summary)
+        return evaluation, summary
 
     def route(self, workload: Workload, request: RoutingRequest | None = None) -> Route:
         """Allowed, live replicas of the workload's model, best first: ranked by the scorers
         when ``request`` is given and there is a choice, else fewest outstanding first.
         Replicas that only a crisis declaration allows come after every other (cross only
         when needed)."""
-        evaluation = self.evaluate(workload)
+        evaluation, summary = self._evaluate(workload)
         allowed = {d.pool for d in evaluation.decisions if d.allowed}
         now = time.monotonic()
         candidates = [e for e in self.source.endpoints()
@@ -137,7 +144,7 @@ class Router:
             candidates.sort(key=lambda e: (e.pool in crossing, self.outstanding.get(e.replica_id, 0)))
         else:
             candidates.sort(key=lambda e: self.outstanding.get(e.replica_id, 0))
-        return Route(candidates, evaluation._replace(workload=workload), scores)
+        return Route(candidates, evaluation._replace(workload=workload), scores, summary)
 
     def has_room(self, endpoint: Endpoint) -> bool:
         """True when this gateway has fewer than ``replica_concurrency`` requests in flight there."""
