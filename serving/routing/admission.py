@@ -7,9 +7,10 @@ frees, its deadline passes, or its client leaves. Slots go out in this order:
 1. **priority class** (the bundle's ``priority_classes``, e.g. traffic an active
    crisis declaration covers first): a higher class is always served first,
    among the tickets that can use the freed replica;
-2. **tenants in turn** within a class: each grant moves the tenant to the back,
-   so a tenant flooding the queue gets one slot per turn like any other, and a
-   steady tenant waits about one turn, not behind the flood;
+2. **tenants in turn** within a class: the slot goes to the waiting tenant
+   served longest ago, so a tenant flooding the queue gets one slot per turn
+   like any other, and a steady tenant's request takes the very next slot that
+   frees, not a place behind the flood;
 3. **arrival order** within a tenant.
 
 The queue is bounded. A tenant over ``max_waiting_per_tenant`` is refused at
@@ -28,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,8 +87,10 @@ class AdmissionQueue:
         self.settings = settings
         self.has_room, self.take, self.give_back = has_room, take, give_back
         self.tick_s, self.clock = tick_s, clock
-        self._classes: dict[int, OrderedDict[str, deque[Ticket]]] = {}
+        self._classes: dict[int, dict[str, deque[Ticket]]] = {}
         self._per_tenant: dict[str, int] = {}
+        self._served: dict[str, int] = {}  # tenant -> number of the last grant it got
+        self._grants = 0
         self.waiting = 0
         self._recent_wait = 1.0  # seconds; moving average of granted waits, for Retry-After
         self._ticker: asyncio.Task | None = None
@@ -102,14 +105,15 @@ class AdmissionQueue:
 
     # -- waiting ------------------------------------------------------------
 
-    async def wait(self, ticket: Ticket, disconnected: Awaitable[Any] | None = None) -> Any:
+    async def wait(self, ticket: Ticket,
+                   disconnected: Callable[[], Awaitable[Any]] | None = None) -> Any:
         """Wait for a slot; return the endpoint, already taken on the ticket's behalf.
 
         Raises :class:`QueueRefusal` (429 at once, or 503 at the deadline) or
-        :class:`ClientGone` when ``disconnected`` completes first.
+        :class:`ClientGone` when ``disconnected()`` completes first.
         """
         self._enqueue(ticket)
-        watcher = asyncio.ensure_future(disconnected) if disconnected is not None else None
+        watcher = asyncio.ensure_future(disconnected()) if disconnected is not None else None
         try:
             self.offer()
             pending = {ticket.future} if watcher is None else {ticket.future, watcher}
@@ -159,7 +163,7 @@ class AdmissionQueue:
                     status=429, code="queue_full", retry_after=self._retry_after())
             self._evict_newest(hog)
         ticket.usable = ticket.candidates()
-        tenants = self._classes.setdefault(ticket.rank, OrderedDict())
+        tenants = self._classes.setdefault(ticket.rank, {})
         tenants.setdefault(ticket.tenant, deque()).append(ticket)
         self._per_tenant[ticket.tenant] = self._per_tenant.get(ticket.tenant, 0) + 1
         self.waiting += 1
@@ -192,20 +196,26 @@ class AdmissionQueue:
     def _grant_one(self) -> bool:
         for rank in sorted(self._classes):
             tenants = self._classes[rank]
+            chosen = None
             for tenant, queue in tenants.items():
-                ticket = queue[0]
-                endpoint = next((e for e in ticket.usable if self.has_room(e)), None)
-                if endpoint is None:
-                    continue
-                queue.popleft()
-                if queue:
-                    tenants.move_to_end(tenant)
-                else:
-                    del tenants[tenant]
-                self._forget(ticket)
-                self.take(endpoint, ticket.request)
-                ticket.future.set_result(endpoint)
-                return True
+                if chosen is not None and self._served.get(tenant, 0) >= self._served.get(chosen[0], 0):
+                    continue  # served more recently than the one chosen so far
+                endpoint = next((e for e in queue[0].usable if self.has_room(e)), None)
+                if endpoint is not None:
+                    chosen = (tenant, endpoint)
+            if chosen is None:
+                continue
+            tenant, endpoint = chosen
+            queue = tenants[tenant]
+            ticket = queue.popleft()
+            if not queue:
+                del tenants[tenant]
+            self._grants += 1
+            self._served[tenant] = self._grants
+            self._forget(ticket)
+            self.take(endpoint, ticket.request)
+            ticket.future.set_result(endpoint)
+            return True
         return False
 
     async def _tick(self) -> None:

@@ -107,7 +107,7 @@ class Dispatch:
             return now_usable
 
         ticket = Ticket(workload.tenant, rank, priority, candidates, deadline, started, request)
-        endpoint = await self.queue.wait(ticket, disconnected() if disconnected is not None else None)
+        endpoint = await self.queue.wait(ticket, disconnected)
         if self.on_demand is not None and not usable:
             self.on_demand.arrived(workload)
         self._used(endpoint)

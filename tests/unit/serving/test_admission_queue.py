@@ -132,7 +132,7 @@ def test_a_client_that_disconnects_leaves_the_queue_at_once() -> None:
         queue = queue_for(slots)
         slots.take("r")
         gone = asyncio.get_running_loop().create_future()
-        waiter = asyncio.ensure_future(queue.wait(ticket(queue, "t", timeout=30), gone))
+        waiter = asyncio.ensure_future(queue.wait(ticket(queue, "t", timeout=30), lambda: gone))
         await asyncio.sleep(0)
         assert queue.waiting == 1
         started = queue.clock()
