@@ -61,8 +61,11 @@ class OnDemand:
         return started + self.expected_start_s - self.clock() <= remaining_s
 
     def want(self, workload: Workload) -> None:
-        """Place a replica for the workload's audience unless one is placed or coming."""
-        self.placed.want(audience(workload), "on-demand", workload)
+        """Place a replica for the workload's audience unless one is placed or coming; a request
+        waiting for it keeps it from being released as idle."""
+        key = audience(workload)
+        self._last_used[key] = self.clock()
+        self.placed.want(key, "on-demand", workload)
 
     def refusal(self, workload: Workload) -> str | None:
         """Why the last placement for the workload's audience was refused, if it was."""
