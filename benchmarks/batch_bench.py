@@ -10,11 +10,12 @@ the same engine settings (``max_model_len`` 512, ``max_num_seqs`` 256,
 * **vLLM run_batch**: vLLM's own OpenAI batch runner in a process of its own:
   the same JSONL lines through vLLM's OpenAI serving code, in process, no
   HTTP. It shows what OpenAI-format answers cost inside vLLM itself;
-* **Corridor**: a vLLM OpenAI server started as a replica starts it, behind
-  the gateway with its batch service in a process of its own; the openai SDK
-  uploads the file and creates the batch, and the time runs from
-  ``batches.create`` to ``completed`` (validation, dispatch through the
-  rulebook's routing, durable answers, output file).
+* **Corridor**: a vLLM OpenAI server started as a replica starts it (engine
+  statistics on, for the router's load scores), behind the gateway with its
+  batch service in a process of its own; the openai SDK uploads the file and
+  creates the batch, and the time runs from ``batches.create`` to
+  ``completed`` (validation, dispatch through the rulebook's routing, lines sent
+  in bulk, durable answers, output file).
 
 For this run the tenant's batch quota is 256 lines in flight (a bundle
 written for the run; the default bundle gives ``fr-interior`` 8) and a
@@ -105,10 +106,10 @@ def start_server(model_path: Path, port: int, log: Path) -> subprocess.Popen:
 
     command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_path),
                "--served-model-name", MODEL, "--host", "127.0.0.1", "--port", str(port),
-               "--disable-log-stats", "--max-model-len", str(ENGINE["max_model_len"]),
+               "--max-model-len", str(ENGINE["max_model_len"]),
                "--max-num-seqs", str(ENGINE["max_num_seqs"]),
                "--max-num-batched-tokens", str(ENGINE["max_num_batched_tokens"])]
-    env = {**os.environ, **OFFLINE_ENV, "VLLM_CPU_KVCACHE_SPACE": "1"}
+    env = {**os.environ, **OFFLINE_ENV, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOG_STATS_INTERVAL": "60"}
     return subprocess.Popen(command, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
                             start_new_session=True)
 
@@ -199,7 +200,7 @@ def corridor_round(client, lines: int, max_tokens: int, tag: str) -> tuple[float
         raise RuntimeError(f"batch ended {batch.status}: {batch.request_counts}, {batch.errors}")
     outputs = [json.loads(line) for line in client.files.content(batch.output_file_id).text.splitlines()]
     assert len({o["custom_id"] for o in outputs}) == lines
-    return elapsed, sum(o["response"]["body"]["usage"]["completion_tokens"] for o in outputs)
+    return elapsed, batch.usage.output_tokens  # lines answered in bulk carry no per-line usage
 
 
 def main() -> int:
