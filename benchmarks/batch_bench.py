@@ -79,7 +79,8 @@ def write_bundle(target: Path) -> Path:
     return target
 
 
-def run_gateway(upstream: str, port: int, home: str, keys_path: str, bundle: str) -> None:
+def run_gateway(upstream: str, port: int, home: str, keys_path: str, bundle: str,
+                bulk_lines: int | None = None) -> None:
     """Child process: the gateway and its batch service in front of one fr-paris replica."""
     import uvicorn
 
@@ -92,7 +93,8 @@ def run_gateway(upstream: str, port: int, home: str, keys_path: str, bundle: str
     policy = Policy.load(bundle)
     endpoints = StaticEndpoints([Endpoint("chat-fr-r1", MODEL, "fr-paris", "FR", "node-bench", upstream)])
     settings = BatchSettings(execution=ExecutionSettings(replica_batch_slots=BATCH_SLOTS,
-                                                         replica_slots=2 * BATCH_SLOTS))
+                                                         replica_slots=2 * BATCH_SLOTS,
+                                                         **({"bulk_lines": bulk_lines} if bulk_lines else {})))
     gateway = Gateway(policy=policy, ledger=Ledger.open(Path(home) / "ledger"),
                       auth=Authenticator(KeyStore(Path(keys_path))), router=Router(policy, endpoints),
                       batches=BatchService.open(Path(home) / "state", settings=settings))
@@ -208,6 +210,8 @@ def main() -> int:
     parser.add_argument("--lines", type=int, default=1000, help="chat requests per batch")
     parser.add_argument("--max-tokens", type=int, default=32, help="tokens generated per request")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of each")
+    parser.add_argument("--bulk-lines", type=int, default=None,
+                        help="lines per bulk request (default: the executor's; 1 sends each line alone)")
     args = parser.parse_args()
 
     os.environ["VLLM_CPU_KVCACHE_SPACE"] = "1"
@@ -232,7 +236,8 @@ def main() -> int:
         upstream = f"http://127.0.0.1:{vllm_port}"
         wait_http(upstream + "/health", 600)
         gateway = multiprocessing.get_context("spawn").Process(
-            target=run_gateway, args=(upstream, gateway_port, str(work), str(keys_path), str(bundle)),
+            target=run_gateway, args=(upstream, gateway_port, str(work), str(keys_path), str(bundle),
+                                      args.bulk_lines),
             daemon=True)
         gateway.start()
         wait_http(f"http://127.0.0.1:{gateway_port}/healthz", 120)

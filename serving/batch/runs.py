@@ -36,7 +36,7 @@ class ExecutionSettings:
     poll_interval_s: float = 0.5
     provision_retry_s: float = 30.0
     provision_idle_s: float = 120.0
-    bulk_lines: int = 64
+    bulk_lines: int = 128
 
     def __post_init__(self) -> None:
         for name in ("replica_batch_slots", "replica_slots", "line_attempts", "flush_lines", "bulk_lines"):
