@@ -60,13 +60,20 @@ class Dispatch:
         idle on-demand replicas; called in the gateway's event loop."""
         weights = self.router.scoring.settings.weights
         if weights.get("queue", 0) > 0 or weights.get("kv_cache", 0) > 0:
-            poller = MetricsPoller(
-                self.router.scoring.board,
-                lambda: [(e.replica_id, e.url) for e in self.router.source.endpoints()], reader,
-                poll_s=self.router.scoring.settings.metrics_poll_s)
+            poller = MetricsPoller(self.router.scoring.board, self._choices, reader,
+                                   poll_s=self.router.scoring.settings.metrics_poll_s)
             self._poller = asyncio.ensure_future(poller.run())
         if self.on_demand is not None:
             self.on_demand.start(lambda: [r for r, n in self.router.outstanding.items() if n])
+
+    def _choices(self) -> list[tuple[str, str]]:
+        """Replicas worth polling: those of models with more than one live replica (with one,
+        there is nothing to choose)."""
+        live = self.router.source.endpoints()
+        per_model: dict[str, int] = {}
+        for e in live:
+            per_model[e.model] = per_model.get(e.model, 0) + 1
+        return [(e.replica_id, e.url) for e in live if per_model[e.model] > 1]
 
     async def stop(self) -> None:
         if self._poller is not None:
