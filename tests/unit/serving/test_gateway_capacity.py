@@ -215,3 +215,38 @@ def test_it_crosses_when_home_capacity_would_come_after_the_deadline(tmp_path):
         answer = post(stack)
         assert answer.headers["x-corridor-pool"] == "de-frankfurt"
         assert provisioner.placed == []
+
+
+def test_traffic_under_an_active_declaration_is_served_before_waiting_standard_traffic(tmp_path):
+    document = load_bundle(default_bundle_path()).model_dump(mode="json")
+    now = dt.datetime.now(dt.timezone.utc)
+    document["priority_classes"] = [{"id": "crisis", "under_declaration": True}]
+    document["declarations"] = [{
+        "id": "decl-floods", "declared_by": {"operator": "fr-ops", "jurisdiction": "FR"},
+        "reason": "floods", "scope": {"tenants": ["fr-health"], "markings": ["PUBLIC"],
+                                      "models": ["corridor-tiny"], "directions": ["FR->DE"]},
+        "valid_from": (now - dt.timedelta(hours=1)).isoformat(),
+        "valid_until": (now + dt.timedelta(hours=2)).isoformat(),
+        "approvals": [{"operator": "de-ops", "jurisdiction": "DE",
+                       "at": (now - dt.timedelta(minutes=30)).isoformat()}]}]
+    slow = CountingStub("fr-paris", delay=0.3)
+    order: list[str] = []
+
+    def timed(who):
+        answer = post(stack, who)
+        order.append(who.split("/")[0])
+        return answer.status_code
+
+    with gateway_stack(tmp_path, pools=("fr-paris",), apps={"fr-paris": slow},
+                       policy=Policy(Bundle.model_validate(document)),
+                       queue=QueueSettings(replica_concurrency=1, timeout_s=20)) as stack:
+        with concurrent.futures.ThreadPoolExecutor(5) as pool:
+            futures = [pool.submit(timed, "eu-agency/app")]  # takes the only slot
+            time.sleep(0.1)
+            futures += [pool.submit(timed, "eu-agency/app") for _ in range(2)]  # wait, standard
+            time.sleep(0.1)
+            futures.append(pool.submit(timed, "fr-health/app"))  # waits, under the declaration
+            assert [f.result() for f in futures] == [200] * 4
+        assert order.index("fr-health") == 1  # right after the request that held the slot
+        queue = stack.gateway.dispatch.queue
+        assert queue.outcomes.labels("fr-health", "crisis", "admitted")._value.get() == 1
