@@ -11,6 +11,11 @@ Two sources, kept per replica id in one :class:`LoadBoard`:
   ``vllm:prefix_cache_queries_total`` / ``vllm:prefix_cache_hits_total`` for
   reports. A reading older than ``stale_s`` counts as unknown.
 
+A reading is up to a poll old, and a router that trusts it sends every request
+to the replica that looked idle half a second ago. So what this gateway sent and
+got back since the reading is added to it: the engine's count, corrected by the
+gateway's own traffic since (:meth:`LoadBoard.queued`, :meth:`LoadBoard.load`).
+
 A replica whose ``/metrics`` does not answer (a server started with
 ``--disable-log-stats`` publishes no engine gauges; a stub has no such route)
 is polled again only every ``retry_s``; scorers then fall back to the
@@ -93,6 +98,15 @@ class LoadBoard:
         self.outstanding: dict[str, int] = {}
         self.tokens: dict[str, int] = {}
         self.engines: dict[str, EngineLoad] = {}
+        self._outstanding_at_read: dict[str, int] = {}
+
+    def record(self, replica_id: str, reading: EngineLoad) -> None:
+        """Keep a new engine reading, and this gateway's in-flight count at that moment."""
+        self.engines[replica_id] = reading
+        self._outstanding_at_read[replica_id] = self.outstanding.get(replica_id, 0)
+
+    def _since_read(self, replica_id: str) -> int:
+        return self.outstanding.get(replica_id, 0) - self._outstanding_at_read.get(replica_id, 0)
 
     def engine(self, replica_id: str) -> EngineLoad | None:
         """The replica's engine reading if it is recent enough, else None."""
@@ -102,13 +116,29 @@ class LoadBoard:
         return reading
 
     def load(self, replica_id: str) -> float:
-        """Requests the replica holds: this gateway's in flight, or the engine's waiting plus
-        running when that is larger (other senders count too)."""
+        """Requests the replica holds now: the engine's waiting plus running, corrected by what
+        this gateway sent and got back since the reading (never less than this gateway's own
+        in flight); without a reading, this gateway's in flight.
+
+        >>> board = LoadBoard(clock=lambda: 0.0)
+        >>> board.record("r", EngineLoad(waiting=2.0, running=3.0))
+        >>> board.sent("r", 0); board.sent("r", 0)
+        >>> board.load("r"), board.queued("r")
+        (7.0, 4.0)
+        """
         mine = self.outstanding.get(replica_id, 0)
         reading = self.engine(replica_id)
         if reading is None:
             return float(mine)
-        return max(float(mine), reading.waiting + reading.running)
+        return max(float(mine), reading.waiting + reading.running + self._since_read(replica_id))
+
+    def queued(self, replica_id: str) -> float:
+        """Requests waiting in the replica's engine now (estimated as :meth:`load` is); without a
+        reading, this gateway's in flight there."""
+        reading = self.engine(replica_id)
+        if reading is None:
+            return float(self.outstanding.get(replica_id, 0))
+        return max(0.0, reading.waiting + self._since_read(replica_id))
 
     def sent(self, replica_id: str, tokens: int) -> None:
         self.outstanding[replica_id] = self.outstanding.get(replica_id, 0) + 1
@@ -179,4 +209,4 @@ class MetricsPoller:
             self.board.engines.pop(replica_id, None)
             self._quiet_until[replica_id] = self.board.clock() + self.retry_s
             return
-        self.board.engines[replica_id] = reading
+        self.board.record(replica_id, reading)

@@ -10,8 +10,9 @@ after the weights of llm-d's inference scheduler (prefix 3, queue 1, KV cache 1)
               blocks (:mod:`~serving.routing.prefix_index`);
 ``tokens``    estimated tokens in flight from this gateway, relative to the busiest
               candidate (prompt characters / 4 + ``max_tokens``);
-``queue``     requests waiting in the engine (``vllm:num_requests_waiting``), min–max
-              normalised over the candidates; the gateway's own count when unknown;
+``queue``     requests waiting in the engine (``vllm:num_requests_waiting``, corrected by
+              what this gateway sent since the reading), min–max normalised over the
+              candidates; the gateway's own count when unknown;
 ``kv_cache``  one minus ``vllm:kv_cache_usage_perc``.
 
 **Load-imbalance guard**: a candidate whose load (:meth:`LoadBoard.load`)
@@ -146,12 +147,7 @@ class EngineQueue:
         self.weight = weight
 
     def score(self, cycle: ScoringCycle) -> list[float]:
-        board = cycle.board
-        queued = []
-        for e in cycle.candidates:
-            reading = board.engine(e.replica_id)
-            queued.append(reading.waiting if reading is not None
-                          else float(board.outstanding.get(e.replica_id, 0)))
+        queued = [cycle.board.queued(e.replica_id) for e in cycle.candidates]
         low, high = min(queued), max(queued)
         return [1.0 if high == low else (high - q) / (high - low) for q in queued]
 

@@ -80,12 +80,26 @@ def test_affinity_still_wins_below_the_guard() -> None:
 def test_engine_load_from_metrics_counts_in_the_guard_and_the_queue_scorer() -> None:
     s = scoring()
     a, b = replica("a"), replica("b")
-    s.board.engines["a"] = EngineLoad(waiting=20, running=8, kv_usage=0.9, read_at=s.board.clock())
-    s.board.engines["b"] = EngineLoad(waiting=0, running=2, kv_usage=0.1, read_at=s.board.clock())
+    s.board.record("a", EngineLoad(waiting=20, running=8, kv_usage=0.9, read_at=s.board.clock()))
+    s.board.record("b", EngineLoad(waiting=0, running=2, kv_usage=0.1, read_at=s.board.clock()))
     ranked, scores = s.rank(s.request("corridor-tiny", "t", chat("x")), [a, b])
     assert ranked[0].replica_id == "b"
     assert scores["a"]["queue"] == 0.0 and scores["b"]["queue"] == 1.0
     assert scores["b"]["kv_cache"] == pytest.approx(0.9)
+
+
+def test_a_reading_half_a_second_old_does_not_send_everything_to_the_replica_that_looked_idle() -> None:
+    s = scoring()
+    a, b = replica("a"), replica("b")
+    s.board.record("a", EngineLoad(waiting=0, running=1, kv_usage=0.2, read_at=s.board.clock()))
+    s.board.record("b", EngineLoad(waiting=2, running=1, kv_usage=0.3, read_at=s.board.clock()))
+    chosen = []
+    for n in range(8):  # no new reading meanwhile: what this gateway sent must count
+        request = s.request("corridor-tiny", "t", chat(f"question {n}", system=f"prompt {n}"))
+        best = s.rank(request, [a, b])[0][0]
+        s.sent(best.replica_id, request)
+        chosen.append(best.replica_id)
+    assert chosen.count("a") <= 6 and "b" in chosen
 
 
 def test_two_tenants_never_share_a_prefix() -> None:
