@@ -29,8 +29,11 @@ def endpoint(pool: str, url: str, model: str = "corridor-tiny", replica: str | N
 
 
 @contextlib.contextmanager
-def gateway_stack(home, *, pools=("fr-paris", "de-frankfurt"), max_body_bytes=64 * 1024) -> Iterator[Stack]:
-    policy = Policy.load()
+def gateway_stack(home, *, pools=("fr-paris", "de-frankfurt"), max_body_bytes=64 * 1024,
+                  policy: Policy | None = None, apps=None, **gateway_args) -> Iterator[Stack]:
+    """``apps`` maps a pool to the ASGI app its stub runs (default: an instant stub);
+    ``gateway_args`` go to :class:`Gateway` (e.g. ``queue=``, ``on_demand=``)."""
+    policy = policy or Policy.load()
     keys = KeyStore()
     issued = {f"{t}/{role}": keys.issue(role, tenant=t) for t in policy.tenants for role in ("app", "admin")}
     issued["*/auditor"] = keys.issue("auditor", scope=("*",))
@@ -38,9 +41,12 @@ def gateway_stack(home, *, pools=("fr-paris", "de-frankfurt"), max_body_bytes=64
     issued["FR/operator"] = keys.issue("operator", jurisdiction="FR")
     with contextlib.ExitStack() as stack:
         ledger = stack.enter_context(Ledger.open(home))
-        upstreams = {pool: stack.enter_context(ServerThread(make_stub(pool))).url for pool in pools}
+        apps = apps or {}
+        upstreams = {pool: stack.enter_context(ServerThread(apps.get(pool) or make_stub(pool))).url
+                     for pool in pools}
         endpoints = StaticEndpoints([endpoint(pool, url) for pool, url in upstreams.items()])
         gateway = Gateway(policy=policy, ledger=ledger, auth=Authenticator(keys),
-                          router=Router(policy, endpoints), max_body_bytes=max_body_bytes)
+                          router=Router(policy, endpoints), max_body_bytes=max_body_bytes,
+                          **gateway_args)
         server = stack.enter_context(ServerThread(create_app(gateway)))
         yield Stack(server.url, issued, gateway, ledger, endpoints, upstreams)
