@@ -234,3 +234,41 @@ def test_a_bundle_without_priority_classes_keeps_its_digest_and_a_bad_class_is_r
     assert all("on_demand" not in model for model in document["models"])
     with pytest.raises(ValueError, match="needs a condition"):
         Bundle.model_validate({**document, "priority_classes": [{"id": "vip"}]})
+
+
+def test_a_waiting_request_is_never_served_beyond_the_pools_its_own_decision_allowed() -> None:
+    """A new bundle that opens another pool while a request waits does not let that request go
+    there: its routing entry names the decision it got, which did not allow that pool."""
+    from scheduler.current_policy import CurrentPolicy
+    from serving.routing import Endpoint, Router, StaticEndpoints
+    from serving.routing.dispatch import Dispatch
+
+    document = load_bundle(default_bundle_path()).model_dump(mode="json")
+    current = CurrentPolicy(Policy(Bundle.model_validate(document)))
+    lyon_pool = next(p for p in document["pools"] if p["id"] == "fr-lyon")
+    lyon_pool["accreditations"].append({"id": "dr-homologation", "valid_until": "2031-12-31",
+                                        "issuer": "ANSSI"})
+    opened = Policy(Bundle.model_validate(document))
+    paris = Endpoint("paris", "corridor-tiny", "fr-paris", "FR", None, "http://paris")
+    lyon = Endpoint("lyon", "corridor-tiny", "fr-lyon", "FR", None, "http://lyon")
+    endpoints = StaticEndpoints([paris])
+    router = Router(current, endpoints, cache_ttl=0)
+    workload = Workload.create("fr-interior", "DR", model="corridor-tiny")
+    assert opened.decide(workload, "fr-lyon").allowed and not current.policy.decide(workload, "fr-lyon").allowed
+
+    async def scenario() -> Endpoint:
+        dispatch = Dispatch(router, QueueSettings(replica_concurrency=1, timeout_s=5))
+        dispatch.queue.tick_s = 0.01
+        route = router.route(workload)
+        router.acquire(paris)  # the only allowed replica is busy
+        waiter = asyncio.ensure_future(dispatch.acquire(route))
+        await asyncio.sleep(0.05)
+        current.switch(opened)
+        endpoints.items.append(lyon)  # idle, and allowed by the bundle now in force
+        await asyncio.sleep(0.1)
+        assert not waiter.done(), "served in a pool its own decision did not allow"
+        assert [e.pool for e in router.route(workload).candidates] == ["fr-lyon", "fr-paris"]
+        router.release(paris)
+        return await waiter
+
+    assert asyncio.run(scenario()).pool == "fr-paris"

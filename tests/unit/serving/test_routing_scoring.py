@@ -169,6 +169,29 @@ def test_a_replica_the_rulebook_denies_never_appears_however_good_its_score(
     assert "tempting" not in route.scores
 
 
+def test_a_national_only_caveat_is_decided_afresh_not_read_from_another_requests_cached_verdict(
+        default_policy: Policy) -> None:
+    import datetime as dt
+
+    from policies import Declaration
+
+    now = dt.datetime.now(dt.timezone.utc)
+    crossing = Declaration.model_validate({
+        "id": "decl-paris-down", "declared_by": {"operator": "fr-ops", "jurisdiction": "FR"},
+        "reason": "fr-paris lost", "scope": {"tenants": ["fr-interior"], "markings": ["DR"],
+                                             "models": ["corridor-tiny"], "directions": ["FR->DE"]},
+        "valid_from": now - dt.timedelta(hours=1), "valid_until": now + dt.timedelta(hours=2),
+        "approvals": [{"operator": "de-ops", "jurisdiction": "DE", "at": now - dt.timedelta(minutes=30)}]})
+    router = Router(default_policy, StaticEndpoints([replica("frankfurt", "de-frankfurt")]),
+                    declarations=lambda: [crossing], cache_ttl=60)
+    plain = router.route(workload("fr-interior", "DR"))
+    assert [e.replica_id for e in plain.candidates] == ["frankfurt"]  # the declaration crosses
+    national = Workload.create("fr-interior", "DR", model="corridor-tiny", caveats="SPECIAL FRANCE")
+    route = router.route(national)
+    assert route.candidates == []
+    assert "CAVEAT_NATIONAL_ONLY" in route.evaluation.tally()
+
+
 def test_the_poller_reads_vllm_gauges_and_backs_off_a_replica_without_them() -> None:
     page = ("vllm:num_requests_waiting{engine=\"0\"} 2.0\nvllm:num_requests_running{engine=\"0\"} 3.0\n"
             "vllm:kv_cache_usage_perc{engine=\"0\"} 0.5\nvllm:prefix_cache_hits_total{engine=\"0\"} 40.0\n"
