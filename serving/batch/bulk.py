@@ -15,6 +15,10 @@ group as a whole, so a per-line figure would be invented. The line's exact
 completion tokens and the group's totals are in ``corridor_usage``; the batch's
 own ``usage`` stays exact (the group's totals are counted once).
 
+A bulk request carries the tenant's ``cache_salt`` like a line sent alone
+(:mod:`serving.routing.cache_salt`); a salt a line sent is not part of its group
+and is replaced.
+
 A line is sent alone when it streams, uses tools, asks for more than one choice
 or for beam search (the bulk endpoint refuses those), and every line of a batch
 is sent alone once its replica answered a bulk request with 404/405 (an older
@@ -36,8 +40,8 @@ _ALONE = ("stream", "stream_options", "tools", "functions", "function_call", "us
 
 
 def group_key(body: str) -> str | None:
-    """The line's parameters other than ``messages``, canonical, when it may share a bulk request;
-    None when it must go alone.
+    """The line's parameters other than ``messages`` (and ``cache_salt``, which is replaced),
+    canonical, when it may share a bulk request; None when it must go alone.
 
     >>> group_key('{"model": "m", "max_tokens": 4, "messages": [{"role": "user", "content": "x"}]}')
     '{"max_tokens":4,"model":"m"}'
@@ -54,15 +58,21 @@ def group_key(body: str) -> str | None:
         return None
     if payload.get("n") not in (None, 1) or payload.get("tool_choice") not in (None, "none"):
         return None
-    params = {k: v for k, v in payload.items() if k != "messages"}
+    params = {k: v for k, v in payload.items() if k not in ("messages", "cache_salt")}
     return json.dumps(params, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def bulk_body(key: str, bodies: Sequence[str]) -> bytes:
-    """One bulk request for lines sharing ``key``: their conversations, in order."""
+def bulk_body(key: str, bodies: Sequence[str], cache_salt: str) -> bytes:
+    """One bulk request for lines sharing ``key``: their conversations, in order, under the
+    tenant's ``cache_salt``.
+
+    >>> json.loads(bulk_body('{"model":"m"}', ['{"messages": [1], "cache_salt": "x"}'], "s"))
+    {'model': 'm', 'messages': [[1]], 'return_token_ids': True, 'cache_salt': 's'}
+    """
     request = json.loads(key)
     request["messages"] = [json.loads(body)["messages"] for body in bodies]
     request["return_token_ids"] = True  # each line's exact completion token count
+    request["cache_salt"] = cache_salt
     return json.dumps(request, ensure_ascii=False).encode("utf-8")
 
 

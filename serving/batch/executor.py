@@ -432,8 +432,10 @@ class BatchExecutor:
         cancelled = alone = False
         try:
             await self._note_replica(run, endpoint)
-            response = await self.ports_().upstream.post(endpoint.url + BULK_PATH,
-                                                        bulk_body(key, [i[2] for i in items]))
+            ports = self.ports_()
+            response = await ports.upstream.post(
+                endpoint.url + BULK_PATH, bulk_body(key, [i[2] for i in items],
+                                                    ports.cache_salts.salt(run.record.tenant)))
             try:
                 content = await response.read()
             finally:

@@ -89,6 +89,29 @@ def test_batch_lines_carry_their_tenants_cache_salt(tmp_path):
         assert [b["cache_salt"] for b in recorder.bodies] == [stack.gateway.cache_salts.salt("fr-interior")]
 
 
+def test_batch_lines_sent_in_bulk_carry_their_tenants_cache_salt_not_one_a_line_sent(tmp_path):
+    recorder = Recording("fr-paris")
+    with hardened_stack(tmp_path) as stack, ServerThread(recorder) as upstream:
+        stack.endpoints.items[:] = [endpoint("fr-paris", upstream.url)]
+        admin = openai.OpenAI(base_url=stack.url + "/v1", api_key=stack.keys["fr-interior/admin"],
+                              max_retries=0)
+        lines = [{"custom_id": f"l{n}", "method": "POST", "url": "/v1/chat/completions",
+                  "body": {"model": "corridor-tiny", "cache_salt": salt,
+                           "messages": [{"role": "user", "content": f"q{n}"}]}}
+                 for n, salt in enumerate(("mine", "another", "mine", "another"))]
+        content = "\n".join(json.dumps(line) for line in lines).encode()
+        file_id = admin.files.create(file=("in.jsonl", io.BytesIO(content)), purpose="batch").id
+        batch = admin.batches.create(input_file_id=file_id, endpoint="/v1/chat/completions",
+                                     completion_window="24h")
+        deadline = time.monotonic() + 15
+        while admin.batches.retrieve(batch.id).status != "completed" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert admin.batches.retrieve(batch.id).request_counts.completed == 4
+        bulk = [b for b in recorder.bodies if isinstance(b["messages"][0], list)]
+        assert bulk, "the lines went to the replica in bulk"
+        assert {b["cache_salt"] for b in recorder.bodies} == {stack.gateway.cache_salts.salt("fr-interior")}
+
+
 def test_the_cache_salt_secret_is_created_once_private_and_kept(tmp_path):
     first = CacheSalts.open(tmp_path)
     assert oct((tmp_path / "cache-salt.key").stat().st_mode & 0o777) == "0o600"
