@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +28,20 @@ class Stack:
 def endpoint(pool: str, url: str, model: str = "corridor-tiny", replica: str | None = None) -> Endpoint:
     jurisdiction = "FR" if pool.startswith("fr-") else "DE"
     return Endpoint(replica or f"{model}@{pool}", model, pool, jurisdiction, f"node-{pool}", url)
+
+
+def active_declaration(id: str, tenant: str, marking: str, *, reason: str = "drill",
+                       model: str = "corridor-tiny") -> dict:
+    """An FR→DE declaration for ``tenant``'s ``marking`` on ``model``, declared by FR and approved
+    by DE, active from an hour ago for two hours (JSON types, as a bundle holds it)."""
+    now = dt.datetime.now(dt.timezone.utc)
+    return {"id": id, "declared_by": {"operator": "fr-ops", "jurisdiction": "FR"}, "reason": reason,
+            "scope": {"tenants": [tenant], "markings": [marking], "models": [model],
+                      "directions": ["FR->DE"]},
+            "valid_from": (now - dt.timedelta(hours=1)).isoformat(),
+            "valid_until": (now + dt.timedelta(hours=2)).isoformat(),
+            "approvals": [{"operator": "de-ops", "jurisdiction": "DE",
+                           "at": (now - dt.timedelta(minutes=30)).isoformat()}]}
 
 
 @contextlib.contextmanager

@@ -4,7 +4,6 @@ on-demand replicas (placed, used, released, and home before crossing)."""
 from __future__ import annotations
 
 import concurrent.futures
-import datetime as dt
 import time
 
 import httpx
@@ -12,14 +11,13 @@ import openai
 import pytest
 
 from batch_stack import CountingStub
-from gateway_stack import endpoint, gateway_stack
+from gateway_stack import active_declaration, endpoint, gateway_stack
 from policies import Policy
 from policies import load_bundle
 from policies.bundle import Bundle, default_bundle_path
-from serving.provisioning import ProvisionRefused
 from serving.routing.on_demand import OnDemand
 from serving.routing.settings import OnDemandSettings, QueueSettings
-from stub_upstream import ServerThread, make_stub
+from stub_provisioner import StubProvisioner
 
 MESSAGES = [{"role": "user", "content": "Quel est le délai de recours ?"}]
 
@@ -113,43 +111,14 @@ def on_demand_policy(*, declaration: bool = False) -> Policy:
         if model["id"] == "corridor-tiny":
             model["on_demand"] = True
     if declaration:
-        now = dt.datetime.now(dt.timezone.utc)
-        document["declarations"] = [{
-            "id": "decl-paris-down", "declared_by": {"operator": "fr-ops", "jurisdiction": "FR"},
-            "reason": "fr-paris lost", "scope": {"tenants": ["fr-interior"], "markings": ["DR"],
-                                                 "models": ["corridor-tiny"], "directions": ["FR->DE"]},
-            "valid_from": (now - dt.timedelta(hours=1)).isoformat(),
-            "valid_until": (now + dt.timedelta(hours=2)).isoformat(),
-            "approvals": [{"operator": "de-ops", "jurisdiction": "DE",
-                           "at": (now - dt.timedelta(minutes=30)).isoformat()}]}]
+        document["declarations"] = [active_declaration("decl-paris-down", "fr-interior", "DR",
+                                                       reason="fr-paris lost")]
     return Policy(Bundle.model_validate(document))
 
 
-class StubProvisioner:
-    """Places a replica as a stub upstream in ``pool`` after ``delay`` s (or refuses)."""
-
-    def __init__(self, ref: dict, pool: str, *, delay: float = 0.3, refuse: bool = False) -> None:
-        self.ref, self.pool, self.delay, self.refuse = ref, pool, delay, refuse
-        self.servers: dict[str, ServerThread] = {}
-        self.placed: list[str] = []
-        self.released: list[str] = []
-
-    def provision(self, owner, workload):
-        if self.refuse:
-            raise ProvisionRefused("0/4 pools: 2 RESIDENCY, 1 MISSING_ACCREDITATION, 1 NO_CAPACITY")
-        time.sleep(self.delay)
-        name = f"on-demand-{len(self.placed) + 1}"
-        server = self.servers[name] = ServerThread(make_stub(self.pool)).__enter__()
-        self.ref["stack"].endpoints.items.append(endpoint(self.pool, server.url, workload.model,
-                                                          f"{name}-r1"))
-        self.placed.append(name)
-        return name
-
-    def release(self, name):
-        stack = self.ref["stack"]
-        stack.endpoints.items = [e for e in stack.endpoints.items if not e.replica_id.startswith(name)]
-        self.servers.pop(name).__exit__()
-        self.released.append(name)
+def on_demand_provisioner(ref: dict, pool: str, **options) -> StubProvisioner:
+    """Places an on-demand replica as a stub upstream in ``pool`` (after 0.3 s by default)."""
+    return StubProvisioner(ref, pool, prefix="on-demand", **{"delay": 0.3, **options})
 
 
 def on_demand_stack(tmp_path, provisioner, *, pools=(), declaration=False, **settings):
@@ -161,7 +130,7 @@ def on_demand_stack(tmp_path, provisioner, *, pools=(), declaration=False, **set
 
 def test_a_request_with_no_live_replica_places_one_waits_for_it_and_it_is_released_when_idle(tmp_path):
     ref: dict = {}
-    provisioner = StubProvisioner(ref, "fr-paris")
+    provisioner = on_demand_provisioner(ref, "fr-paris")
     with on_demand_stack(tmp_path, provisioner) as stack:
         ref["stack"] = stack
         first = post(stack)
@@ -177,7 +146,7 @@ def test_a_request_with_no_live_replica_places_one_waits_for_it_and_it_is_releas
 
 def test_a_refused_placement_is_a_503_naming_the_refusal(tmp_path):
     ref: dict = {}
-    provisioner = StubProvisioner(ref, "fr-paris", refuse=True)
+    provisioner = on_demand_provisioner(ref, "fr-paris", refuse=True)
     with on_demand_stack(tmp_path, provisioner) as stack:
         ref["stack"] = stack
         answer = post(stack)
@@ -187,7 +156,7 @@ def test_a_refused_placement_is_a_503_naming_the_refusal(tmp_path):
 
 def test_home_capacity_placed_on_demand_in_time_is_used_rather_than_crossing(tmp_path):
     ref: dict = {}
-    provisioner = StubProvisioner(ref, "fr-paris", delay=0.5)
+    provisioner = on_demand_provisioner(ref, "fr-paris", delay=0.5)
     with on_demand_stack(tmp_path, provisioner, pools=("de-frankfurt",), declaration=True) as stack:
         ref["stack"] = stack
         answer = post(stack)
@@ -198,7 +167,7 @@ def test_home_capacity_placed_on_demand_in_time_is_used_rather_than_crossing(tmp
 
 def test_it_crosses_under_the_declaration_only_when_home_capacity_cannot_be_placed(tmp_path):
     ref: dict = {}
-    provisioner = StubProvisioner(ref, "fr-paris", refuse=True)
+    provisioner = on_demand_provisioner(ref, "fr-paris", refuse=True)
     with on_demand_stack(tmp_path, provisioner, pools=("de-frankfurt",), declaration=True) as stack:
         ref["stack"] = stack
         answer = post(stack)
@@ -209,7 +178,7 @@ def test_it_crosses_under_the_declaration_only_when_home_capacity_cannot_be_plac
 
 def test_it_crosses_when_home_capacity_would_come_after_the_deadline(tmp_path):
     ref: dict = {}
-    provisioner = StubProvisioner(ref, "fr-paris", delay=0.5)
+    provisioner = on_demand_provisioner(ref, "fr-paris", delay=0.5)
     with on_demand_stack(tmp_path, provisioner, pools=("de-frankfurt",), declaration=True,
                          wait_s=5, expected_start_s=60) as stack:
         ref["stack"] = stack
@@ -220,16 +189,9 @@ def test_it_crosses_when_home_capacity_would_come_after_the_deadline(tmp_path):
 
 def test_traffic_under_an_active_declaration_is_served_before_waiting_standard_traffic(tmp_path):
     document = load_bundle(default_bundle_path()).model_dump(mode="json")
-    now = dt.datetime.now(dt.timezone.utc)
     document["priority_classes"] = [{"id": "crisis", "under_declaration": True}]
-    document["declarations"] = [{
-        "id": "decl-floods", "declared_by": {"operator": "fr-ops", "jurisdiction": "FR"},
-        "reason": "floods", "scope": {"tenants": ["fr-health"], "markings": ["PUBLIC"],
-                                      "models": ["corridor-tiny"], "directions": ["FR->DE"]},
-        "valid_from": (now - dt.timedelta(hours=1)).isoformat(),
-        "valid_until": (now + dt.timedelta(hours=2)).isoformat(),
-        "approvals": [{"operator": "de-ops", "jurisdiction": "DE",
-                       "at": (now - dt.timedelta(minutes=30)).isoformat()}]}]
+    document["declarations"] = [active_declaration("decl-floods", "fr-health", "PUBLIC",
+                                                   reason="floods")]
     slow = CountingStub("fr-paris", delay=0.3)
     order: list[str] = []
 

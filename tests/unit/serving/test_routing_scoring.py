@@ -171,17 +171,11 @@ def test_a_replica_the_rulebook_denies_never_appears_however_good_its_score(
 
 def test_a_national_only_caveat_is_decided_afresh_not_read_from_another_requests_cached_verdict(
         default_policy: Policy) -> None:
-    import datetime as dt
-
     from policies import Declaration
 
-    now = dt.datetime.now(dt.timezone.utc)
-    crossing = Declaration.model_validate({
-        "id": "decl-paris-down", "declared_by": {"operator": "fr-ops", "jurisdiction": "FR"},
-        "reason": "fr-paris lost", "scope": {"tenants": ["fr-interior"], "markings": ["DR"],
-                                             "models": ["corridor-tiny"], "directions": ["FR->DE"]},
-        "valid_from": now - dt.timedelta(hours=1), "valid_until": now + dt.timedelta(hours=2),
-        "approvals": [{"operator": "de-ops", "jurisdiction": "DE", "at": now - dt.timedelta(minutes=30)}]})
+    from gateway_stack import active_declaration
+
+    crossing = Declaration.model_validate(active_declaration("decl-paris-down", "fr-interior", "DR"))
     router = Router(default_policy, StaticEndpoints([replica("frankfurt", "de-frankfurt")]),
                     declarations=lambda: [crossing], cache_ttl=60)
     plain = router.route(workload("fr-interior", "DR"))

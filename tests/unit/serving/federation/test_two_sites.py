@@ -35,6 +35,16 @@ def declare(corridor):
     return declaration
 
 
+def declare_and_approve(corridor):
+    """A declaration made at DE, approved at FR, and active at both."""
+    fr, de = corridor["FR"], corridor["DE"]
+    declaration = declare(corridor)
+    fr.post(f"/admin/crisis/{declaration}/approve", "FR/operator", {})
+    corridor.wait(lambda: de.get(f"/admin/crisis/{declaration}", "DE/operator").json()["status"] == "active",
+                  what="the approval to reach DE")
+    return declaration
+
+
 def _context(ca, cert=None):
     import ssl
 
@@ -233,10 +243,7 @@ def test_a_rewritten_peer_ledger_stops_forwarding_and_is_a_critical_finding(tmp_
 def test_with_the_peer_down_a_crossing_request_is_503_peer_unavailable_and_home_traffic_flows(tmp_path):
     with two_sites(tmp_path) as corridor:
         fr, de = corridor["FR"], corridor["DE"]
-        declaration = declare(corridor)
-        fr.post(f"/admin/crisis/{declaration}/approve", "FR/operator", {})
-        corridor.wait(lambda: de.get(f"/admin/crisis/{declaration}", "DE/operator").json()["status"] == "active",
-                      what="the approval to reach DE")
+        declaration = declare_and_approve(corridor)
         assert embed(de).status_code == 200
         fr.peer_server.server.should_exit = True  # FR's peer API goes away
         corridor.wait(lambda: not de.gateway.federation.state.reachable, timeout_s=15, what="DE to notice")
@@ -261,10 +268,7 @@ def test_a_forwarded_request_goes_through_the_peers_routing_and_waits_in_its_que
 
     with two_sites(tmp_path) as corridor:
         fr, de = corridor["FR"], corridor["DE"]
-        declaration = declare(corridor)
-        fr.post(f"/admin/crisis/{declaration}/approve", "FR/operator", {})
-        corridor.wait(lambda: de.get(f"/admin/crisis/{declaration}", "DE/operator").json()["status"] == "active",
-                      what="the approval to reach DE")
+        declaration = declare_and_approve(corridor)
         router = fr.gateway.router
         (first,) = [e for e in router.source.endpoints() if e.model == "minilm"]
         second = Endpoint("minilm@fr-paris-2", "minilm", "fr-paris", "FR", "node-fr-paris-2", first.url)
