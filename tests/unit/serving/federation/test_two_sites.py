@@ -268,7 +268,7 @@ def test_a_forwarded_request_goes_through_the_peers_routing_and_waits_in_its_que
 
     with two_sites(tmp_path) as corridor:
         fr, de = corridor["FR"], corridor["DE"]
-        declaration = declare_and_approve(corridor)
+        declare_and_approve(corridor)
         router = fr.gateway.router
         (first,) = [e for e in router.source.endpoints() if e.model == "minilm"]
         second = Endpoint("minilm@fr-paris-2", "minilm", "fr-paris", "FR", "node-fr-paris-2", first.url)
