@@ -17,8 +17,9 @@ The queue is bounded. A tenant over ``max_waiting_per_tenant`` is refused at
 once with **429** (its own share is full); when the whole queue is full, the
 newest ticket of the tenant holding most is refused with 429 to make room for
 a tenant holding fewer (else the newcomer is). A ticket whose deadline passes
-gets **503** (no capacity in time). Both carry ``Retry-After``. A client that
-disconnects leaves at once (:class:`~serving.routing.errors.ClientGone`).
+gets **503** (no capacity in time). Both carry ``Retry-After``; their messages
+name only the caller's own tenant and counts, never other tenants' load. A
+client that disconnects leaves at once (:class:`~serving.routing.errors.ClientGone`).
 
 A request that finds a free slot while nobody waits never enters the queue
 and costs nothing here.
@@ -122,8 +123,8 @@ class AdmissionQueue:
                                  retry_after=1)
             self._finish(ticket, "timeout")
             raise QueueTimeout(
-                f"no replica slot became free within {self.clock() - ticket.enqueued:.1f} s "
-                f"({self.waiting} requests waiting); retry later", retry_after=self._retry_after())
+                f"no replica slot became free within {self.clock() - ticket.enqueued:.1f} s; "
+                f"retry later", retry_after=self._retry_after())
         except asyncio.CancelledError:
             if ticket.future.done() and not ticket.future.cancelled() and ticket.future.exception() is None:
                 self.give_back(ticket.future.result(), ticket.request)
@@ -147,8 +148,8 @@ class AdmissionQueue:
             if hog is None or self._per_tenant[hog] <= self._per_tenant.get(ticket.tenant, 0) + 1:
                 self._finish(ticket, "rejected")
                 raise QueueFull(
-                    f"the admission queue is full ({self.waiting} requests waiting) and tenant "
-                    f"{ticket.tenant} holds its share; retry later", retry_after=self._retry_after())
+                    f"the admission queue is full and tenant {ticket.tenant} holds its share; "
+                    f"retry later", retry_after=self._retry_after())
             self._evict_newest(hog)
         ticket.usable = ticket.candidates()
         tenants = self._classes.setdefault(ticket.rank, {})
