@@ -147,12 +147,14 @@ class PlacedReplicas:
         try:
             name = await asyncio.to_thread(self.provisioner.provision, owner, workload)
         except Exception as exc:  # noqa: BLE001 - a refusal, or a failure logged with its trace
-            if not isinstance(exc, ProvisionRefused):
+            problem = str(exc)
+            if not isinstance(exc, ProvisionRefused):  # its text may name internals: log only
                 log.exception("placing a replica for %s failed", owner)
+                problem = f"the placement failed ({type(exc).__name__}); the operator's log has why"
             self.replicas.pop(key, None)
             self._retry_after[key] = self.clock() + self.retry_s
-            self.refusals[key] = str(exc)
-            on_refused(str(exc))
+            self.refusals[key] = problem
+            on_refused(problem)
             return
         replica = self.replicas.get(key)
         if replica is None:  # released while being placed (the owner stopped)
