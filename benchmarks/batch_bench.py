@@ -10,11 +10,12 @@ the same engine settings (``max_model_len`` 512, ``max_num_seqs`` 256,
 * **vLLM run_batch**: vLLM's own OpenAI batch runner in a process of its own:
   the same JSONL lines through vLLM's OpenAI serving code, in process, no
   HTTP. It shows what OpenAI-format answers cost inside vLLM itself;
-* **Corridor**: a vLLM OpenAI server started as a replica starts it, behind
-  the gateway with its batch service in a process of its own; the openai SDK
-  uploads the file and creates the batch, and the time runs from
-  ``batches.create`` to ``completed`` (validation, dispatch through the
-  rulebook's routing, durable answers, output file).
+* **Corridor**: a vLLM OpenAI server started as a replica starts it (engine
+  statistics on, for the router's load scores), behind the gateway with its
+  batch service in a process of its own; the openai SDK uploads the file and
+  creates the batch, and the time runs from ``batches.create`` to
+  ``completed`` (validation, dispatch through the rulebook's routing, lines sent
+  in bulk, durable answers, output file).
 
 For this run the tenant's batch quota is 256 lines in flight (a bundle
 written for the run; the default bundle gives ``fr-interior`` 8) and a
@@ -78,7 +79,8 @@ def write_bundle(target: Path) -> Path:
     return target
 
 
-def run_gateway(upstream: str, port: int, home: str, keys_path: str, bundle: str) -> None:
+def run_gateway(upstream: str, port: int, home: str, keys_path: str, bundle: str,
+                bulk_lines: int | None = None) -> None:
     """Child process: the gateway and its batch service in front of one fr-paris replica."""
     import uvicorn
 
@@ -91,7 +93,8 @@ def run_gateway(upstream: str, port: int, home: str, keys_path: str, bundle: str
     policy = Policy.load(bundle)
     endpoints = StaticEndpoints([Endpoint("chat-fr-r1", MODEL, "fr-paris", "FR", "node-bench", upstream)])
     settings = BatchSettings(execution=ExecutionSettings(replica_batch_slots=BATCH_SLOTS,
-                                                         replica_slots=2 * BATCH_SLOTS))
+                                                         replica_slots=2 * BATCH_SLOTS,
+                                                         **({"bulk_lines": bulk_lines} if bulk_lines else {})))
     gateway = Gateway(policy=policy, ledger=Ledger.open(Path(home) / "ledger"),
                       auth=Authenticator(KeyStore(Path(keys_path))), router=Router(policy, endpoints),
                       batches=BatchService.open(Path(home) / "state", settings=settings))
@@ -105,10 +108,10 @@ def start_server(model_path: Path, port: int, log: Path) -> subprocess.Popen:
 
     command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_path),
                "--served-model-name", MODEL, "--host", "127.0.0.1", "--port", str(port),
-               "--disable-log-stats", "--max-model-len", str(ENGINE["max_model_len"]),
+               "--max-model-len", str(ENGINE["max_model_len"]),
                "--max-num-seqs", str(ENGINE["max_num_seqs"]),
                "--max-num-batched-tokens", str(ENGINE["max_num_batched_tokens"])]
-    env = {**os.environ, **OFFLINE_ENV, "VLLM_CPU_KVCACHE_SPACE": "1"}
+    env = {**os.environ, **OFFLINE_ENV, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOG_STATS_INTERVAL": "60"}
     return subprocess.Popen(command, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
                             start_new_session=True)
 
@@ -199,7 +202,7 @@ def corridor_round(client, lines: int, max_tokens: int, tag: str) -> tuple[float
         raise RuntimeError(f"batch ended {batch.status}: {batch.request_counts}, {batch.errors}")
     outputs = [json.loads(line) for line in client.files.content(batch.output_file_id).text.splitlines()]
     assert len({o["custom_id"] for o in outputs}) == lines
-    return elapsed, sum(o["response"]["body"]["usage"]["completion_tokens"] for o in outputs)
+    return elapsed, batch.usage.output_tokens  # lines answered in bulk carry no per-line usage
 
 
 def main() -> int:
@@ -207,6 +210,8 @@ def main() -> int:
     parser.add_argument("--lines", type=int, default=1000, help="chat requests per batch")
     parser.add_argument("--max-tokens", type=int, default=32, help="tokens generated per request")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of each")
+    parser.add_argument("--bulk-lines", type=int, default=None,
+                        help="lines per bulk request (default: the executor's; 1 sends each line alone)")
     args = parser.parse_args()
 
     os.environ["VLLM_CPU_KVCACHE_SPACE"] = "1"
@@ -231,7 +236,8 @@ def main() -> int:
         upstream = f"http://127.0.0.1:{vllm_port}"
         wait_http(upstream + "/health", 600)
         gateway = multiprocessing.get_context("spawn").Process(
-            target=run_gateway, args=(upstream, gateway_port, str(work), str(keys_path), str(bundle)),
+            target=run_gateway, args=(upstream, gateway_port, str(work), str(keys_path), str(bundle),
+                                      args.bulk_lines),
             daemon=True)
         gateway.start()
         wait_http(f"http://127.0.0.1:{gateway_port}/healthz", 120)

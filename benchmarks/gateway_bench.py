@@ -8,13 +8,16 @@ Two upstreams, each measured in the same run against itself:
 
 For concurrency 1, 16 and 64, streaming and not, it prints p50/p99 latency
 direct and through the gateway, the added latency, the throughput ratio and,
-for streaming, the time-to-first-token difference. The gateway runs as it does
+for streaming, the time-to-first-token difference; and the CPU time the gateway
+process spent per request (all its threads, ledger writer included, read from
+``/proc``) beside what the upstream process spent per request in the same rounds. The gateway runs as it does
 in production: its own process, policy decisions, a durable ledger entry per
 request (group commit), Prometheus metrics. Upstream, gateway and load
 generator share this machine's cores, so read ratios, not absolutes.
 
 Goals: added p50 <= 1 ms, p99 <= 5 ms; throughput >= 0.95 of direct;
->= 1,000 requests/s through the gateway against the stub.
+>= 1,000 requests/s through the gateway against the stub; gateway CPU per request
+<= 0.2 ms at concurrency 64 against the stub.
 
 Run: python benchmarks/gateway_bench.py [--upstream stub|vllm|both] [--requests N]
 """
@@ -102,15 +105,33 @@ async def load(url: str, body: bytes, headers: dict[str, str], concurrency: int,
     return result
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a process and all its threads so far (Linux ``/proc``)."""
+    if pid is None:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def interleaved(direct: str, gateway: str, body: bytes, auth: dict[str, str], concurrency: int,
-                n: int, stream: bool, rounds: int = 4) -> tuple[dict[str, float], dict[str, float]]:
+                n: int, stream: bool, rounds: int = 4, pids: tuple[int | None, int | None] = (None, None)
+                ) -> tuple[dict[str, float], dict[str, float]]:
     """Direct and gateway in alternating rounds, so drift on a noisy machine hits both alike;
-    per-round medians and rates are combined by their medians."""
+    per-round medians and rates are combined by their medians. ``pids`` (gateway, upstream):
+    the gateway rounds also report CPU milliseconds per request of each."""
     results: dict[str, list[dict[str, float]]] = {"direct": [], "gateway": []}
     per_round = max(n // rounds, concurrency * 2)
     for _ in range(rounds):
         results["direct"].append(asyncio.run(load(direct, body, auth, concurrency, per_round, stream)))
+        before = [cpu_seconds(pid) for pid in pids]
         results["gateway"].append(asyncio.run(load(gateway, body, auth, concurrency, per_round, stream)))
+        after = [cpu_seconds(pid) for pid in pids]
+        results["gateway"][-1]["gw_cpu"] = (after[0] - before[0]) / per_round
+        results["gateway"][-1]["up_cpu"] = (after[1] - before[1]) / per_round
     combined = []
     for kind in ("direct", "gateway"):
         rows = results[kind]
@@ -118,11 +139,13 @@ def interleaved(direct: str, gateway: str, body: bytes, auth: dict[str, str], co
     return combined[0], combined[1]
 
 
-def measure(direct: str, gateway: str, key: str, model: str, requests: int, chat_tokens: int) -> None:
+def measure(direct: str, gateway: str, key: str, model: str, requests: int, chat_tokens: int,
+            pids: tuple[int | None, int | None] = (None, None)) -> None:
     auth = {"Authorization": f"Bearer {key}", "Content-Type": "application/json",
             "X-Corridor-Marking": "DR"}
     print(f"{'conc':>4} {'stream':>6} {'direct p50':>10} {'p99':>8} {'rps':>7} │ "
-          f"{'gw p50':>8} {'p99':>8} {'rps':>7} │ {'+p50 ms':>8} {'+p99 ms':>8} {'thr ratio':>9} {'+ttft ms':>8}")
+          f"{'gw p50':>8} {'p99':>8} {'rps':>7} │ {'+p50 ms':>8} {'+p99 ms':>8} {'thr ratio':>9} {'+ttft ms':>8}"
+          f" │ {'gw cpu ms/req':>13} {'upstream':>8}")
     for concurrency in (1, 16, 64):
         for stream in (False, True):
             body = json.dumps({"model": model, "messages": [{"role": "user", "content": "Bonjour"}],
@@ -130,12 +153,13 @@ def measure(direct: str, gateway: str, key: str, model: str, requests: int, chat
             n = max(requests if concurrency > 1 else requests // 2, concurrency * 4)
             asyncio.run(load(direct, body, auth, concurrency, min(n, 50), stream))  # warm-up
             asyncio.run(load(gateway, body, auth, concurrency, min(n, 50), stream))
-            d, g = interleaved(direct, gateway, body, auth, concurrency, n, stream)
+            d, g = interleaved(direct, gateway, body, auth, concurrency, n, stream, pids=pids)
             ttft = f"{(g['ttft'] - d['ttft']) * 1e3:>8.2f}" if stream else f"{'':>8}"
             print(f"{concurrency:>4} {str(stream):>6} {d['p50'] * 1e3:>9.2f}m {d['p99'] * 1e3:>7.2f}m "
                   f"{d['rps']:>7.0f} │ {g['p50'] * 1e3:>7.2f}m {g['p99'] * 1e3:>7.2f}m {g['rps']:>7.0f} │ "
                   f"{(g['p50'] - d['p50']) * 1e3:>8.2f} {(g['p99'] - d['p99']) * 1e3:>8.2f} "
-                  f"{g['rps'] / d['rps']:>9.2f} {ttft}", flush=True)
+                  f"{g['rps'] / d['rps']:>9.2f} {ttft} │ {g['gw_cpu'] * 1e3:>13.3f} "
+                  f"{g['up_cpu'] * 1e3:>8.3f}", flush=True)
 
 
 def bench(upstream_kind: str, requests: int) -> None:
@@ -174,7 +198,7 @@ def bench(upstream_kind: str, requests: int) -> None:
         wait_http(f"http://127.0.0.1:{gateway_port}/healthz", 60)
         print(f"\nupstream: {upstream_kind} ({requests} requests per cell; latencies in ms)")
         measure(f"{upstream}/v1/chat/completions", f"http://127.0.0.1:{gateway_port}/v1/chat/completions",
-                key, model, requests, tokens)
+                key, model, requests, tokens, pids=(gateway.pid, children[0].pid))
     finally:
         for child in children:
             child.terminate()
@@ -191,7 +215,8 @@ def main() -> None:
         bench("stub", args.requests)
     if args.upstream in ("vllm", "both"):
         bench("vllm", args.vllm_requests)
-    print("\ngoals: +p50 <= 1 ms, +p99 <= 5 ms, throughput ratio >= 0.95, >= 1,000 rps via the gateway (stub)")
+    print("\ngoals: +p50 <= 1 ms, +p99 <= 5 ms, throughput ratio >= 0.95, >= 1,000 rps via the gateway (stub), "
+          "gateway CPU <= 0.2 ms per request at concurrency 64 (stub)")
 
 
 if __name__ == "__main__":

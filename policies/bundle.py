@@ -22,7 +22,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 from policies.canonical import canonical_json, sha256_hex
 from policies.exceptions import UnknownMarkingError
@@ -160,6 +160,15 @@ class Model(_Strict):
     )
     artifact: Artifact | None = Field(
         default=None, description="Where its files come from; default: $CORRIDOR_MODELS/<id>.")
+    on_demand: bool = Field(
+        default=False,
+        description="Place a replica when a request finds none live in an allowed pool (the "
+        "request waits for it); release it once idle.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_on_demand(self, handler):  # type: ignore[no-untyped-def]
+        return _without_defaults(handler(self), on_demand=False)
 
 
 class Condition(_Strict):
@@ -329,6 +338,37 @@ class Declaration(_Strict):
         return validate_document(value, cls, source)
 
 
+class PriorityClass(_Strict):
+    """A class of requests served first when they wait for capacity (the admission queue).
+
+    A request belongs to the first class (in bundle order, highest first) whose
+    conditions all hold; a request that matches none is in the implicit lowest
+    class ``standard``.
+    """
+
+    id: Identifier
+    under_declaration: bool = Field(
+        default=False, description="Only requests an active crisis declaration covers.")
+    tenants: list[Identifier] | None = Field(default=None, description="Only these tenants.")
+    markings: list[str] | None = Field(default=None, description="Only these markings.")
+
+    @model_validator(mode="after")
+    def _some_condition(self) -> PriorityClass:
+        if not self.under_declaration and self.tenants is None and self.markings is None:
+            raise ValueError("a priority class needs a condition: under_declaration, tenants or "
+                             "markings, e.g. {id: crisis, under_declaration: true}")
+        return self
+
+
+def _without_defaults(data: dict, **defaults: object) -> dict:
+    """Drop fields added after bundles were first signed while they hold their default, so a
+    bundle that does not use them keeps its digest."""
+    for name, default in defaults.items():
+        if data.get(name) == default:
+            data.pop(name, None)
+    return data
+
+
 class Settings(_Strict):
     autarky: bool = Field(default=False, description="Refuse models whose digest is not pinned.")
     crisis_max_hours: float = Field(default=72, gt=0, description="Longest declaration window.")
@@ -347,6 +387,12 @@ class Bundle(_Strict):
     requirements: list[Requirement] = Field(default_factory=list)
     equivalences: Equivalences = Field(default_factory=Equivalences)
     declarations: list[Declaration] = Field(default_factory=list)
+    priority_classes: list[PriorityClass] = Field(
+        default_factory=list, description="Who waits least for capacity, highest first.")
+
+    @model_serializer(mode="wrap")
+    def _omit_unused_priority_classes(self, handler):  # type: ignore[no-untyped-def]
+        return _without_defaults(handler(self), priority_classes=[])
 
     def digest(self) -> str:
         """``sha256:`` + hex SHA-256 of the bundle's canonical JSON form."""

@@ -172,6 +172,17 @@ class Planner:
                                          got=workload.model_digest or "none", pinned=model.digest))
         return reasons
 
+    def covering(self, workload: Workload, at: dt.datetime,
+                 extra_declarations: Sequence[Declaration]) -> list[str]:
+        """Ids of the active declarations whose scope covers ``workload`` at its effective
+        marking (the tenant's minimum applied), whether or not it needs to cross."""
+        tenant = self.tenants.get(workload.tenant)
+        if tenant is not None:
+            workload = workload.at_minimum(self.tenant_minimum.get(tenant.id), by="tenant",
+                                           source=tenant.id)
+        return [d.id for d in (*self.bundle.declarations, *extra_declarations)
+                if self._covers(d, workload, at)]
+
     @staticmethod
     def _covers(declaration: Declaration, workload: Workload, at: dt.datetime) -> bool:
         scope = declaration.scope

@@ -41,6 +41,7 @@ from typing import Any
 from policies.bundle import ATTESTATION_RANK, Bundle, Declaration, Pool, default_bundle_path
 from policies.decision import Decision, Evaluation, Reason, ReasonCode, Reliance
 from policies.planning import Plan, Planner
+from policies.profiles import ProfileVerdicts, Verdict
 from policies.validation import load_bundle
 from policies.workload import Workload
 
@@ -188,6 +189,54 @@ class Policy:
             except Exception as exc:  # noqa: BLE001 - fail closed
                 append(self._error_decision(workload, pool_id, at, exc))
         return Evaluation(decided, digest, decisions)
+
+    def decide_profiles(
+        self,
+        workload: Workload,
+        *,
+        at: dt.datetime | None = None,
+        declarations: Sequence[Declaration] = (),
+    ) -> ProfileVerdicts:
+        """``decide_all`` over every pool of the bundle, evaluated once per pool profile.
+
+        For callers that decide against very many pools (the placer): the cost
+        grows with the number of profiles, not pools; decisions are built only
+        for the pools asked about (:mod:`policies.profiles`).
+        """
+        at = at or dt.datetime.now(dt.timezone.utc)
+        ids, jurisdictions, profile_of, representatives = self._profile_table
+        header = (self.digest, self._name, self._version, ids, jurisdictions, profile_of)
+        try:
+            plan = self._planner.plan(workload, at, declarations)
+        except Exception as exc:  # noqa: BLE001 - fail closed
+            error = Verdict.failed(exc)
+            return ProfileVerdicts(workload, at, *header, (error,) * len(representatives))
+        verdicts = []
+        for compiled in representatives:
+            try:
+                verdicts.append(Verdict(*self._verdict(plan, compiled)))
+            except Exception as exc:  # noqa: BLE001 - fail closed
+                verdicts.append(Verdict.failed(exc))
+        return ProfileVerdicts(plan.workload, plan.at, *header, tuple(verdicts))
+
+    def covering_declarations(self, workload: Workload, *, at: dt.datetime | None = None,
+                              declarations: Sequence[Declaration] = ()) -> list[str]:
+        """Ids of the active crisis declarations (the bundle's and ``declarations``) whose
+        scope covers ``workload`` (tenant, model and effective marking), whether or not it
+        crosses. Who calls it: the gateway, to rank a waiting request (``policies.priority``)."""
+        return self._planner.covering(workload, at or dt.datetime.now(dt.timezone.utc), declarations)
+
+    @functools.cached_property
+    def _profile_table(self) -> tuple[tuple[str, ...], tuple[str, ...], tuple[int, ...],
+                                      tuple[_CompiledPool, ...]]:
+        """Pool ids, jurisdictions and profiles in bundle order, and one pool per profile."""
+        compiled = list(self.pools.values())
+        representatives: dict[int, _CompiledPool] = {}
+        for pool in compiled:
+            representatives.setdefault(pool.profile, pool)
+        return (tuple(p.pool.id for p in compiled), tuple(p.jurisdiction for p in compiled),
+                tuple(p.profile for p in compiled),
+                tuple(representatives[i] for i in range(len(representatives))))
 
     # -- evaluation ---------------------------------------------------------
 

@@ -55,7 +55,7 @@ def check_references(bundle: Bundle, file: str) -> list[BundleIssue]:
             issue(path, str(exc))
             return None
 
-    for section in ("pools", "tenants", "models", "requirements", "declarations"):
+    for section in ("pools", "tenants", "models", "requirements", "declarations", "priority_classes"):
         counts = Counter(item.id for item in getattr(bundle, section))
         for index, item in enumerate(getattr(bundle, section)):
             if counts[item.id] > 1:
@@ -132,6 +132,15 @@ def check_references(bundle: Bundle, file: str) -> list[BundleIssue]:
                 issue(f"{path}.approvals[{a}]", "the declarer cannot approve their own declaration")
         for where, problem in scope_issues(declaration.scope, tenant_ids, model_ids, f"{path}.scope"):
             issue(where, problem)
+    for index, priority in enumerate(bundle.priority_classes):
+        path = f"priority_classes[{index}]"
+        if priority.id == "standard":
+            issue(f"{path}.id", "'standard' is the implicit lowest class; name this one otherwise")
+        for t, tenant_id in enumerate(priority.tenants or ()):
+            if tenant_id not in tenant_ids:
+                issue(f"{path}.tenants[{t}]", f"unknown tenant {tenant_id!r}; known: {sorted(tenant_ids)}")
+        for m, marking in enumerate(priority.markings or ()):
+            check_marking(f"{path}.markings[{m}]", marking)
     return issues
 
 

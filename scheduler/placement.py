@@ -2,8 +2,9 @@
 
 One placement is one *cycle*:
 
-1. **Admission** (:meth:`Placer.admit`): the rulebook's ``decide_all`` once per
-   audience over every pool of the bundle. A replica is shared by all its
+1. **Admission** (:meth:`Placer.admit`): the rulebook once per audience over
+   every pool of the bundle, evaluated once per pool profile
+   (:meth:`policies.Policy.decide_profiles`). A replica is shared by all its
    audiences, so a pool is admitted only when every audience's decision allows it.
 2. **Filter**: each :class:`Filter` removes pools and can say why for each one
    it removed (:class:`Status`: code, rule, fixed message, facts). In order:
@@ -44,6 +45,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from policies import Decision, Declaration, Evaluation, Policy, Reason
+from policies.profiles import ProfileVerdicts
 from policies.decision import summary_of, tally_of
 
 from scheduler.snapshot import NodeTable, Snapshot
@@ -83,22 +85,30 @@ class Status(Reason):
         return cls(str(code), rule, _MESSAGES[code].format(**details), details)
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, eq=False)
 class Admission:
     """The rulebook's answer for one deployment: one evaluation per audience over every pool.
 
-    Built by :meth:`Placer.admit` once per cycle, never per node.
-    ``allowed_mask[i]`` says whether every audience may use pool ``pool_ids[i]``.
+    Built by :meth:`Placer.admit` once per cycle, never per node, from the
+    rulebook's verdicts per pool profile (:meth:`policies.Policy.decide_profiles`):
+    its cost grows with the profiles, not the pools. Per-pool decisions are built
+    only when asked for. ``allowed_mask[i]`` says whether every audience may use
+    pool ``pool_ids[i]``.
     """
 
     spec: DeploymentSpec
     at: dt.datetime
     policy_digest: str
-    evaluations: tuple[Evaluation, ...]  # one per audience, decisions in pool order
+    verdicts: tuple[ProfileVerdicts, ...]  # one per audience
     pool_ids: tuple[str, ...]
     index: Mapping[str, int]
     allowed_mask: np.ndarray
     homes: Mapping[str, float]  # jurisdiction -> share of audiences whose tenant lives there
+
+    @cached_property
+    def evaluations(self) -> tuple[Evaluation, ...]:
+        """One evaluation per audience, decisions in pool order (built on first use)."""
+        return tuple(v.evaluation() for v in self.verdicts)
 
     @property
     def allowed(self) -> list[str]:
@@ -113,7 +123,7 @@ class Admission:
     def decisions_for(self, pool: str) -> tuple[Decision, ...]:
         """One decision per audience on ``pool``, in audience order."""
         i = self.index[pool]
-        return tuple(e.decisions[i] for e in self.evaluations)
+        return tuple(v.decision(i) for v in self.verdicts)
 
     def reasons(self, pool: str) -> tuple[Any, ...]:
         """Every reason any audience was refused ``pool`` for (empty when allowed)."""
@@ -393,21 +403,21 @@ class Placer:
         self._index = {pool_id: i for i, pool_id in enumerate(self._pool_ids)}
         self._jurisdictions = np.array([pool.jurisdiction for pool in policy.bundle.pools], dtype="<U2")
         self._homes = {tenant.id: tenant.home for tenant in policy.bundle.tenants}
+        self._profile_of = np.array([policy.pools[p].profile for p in self._pool_ids], dtype=np.intp)
 
     def admit(self, spec: DeploymentSpec, *, at: dt.datetime | None = None,
               declarations: Sequence[Declaration] = ()) -> Admission:
-        """The rulebook for every audience of ``spec`` on every pool: ``decide_all`` once each."""
+        """The rulebook for every audience of ``spec`` on every pool: once per pool profile each."""
         at = at or dt.datetime.now(dt.timezone.utc)
-        n = len(self._pool_ids)
-        allowed = np.ones(n, dtype=bool)
-        evaluations = []
+        allowed = np.ones(len(self._pool_ids), dtype=bool)
+        verdicts = []
         for workload in spec.workloads():
-            evaluation = self.policy.decide_all(workload, self._pool_ids, at=at, declarations=declarations)
-            allowed &= np.fromiter((d.allowed for d in evaluation.decisions), dtype=bool, count=n)
-            evaluations.append(evaluation)
+            answer = self.policy.decide_profiles(workload, at=at, declarations=declarations)
+            allowed &= np.array(answer.allowed_profiles, dtype=bool)[self._profile_of]
+            verdicts.append(answer)
         homes = Counter(self._homes.get(a.tenant) for a in spec.audiences)
         share = {j: k / len(spec.audiences) for j, k in homes.items() if j is not None}
-        return Admission(spec, at, self.policy.digest, tuple(evaluations), self._pool_ids, self._index,
+        return Admission(spec, at, self.policy.digest, tuple(verdicts), self._pool_ids, self._index,
                          allowed, share)
 
     def place(

@@ -21,6 +21,9 @@ unknown field or a wrong type is an error naming the file and the path::
       jwks_file: oidc-jwks.json    # the IdP's keys, relative to $CORRIDOR_HOME (no network)
       claims: {roles: corridor_roles, tenant: corridor_tenant,
                jurisdiction: corridor_jurisdiction, audit_scope: corridor_audit_scope}
+    routing: {weights: {prefix: 3, tokens: 1, queue: 1, kv_cache: 1}}  # see serving.routing.settings
+    queue: {replica_concurrency: 256, timeout_s: 30}
+    on_demand: {idle_release_s: 300, wait_s: 180}
 
 Every field has a default, so no file means: no trusted keys, the feed in
 ``security-events.jsonl``, no syslog, no trusted proxy, metrics for operators
@@ -38,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from policies.exceptions import BundleError
 from policies.loading import load_yaml_model
 from policies.signing import OperatorKey
+from serving.routing.settings import OnDemandSettings, QueueSettings, RoutingSettings
 
 CONFIG_FILENAME = "corridor.yaml"
 
@@ -116,6 +120,9 @@ class RunConfig(_Strict):
                                        "X-Forwarded-For is believed: addresses or CIDR blocks.")
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     oidc: OidcConfig | None = None
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
+    on_demand: OnDemandSettings = Field(default_factory=OnDemandSettings)
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -2,7 +2,8 @@
 
 For measuring the gateway's own cost at high request rates and for the
 gateway's unit tests: it answers ``/v1/chat/completions`` (also streaming, with a usage event when asked),
-``/v1/completions`` and ``/v1/embeddings`` with fixed bodies that name the
+``/v1/completions``, ``/v1/embeddings`` and vLLM's bulk ``/v1/chat/completions/batch``
+(one choice per conversation) with fixed bodies that name the
 stub (``system_fingerprint``), so a test can tell which upstream answered.
 A raw ASGI app, so the stub itself costs as little as possible.
 
@@ -13,6 +14,7 @@ with the tests, and the gateway benchmark runs it as a script.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import socket
 import threading
@@ -22,8 +24,9 @@ from typing import Any
 import uvicorn
 
 
-def make_stub(name: str, *, fail: bool = False, chunks: int = 4):
-    """An ASGI app answering as upstream ``name``; ``fail`` makes it answer 500."""
+def make_stub(name: str, *, fail: bool = False, chunks: int = 4, bulk: bool = True):
+    """An ASGI app answering as upstream ``name``; ``fail`` makes it answer 500; ``bulk`` False
+    answers the bulk endpoint 404 (an older server)."""
     chat = json.dumps({
         "id": "chatcmpl-stub", "object": "chat.completion", "created": 0, "model": "stub",
         "system_fingerprint": name,
@@ -79,6 +82,8 @@ def make_stub(name: str, *, fail: bool = False, chunks: int = 4):
             await send({"type": "http.response.body", "body": b""})
         elif path in bodies:
             await _send(send, 200, bodies[path])
+        elif path == "/v1/chat/completions/batch" and bulk:
+            await _send(send, 200, _bulk_answer(name, body))
         else:
             await _send(send, 404, b'{"error": {"message": "not found"}}')
 
@@ -91,6 +96,22 @@ def _wants_usage(body: bytes) -> bool:
         return json.loads(body).get("stream_options", {}).get("include_usage") is True
     except (ValueError, AttributeError):
         return False
+
+
+_BULK_IDS = itertools.count()
+
+
+def _bulk_answer(name: str, body: bytes) -> bytes:
+    conversations = json.loads(body)["messages"]
+    return json.dumps({
+        "id": f"chatcmpl-stub-{next(_BULK_IDS)}", "object": "chat.completion", "created": 0, "model": "stub",
+        "system_fingerprint": name,
+        "choices": [{"index": i, "finish_reason": "stop", "token_ids": [1, 2, 3],
+                     "message": {"role": "assistant", "content": f"hello from {name}"}}
+                    for i in range(len(conversations))],
+        "usage": {"prompt_tokens": 3 * len(conversations), "completion_tokens": 3 * len(conversations),
+                  "total_tokens": 6 * len(conversations)},
+    }).encode()
 
 
 def _wants_stream(body: bytes) -> bool:

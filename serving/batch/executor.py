@@ -19,7 +19,9 @@ woken by new batches, cancellations and finished lines:
    per replica, and none while the replica already has ``replica_slots``
    requests in flight, so interactive traffic keeps priority. When the
    rulebook allows pools but none has a live replica of the model, a batch
-   replica is placed (:mod:`serving.batch.provisioning`).
+   replica is placed (:mod:`serving.batch.provisioning`). Chat lines that
+   differ only in their messages go to the replica together, up to
+   ``bulk_lines`` in one request (:mod:`serving.batch.bulk`).
 4. **Record** answers in groups (one transaction per ``flush_lines`` answers
    or ``flush_interval_s``); a line that got no answer (replica gone) runs
    again, at most ``line_attempts`` times.
@@ -40,6 +42,7 @@ need no such state live in :mod:`~serving.batch.runs`,
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -52,6 +55,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from policies import Workload, parse_marking
 from scheduler.ledger import decisions as decision_records
+from serving.batch.bulk import BULK_PATH, bulk_body, group_key, split_answer
 from serving.batch.lifecycle import finalize_batch, validate_batch
 from serving.batch.ports import BatchPorts
 from serving.batch.provisioning import Provisioner
@@ -85,6 +89,7 @@ class BatchExecutor:
         self._tenant_inflight: Counter[str] = Counter()
         self._replica_inflight: Counter[str] = Counter()
         self._served: dict[str, float] = {}
+        self._no_bulk: set[str] = set()  # replicas that answered a bulk request 404/405
         self._results: list[LineResult] = []
         self._oldest_result = 0.0
         self._tasks: set[asyncio.Task] = set()
@@ -323,7 +328,11 @@ class BatchExecutor:
             if chosen is None:
                 return
             tenant, run, endpoint, item = chosen
-            self._start_line(tenant, run, endpoint, item)
+            group = self._bulk_group(tenant, run, endpoint, item)
+            if group is not None:
+                self._start_bulk(tenant, run, endpoint, *group)
+            else:
+                self._start_line(tenant, run, endpoint, item)
 
     def _quota(self, tenant: str) -> int:
         known = self.ports_().router.policy.tenants.get(tenant)
@@ -354,16 +363,124 @@ class BatchExecutor:
         return None
 
     def _start_line(self, tenant: str, run: Run, endpoint: Endpoint, item: tuple[int, str, str]) -> None:
-        run.inflight.add(item[0])
-        self._tenant_inflight[tenant] += 1
-        self._replica_inflight[endpoint.replica_id] += 1
+        self._count_out(tenant, run, endpoint, [item])
+        self._start_task(self._execute(run, endpoint, item))
+
+    def _count_out(self, tenant: str, run: Run, endpoint: Endpoint, items: list[tuple[int, str, str]]) -> None:
+        router = self.ports_().router
+        for item in items:
+            run.inflight.add(item[0])
+            router.acquire(endpoint)
+        self._tenant_inflight[tenant] += len(items)
+        self._replica_inflight[endpoint.replica_id] += len(items)
         self._served[tenant] = time.monotonic()
-        self.ports_().router.acquire(endpoint)
         if self._inflight_metric is not None:
-            self._inflight_metric.inc()
-        task = asyncio.create_task(self._execute(run, endpoint, item))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+            self._inflight_metric.inc(len(items))
+
+    def _count_back(self, run: Run, endpoint: Endpoint, item: tuple[int, str, str]) -> None:
+        run.inflight.discard(item[0])
+        self._tenant_inflight[run.record.tenant] -= 1
+        self._replica_inflight[endpoint.replica_id] -= 1
+        self.ports_().router.release(endpoint)
+        if self._inflight_metric is not None:
+            self._inflight_metric.dec()
+
+    # -- bulk -------------------------------------------------------------------
+
+    def _bulk_group(self, tenant: str, run: Run, endpoint: Endpoint, item: tuple[int, str, str]
+                    ) -> tuple[str, list[tuple[int, str, str]]] | None:
+        """``item`` and the next lines of ``run`` that may share one bulk request with it, as many
+        as the replica's slots and the tenant's quota allow (the quota shared out over the
+        replicas that have room, so groups spread); None to send ``item`` alone."""
+        settings = self.settings
+        if (settings.bulk_lines < 2 or run.alone or run.record.endpoint != "/v1/chat/completions"
+                or endpoint.replica_id in self._no_bulk):
+            return None
+        key = group_key(item[2])
+        if key is None:
+            return None
+        router = self.ports_().router
+        free = sum(1 for e in router.route(run.workload).candidates
+                   if self._replica_inflight[e.replica_id] < settings.replica_batch_slots) or 1
+        room = min(settings.bulk_lines,
+                   -(-(self._quota(tenant) - self._tenant_inflight[tenant]) // free),
+                   settings.replica_batch_slots - self._replica_inflight[endpoint.replica_id],
+                   settings.replica_slots - router.outstanding.get(endpoint.replica_id, 0))
+        items = [item]
+        while len(items) < room:
+            following = run.next_line(self.store, 512)
+            if following is None:
+                break
+            if group_key(following[2]) != key:
+                run.queue.appendleft(following)
+                break
+            items.append(following)
+        return (key, items) if len(items) > 1 else None
+
+    def _start_bulk(self, tenant: str, run: Run, endpoint: Endpoint, key: str,
+                    items: list[tuple[int, str, str]]) -> None:
+        self._count_out(tenant, run, endpoint, items)
+        self._start_task(self._execute_bulk(run, endpoint, key, items))
+
+    async def _execute_bulk(self, run: Run, endpoint: Endpoint, key: str,
+                            items: list[tuple[int, str, str]]) -> None:
+        """Send lines together; split the answer back per line, or put them back to go alone
+        (the replica has no bulk endpoint, or refused the group) or to run again (it failed)."""
+        results: list[LineResult | None] = [None] * len(items)
+        problem: str | None = None
+        last_try: set[int] = set()  # lines whose failed answer is their answer (no attempt left)
+        cancelled = alone = False
+        try:
+            await self._note_replica(run, endpoint)
+            ports = self.ports_()
+            response = await ports.upstream.post(
+                endpoint.url + BULK_PATH, bulk_body(key, [i[2] for i in items],
+                                                    ports.cache_salts.salt(run.record.tenant)))
+            try:
+                content = await response.read()
+            finally:
+                response.release()
+            answers = split_answer(content, len(items)) if response.status == 200 else None
+            if answers is not None:
+                group = json.loads(answers[0].body)["corridor_usage"]["group"]
+                for n, ((line, custom_id, _), answer) in enumerate(zip(items, answers)):
+                    result = LineResult.response(run.id, line, custom_id, 200, answer.body)
+                    prompt = group.get("prompt_tokens") if n == 0 else 0  # the group's, once
+                    results[n] = dataclasses.replace(
+                        result, output_tokens=answer.completion_tokens,
+                        input_tokens=prompt if isinstance(prompt, int) else 0)
+            elif response.status >= 500:
+                problem = f"the replica answered {response.status}"
+                for n, (line, custom_id, _) in enumerate(items):
+                    if run.attempts[line] + 1 >= self.settings.line_attempts:  # as a line alone
+                        results[n] = LineResult.response(run.id, line, custom_id, response.status,
+                                                         content)
+                        last_try.add(line)
+            else:
+                alone = True
+                if response.status in (404, 405):
+                    self._no_bulk.add(endpoint.replica_id)
+                else:
+                    run.alone = True
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
+        except (UpstreamUnreachable, UpstreamBroken) as exc:
+            self.ports_().router.mark_failed(endpoint)
+            problem = f"the replica did not answer ({exc})"
+        except Exception as exc:  # noqa: BLE001 - e.g. the ledger refused the entry: retry later
+            log.warning("batch %s: %d lines not sent: %s", run.id, len(items), exc)
+            problem = f"{type(exc).__name__}: {exc}"
+        finally:
+            for item in items:
+                self._count_back(run, endpoint, item)
+            if not cancelled:
+                if alone:
+                    run.queue.extendleft(reversed(items))
+                else:
+                    for item, result in zip(items, results):
+                        self._settle(run, item, result, None if item[0] in last_try else problem)
+                self.wake()
 
     async def _execute(self, run: Run, endpoint: Endpoint, item: tuple[int, str, str]) -> None:
         """Send one line; record its answer, or put it back to run again."""
@@ -397,31 +514,32 @@ class BatchExecutor:
             log.warning("batch %s line %d not sent: %s", run.id, line, exc)
             problem = f"the request could not be sent ({type(exc).__name__})"
         finally:
-            run.inflight.discard(line)
-            self._tenant_inflight[run.record.tenant] -= 1
-            self._replica_inflight[endpoint.replica_id] -= 1
-            self.ports_().router.release(endpoint)
-            if self._inflight_metric is not None:
-                self._inflight_metric.dec()
+            self._count_back(run, endpoint, item)
             if not cancelled:
-                if problem is not None:
-                    run.attempts[line] += 1
-                    if run.record.ending is not None:
-                        result = LineResult.failure(run.id, line, custom_id, *ENDINGS[run.record.ending])
-                    elif run.attempts[line] >= self.settings.line_attempts:
-                        result = LineResult.failure(
-                            run.id, line, custom_id, "replica_unavailable",
-                            f"no replica answered after {run.attempts[line]} attempts: {problem}")
-                    else:
-                        run.queue.appendleft(item)
-                if result is not None:
-                    if not self._results:
-                        self._oldest_result = time.monotonic()
-                    self._results.append(result)
-                    if self._lines_metric is not None:
-                        self._lines_metric.labels(run.record.tenant,
-                                                  "completed" if result.ok else "failed").inc()
+                self._settle(run, item, result, problem)
                 self.wake()
+
+    def _settle(self, run: Run, item: tuple[int, str, str], result: LineResult | None,
+                problem: str | None) -> None:
+        """Keep a line's answer, or count the failed attempt: again later, or an error line."""
+        line, custom_id, _ = item
+        if problem is not None:
+            run.attempts[line] += 1
+            if run.record.ending is not None:
+                result = LineResult.failure(run.id, line, custom_id, *ENDINGS[run.record.ending])
+            elif run.attempts[line] >= self.settings.line_attempts:
+                result = LineResult.failure(
+                    run.id, line, custom_id, "replica_unavailable",
+                    f"no replica answered after {run.attempts[line]} attempts: {problem}")
+            else:
+                run.queue.appendleft(item)
+        if result is not None:
+            if not self._results:
+                self._oldest_result = time.monotonic()
+            self._results.append(result)
+            if self._lines_metric is not None:
+                self._lines_metric.labels(run.record.tenant,
+                                          "completed" if result.ok else "failed").inc()
 
     def _flush(self, *, force: bool) -> None:
         """Commit buffered answers when enough wait or the oldest waited long enough."""

@@ -24,7 +24,8 @@ class ExecutionSettings:
     requests (interactive and batch) in flight; ``line_attempts``: tries of a
     line whose replica did not answer; ``provision_retry_s``: wait after a
     batch replica could not be placed; ``provision_idle_s``: a batch replica
-    no batch needs is released after this long.
+    no batch needs is released after this long; ``bulk_lines``: chat lines sent
+    to a replica in one request at most (1: one request per line).
     """
 
     replica_batch_slots: int = 64
@@ -35,9 +36,10 @@ class ExecutionSettings:
     poll_interval_s: float = 0.5
     provision_retry_s: float = 30.0
     provision_idle_s: float = 120.0
+    bulk_lines: int = 128
 
     def __post_init__(self) -> None:
-        for name in ("replica_batch_slots", "replica_slots", "line_attempts", "flush_lines"):
+        for name in ("replica_batch_slots", "replica_slots", "line_attempts", "flush_lines", "bulk_lines"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: got {value!r}, want an integer >= 1, "
@@ -67,6 +69,7 @@ class Run:
     waiting: str | None = None  # why no line can start, when none can
     failures: int = 0  # validate/close/finalize steps that failed in a row
     retry_at: float = 0.0  # time.monotonic() before which no step is retried
+    alone: bool = False  # send every line alone (a replica refused a bulk request of this batch)
 
     @property
     def id(self) -> str:
@@ -87,9 +90,3 @@ class Run:
     @property
     def drained(self) -> bool:
         return not self.inflight and not self.queue and (self.exhausted or self.closed)
-
-
-
-def audience(workload: Workload) -> tuple:
-    """Who a batch replica serves: tenant, marking, flags and model."""
-    return workload.tenant, workload.marking.id, workload.data_flags, workload.model

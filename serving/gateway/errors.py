@@ -16,8 +16,9 @@ NotFoundError, 413, 429 RateLimitError, 503 InternalServerError)::
     └── Unavailable         503 service_unavailable (allowed, but no live replica)
 
 The domain packages raise their own errors (:mod:`serving.batch.errors`,
-:mod:`scheduler.crisis.errors`); :func:`from_domain` translates them here, at
-the boundary, so a handler never builds HTTP errors from domain code.
+:mod:`scheduler.crisis.errors`, and :mod:`serving.routing.errors` when a request
+gets no replica slot); :func:`from_domain` translates them here, at the
+boundary, so a handler never builds HTTP errors from domain code.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from scheduler.crisis import (CrisisError, InvalidDeclaration, SelfApproval, Unk
 from scheduler.crisis.peering import InvalidStep
 from serving.batch.errors import (BatchConflict, BatchError, BatchForbidden, BatchNotFound,
                                   FileTooLarge, InvalidBatchRequest)
+from serving.routing.errors import NoSlot, QueueFull
 
 
 class GatewayError(Exception):
@@ -107,15 +109,19 @@ _DOMAIN: dict[type[Exception], type[GatewayError]] = {
     BatchConflict: Conflict, FileTooLarge: PayloadTooLarge,
     InvalidDeclaration: BadRequest, SelfApproval: Forbidden, UnknownDeclaration: NotFound,
     WrongState: Conflict, InvalidStep: Forbidden,
+    QueueFull: RateLimited, NoSlot: Unavailable,  # the subclass first
 }
-DOMAIN_ERRORS: tuple[type[Exception], ...] = (BatchError, CrisisError)
+DOMAIN_ERRORS: tuple[type[Exception], ...] = (BatchError, CrisisError, NoSlot)
 """The domain error bases the app answers through :func:`from_domain`."""
 
 
-def from_domain(exc: BatchError | CrisisError) -> GatewayError:
-    """The OpenAI-style error for a domain refusal; an unmapped one is a 500 (a bug)."""
+def from_domain(exc: BatchError | CrisisError | NoSlot) -> GatewayError:
+    """The OpenAI-style error for a domain refusal (with ``Retry-After`` when it says when to
+    retry); an unmapped one is a 500 (a bug)."""
     kind = next((v for k, v in _DOMAIN.items() if isinstance(exc, k)), GatewayError)
-    return kind(exc.message, code=exc.code, param=exc.param)
+    retry_after = getattr(exc, "retry_after", None)
+    return kind(exc.message, code=exc.code, param=exc.param,
+                headers={"Retry-After": str(retry_after)} if retry_after is not None else None)
 
 
 def answer_errors(app: Any) -> None:

@@ -10,7 +10,9 @@ caller gets 503 ``peer_unavailable`` and nothing is served anywhere else.
 
 **Peer side** (:func:`serve_forwarded`): the peer re-decides with its own copy of the rulebook
 and the same declaration — both must allow (two keys to cross) — and serves from its own
-replica; both ledgers record the request under the one decision id, each naming its site.
+replica, chosen by its own routing among those the declaration allows there (ranked by its
+scorers, waiting in its admission queue when they are busy; no on-demand placement for it);
+both ledgers record the request under the one decision id, each naming its site.
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ from scheduler.ledger import LedgerEntryDraft
 from scheduler.ledger.decisions import decision_entry, refusal_entry
 from serving.federation.link import PeerUnavailable
 from serving.gateway.errors import BadRequest, Conflict, Forbidden, Unavailable
-from serving.gateway.proxy import serve_route
+from serving.gateway.proxy import admit, serve_route, unserved
 from serving.gateway.service import Gateway
 from serving.gateway.sse import EventSplitter, error_event, is_usage_only, total_tokens
 from serving.routing import Route, UpstreamBroken, UpstreamResponse
+from serving.routing.errors import NoLiveReplica
 
 #: Headers the home site sets on a forwarded request (the peer trusts them: mutual TLS).
 FORWARD_HEADERS = ("X-Corridor-Tenant", "X-Corridor-Marking", "X-Corridor-Data", "X-Corridor-Caveats",
@@ -150,7 +153,8 @@ async def serve_forwarded(gateway: Gateway, request: Request, path: str, body: b
     workload = Workload(tenant=fields["X-Corridor-Tenant"] or "", marking=marking, kind="request",
                         data_flags=flags, model=model, model_digest=gateway.model_digests.get(model),
                         id="fwd_" + secrets.token_hex(8), caveats=caveats)
-    route = gateway.router.route(workload)
+    routing = gateway.router.scoring.request(model, workload.tenant, payload)
+    route = gateway.router.route(workload, routing)  # this site's rulebook filters, its scorers rank
     under = [e for e in route.candidates if route.decision_for(e).declaration == declaration]
     detail = {"forwarded_from": fields["X-Corridor-Origin-Site"], "declaration_asked": declaration}
     if not under:
@@ -165,10 +169,17 @@ async def serve_forwarded(gateway: Gateway, request: Request, path: str, body: b
         raise Unavailable(f"site {federation.site} has no live replica of '{model}' allowed under "
                           f"{declaration}; retry later", code="no_replica_available",
                           headers={"Retry-After": "5", "X-Corridor-Decision": decision_id})
-    narrowed = Route(under, route.evaluation)
+    here = {"site": federation.site, **detail}
+    try:
+        first = await admit(gateway, route, routing, path, request, decision_id=decision_id,
+                            detail=here, declaration=declaration)
+    except NoLiveReplica as exc:  # its replicas went while it waited
+        raise await unserved(gateway, route, path, exc, decision_id=decision_id, detail=here) from exc
+    narrowed = Route(under, route.evaluation, route.scores, route.summary)
     salted = gateway.cache_salts.salted(payload, workload.tenant)  # this site's salt, not the home's
     return await serve_route(gateway, narrowed, path, salted, stream=payload.get("stream") is True,
-                             received=received, detail=detail, decision_id=decision_id)
+                             received=received, detail=detail, decision_id=decision_id,
+                             first=first, routing=routing)
 
 
 async def _record_refusal(gateway: Gateway, route: Route, path: str, code: str) -> None:

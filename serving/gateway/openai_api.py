@@ -2,8 +2,12 @@
 
 A request becomes a :class:`policies.Workload` (tenant from the credentials,
 marking from ``X-Corridor-Marking`` or the tenant's default, flags from
-``X-Corridor-Data``, the model from the body), the router picks an allowed
-live replica, and the body is proxied with every field the caller sent, plus
+``X-Corridor-Data``, the model from the body), the router ranks the allowed
+live replicas (prefix affinity and load, :mod:`serving.routing.scoring`), the
+request gets a slot on one (at once, after a wait in the admission queue, or
+once an on-demand replica is up: :func:`serving.gateway.proxy.admit`) — or,
+with nothing live at home and nothing coming, goes to the peer site under a
+crisis declaration that allows it — and the body is proxied with every field the caller sent, plus
 the tenant's ``cache_salt`` (:mod:`serving.routing.cache_salt`; a salt the
 caller sent is replaced) and, when streaming, ``stream_options.include_usage``
 so the tenant's tokens per minute can be counted (the usage event is not
@@ -28,15 +32,16 @@ from policies import Workload
 from policies.workload import apply_minimum_marking
 from scheduler.ledger.decisions import refusal_entry
 from serving.feed import policy_refusal_record
-from serving.gateway.errors import Forbidden, NotFound, Unavailable
+from serving.gateway.errors import Forbidden, NotFound
 from serving.gateway.protocol import (ChatCompletionRequest, CompletionRequest, EmbeddingRequest,
                                       check_body)
 from serving.gateway.requests import caveats_of, data_flags_of, marking_of, read_object
 from serving.gateway.spillage import refuse_spillage
 from serving.gateway.forwarding import crossing_declaration, forward
-from serving.gateway.proxy import serve_route
+from serving.gateway.proxy import admit, serve_route, unserved
 from serving.gateway.service import Gateway
 from serving.routing import Route
+from serving.routing.errors import NoLiveReplica
 
 log = logging.getLogger(__name__)
 
@@ -93,25 +98,29 @@ async def _inference(request: Request, path: str, body_model: type[BaseModel]) -
     if model not in gateway.policy.models:
         raise NotFound(f"the model '{model}' does not exist", code="model_not_found", param="model")
     await refuse_spillage(gateway, workload, path, payload)
-    route = gateway.router.route(workload)
-    decision_id = route.decision_id
+    routing = gateway.router.scoring.request(model, workload.tenant, payload)
+    route = gateway.router.route(workload, routing)  # the rulebook filters, then the scorers rank
     if not route.evaluation.allowed:
         await _refuse(gateway, route, path)
     stream = path != "/v1/embeddings" and payload.get("stream") is True  # embeddings never stream
     hide_usage = stream and _ask_for_usage(payload)
     body = gateway.cache_salts.salted(payload, workload.tenant)
-    if not route.candidates and (declaration := crossing_declaration(gateway, route)):
-        return await forward(gateway, route, declaration, path, body, stream=stream, hide_usage=hide_usage)
-    if not route.candidates:
-        await gateway.ledger.append_async(refusal_entry(
-            "routing", route.evaluation, reasons=["NO_LIVE_REPLICA"], detail={"endpoint": path}))
-        gateway.metrics.requests.labels(workload.tenant, model, "", "503").inc()
-        raise Unavailable(f"the policy allows this request but no replica of '{model}' in an allowed "
-                          f"pool ({', '.join(d.pool for d in route.evaluation.allowed)}) is live; "
-                          f"retry later", code="no_replica_available",
-                          headers={"Retry-After": "5", "X-Corridor-Decision": decision_id})
+    try:
+        first = await admit(gateway, route, routing, path, request)
+    except NoLiveReplica as exc:
+        # Nothing live at home and no home replica coming in time: the peer site, if a
+        # declaration lets this request cross; else 503.
+        if declaration := crossing_declaration(gateway, route):
+            return await forward(gateway, route, declaration, path, body, stream=stream,
+                                 hide_usage=hide_usage)
+        placement = (f"; no on-demand replica could be placed: {exc.placement_refused}"
+                     if exc.placement_refused else "")
+        raise await unserved(gateway, route, path, NoLiveReplica(
+            f"the policy allows this request but no replica of '{model}' in an allowed pool "
+            f"({', '.join(d.pool for d in route.evaluation.allowed)}) is live{placement}; "
+            f"retry later")) from exc
     return await serve_route(gateway, route, path, body, stream=stream, received=received,
-                             hide_usage=hide_usage)
+                             hide_usage=hide_usage, first=first, routing=routing)
 
 
 def _ask_for_usage(payload: dict[str, Any]) -> bool:

@@ -29,9 +29,11 @@ _WHY = {"400": "Invalid input (the message and `param` name it)",
         "401": "Missing or invalid credentials", "403": "Wrong role or tenant, or refused by the "
         "rulebook (the message names the rules)", "404": "Unknown model, file, batch or declaration",
         "409": "Not possible in the current state", "413": "Body or file over the limit",
-        "429": "Request, token or failed-login limit reached (see Retry-After)",
+        "429": "Request, token or failed-login limit reached, or the tenant's share of the "
+        "admission queue is full (see Retry-After)",
         "500": "Unexpected failure (the message carries an error id for the operator)",
-        "503": "Allowed, but no replica can answer now (see Retry-After)"}
+        "503": "Allowed, but no replica can answer now or before the request's deadline in the "
+        "admission queue (see Retry-After)"}
 _AUTHENTICATED = ("400", "401", "403", "429", "500")
 _OPEN = {"/healthz", "/readyz", "/console", "/console/", "/console/static/{name}"}
 

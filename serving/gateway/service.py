@@ -25,6 +25,9 @@ from serving.gateway.requests import single_header
 from serving.gateway.token_quota import TokenQuota
 from serving.routing import Router, UpstreamPool
 from serving.routing.cache_salt import CacheSalts
+from serving.routing.dispatch import Dispatch
+from serving.routing.on_demand import OnDemand
+from serving.routing.settings import QueueSettings
 
 if TYPE_CHECKING:  # both load the scheduler on Ray; the gateway module itself does not
     from serving.policy_switch import PolicySwitch
@@ -86,22 +89,32 @@ class Gateway:
     metrics_roles: tuple[str, ...] | None = ("operator", "auditor")
     # The client address behind trusted proxies (rate limits, throttling, the feed).
     clients: ClientAddresses = field(default_factory=ClientAddresses)
+    # Requests wait for a replica slot in the admission queue; models the bundle marks
+    # ``on_demand`` get a replica placed when none is live (None: never).
+    queue: QueueSettings = field(default_factory=QueueSettings)
+    on_demand: OnDemand | None = None
     metrics: GatewayMetrics = field(init=False)
     upstream: UpstreamPool = field(init=False)
+    dispatch: Dispatch = field(init=False)
 
     def __post_init__(self) -> None:
         self.metrics = GatewayMetrics(ledger_size=lambda: self.ledger.size)
         self.upstream = UpstreamPool(read_timeout=self.upstream_timeout)
+        self.dispatch = Dispatch(self.router, self.queue, on_demand=self.on_demand,
+                                 registry=self.metrics.registry)
 
     async def start(self) -> None:
-        """Open the upstream connection pool and the peer link (called by the app's lifespan)."""
+        """Open the upstream connection pool, the peer link, and start polling replica metrics
+        (called by the app's lifespan)."""
         await self.upstream.start()
+        self.dispatch.start(self.upstream)
         if self.federation is not None:
             await self.federation.start(*((self.witness.loop,) if self.witness else ()))
 
     async def stop(self) -> None:
         if self.federation is not None:
             await self.federation.stop()
+        await self.dispatch.stop()
         await self.upstream.close()
 
     def source(self, request: Request) -> str | None:

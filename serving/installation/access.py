@@ -1,6 +1,7 @@
 """How ``corridor up`` configures access to its gateway from ``corridor.yaml``: credentials
 (API keys, and OIDC tokens when configured), client addresses behind trusted proxies,
-who reads ``/metrics``, the tenants' token budgets and their prefix-cache salts."""
+who reads ``/metrics``, the tenants' token budgets and their prefix-cache salts, and how long
+requests wait for a replica (the admission queue)."""
 
 from __future__ import annotations
 
@@ -41,4 +42,5 @@ def gateway_options(config: RunConfig, home: Path, policy: Policy) -> dict[str, 
     return {"clients": ClientAddresses(parse_networks(config.trusted_proxies)),
             "metrics_roles": None if config.metrics.public else ("operator", "auditor"),
             "tokens": TokenQuota(policy),
-            "cache_salts": CacheSalts.open(home)}
+            "cache_salts": CacheSalts.open(home),
+            "queue": config.queue}

@@ -61,6 +61,8 @@ from serving.policy_switch import PolicySwitch
 from serving.reconcile import Reconciler
 from serving.replica.actor import OFFLINE_ENV, VLLMReplica
 from serving.routing import Router
+from serving.routing.on_demand import OnDemand
+from serving.routing.scoring import Scoring
 
 
 class Installation:
@@ -134,9 +136,14 @@ class Installation:
         self.crisis.subscribe(self.deployments.request_heal)
         self.endpoints = DeploymentEndpoints(self.deployments).start()
         self._wait_ready()
-        router = Router(self.current, self.endpoints, declarations=self.crisis.declarations)
+        # One mechanism places replicas when work needs them: batches, and on-demand models.
+        provisioner = DeploymentProvisioner(self.deployments,
+                                            CatalogConfigs(self.catalog, self.current, models))
+        router = Router(self.current, self.endpoints, declarations=self.crisis.declarations,
+                        scoring=Scoring(self.run_config.routing))
         self.gateway = Gateway(policy=self.policy, ledger=self.ledger,
                                auth=Authenticator(self._keystore(), self.jwt), router=router,
+                               on_demand=OnDemand(self.current, provisioner, self.run_config.on_demand),
                                operator_view=SchedulerView(self.deployments),
                                crisis=self.crisis, events=self.events,
                                limiter=RateLimiter(self.current, ledger=self.ledger, feed=self.events,
@@ -152,9 +159,7 @@ class Installation:
         self.current.subscribe(self._switched)
         self.autoscaler = Autoscaler(self.reconciler, router.outstanding).start()
         # Batches resume where they stopped: their state is in the home directory.
-        self.gateway.batches = BatchService.open(
-            home, provisioner=DeploymentProvisioner(
-                self.deployments, CatalogConfigs(self.catalog, self.current, models)))
+        self.gateway.batches = BatchService.open(home, provisioner=provisioner)
         # The policy and the other long-lived objects never die: keep the collector's full
         # passes off them (on a large bundle they cost tens of milliseconds of p99).
         gc.freeze()
@@ -203,7 +208,7 @@ class Installation:
             "env": {"VLLM_CPU_KVCACHE_SPACE": str(self.config.kv_cache_gib)},
             "ready_timeout_s": self.config.ready_timeout_s,
             "log_dir": str(self.config.home / "logs"), "host": host,
-            "log_stats": self.config.engine_metrics})
+            "log_stats": self.config.engine_metrics or self.run_config.routing.reads_engine_metrics})
         self.model_digests = self.catalog.digests  # shared with the gateway: grows as models deploy
         named = dict.fromkeys(d.model for d in self.declared.deployments
                               if serves_here(self.config.site, self.policy, d.audiences))

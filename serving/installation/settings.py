@@ -38,7 +38,8 @@ class UpConfig:
     kv_cache_gib: int = 1
     max_model_len: int = 512
     #: vLLM's own statistics and Prometheus metrics on each replica's /metrics (prefix-cache
-    #: hits among them); off by default: they cost a little CPU and a log line every 10 s.
+    #: hits among them). Also on whenever a routing scorer reads them (``queue``, ``kv_cache``
+    #: weighted above 0 in ``corridor.yaml``, the default); they cost a little CPU.
     engine_metrics: bool = False
     ready_timeout_s: float = 900.0
     #: The deployments file placed at start; default the demo set

@@ -171,7 +171,10 @@ class VLLMReplica:
             command += ["--tensor-parallel-size", str(self.tensor_parallel_size),
                         "--distributed-executor-backend", "ray"]
         command += [str(arg) for arg in self.config.get("engine_args", [])]
+        # With statistics on (the gateway reads the load gauges from /metrics), their log
+        # line comes once a minute rather than every 10 s.
         env = {**os.environ, **OFFLINE_ENV,
+               **({"VLLM_LOG_STATS_INTERVAL": "60"} if self.config.get("log_stats") else {}),
                **{k: str(v) for k, v in self.config.get("env", {}).items()}}
         return command, env, host, port
 

@@ -1,9 +1,11 @@
 """The connection pool to the replicas, and what the gateway needs of an upstream response.
 
-Built on aiohttp: measured on this project's gateway benchmark, httpx's
-connection pool (httpcore) spent most of the gateway's CPU re-checking every
-pooled connection on each request, capping the gateway near 500 requests/s on
-two cores; aiohttp's pool does not. Bodies pass through as bytes, unchanged.
+Requests to plain ``http://`` replicas go through the lean keep-alive client of
+:mod:`serving.routing.http1` (the proxy path: measured on this project's gateway
+benchmark, a general-purpose client cost more CPU per request than the rest of
+the proxying); anything else (``https://``, and the ``/metrics`` reads) through
+aiohttp, whose pool, unlike httpx's, does not re-check every pooled connection on
+each request. Bodies pass through as bytes, unchanged.
 
 Errors before the response headers arrive are :class:`UpstreamUnreachable`
 (the caller may retry on another replica); errors while reading the body are
@@ -14,16 +16,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
+from urllib.parse import urlsplit
 
 import aiohttp
 
+from serving.routing.errors import UpstreamBroken, UpstreamUnreachable
+from serving.routing.http1 import Http1Pool, Http1Response
 
-class UpstreamUnreachable(Exception):
-    """No response from the replica (connection refused, reset, or timed out before headers)."""
-
-
-class UpstreamBroken(Exception):
-    """The replica failed while its response body was being read."""
+__all__ = ["UpstreamBroken", "UpstreamPool", "UpstreamResponse", "UpstreamUnreachable"]
 
 
 class UpstreamResponse:
@@ -70,8 +70,11 @@ class UpstreamPool:
     def __init__(self, *, read_timeout: float = 600.0, connect_timeout: float = 5.0) -> None:
         self.read_timeout, self.connect_timeout = read_timeout, connect_timeout
         self._session: aiohttp.ClientSession | None = None
+        self._plain = Http1Pool(connect_timeout=connect_timeout, read_timeout=read_timeout)
+        self._targets: dict[str, tuple[str, int, str] | None] = {}
 
     async def start(self) -> None:
+        self._plain.start()
         connector = aiohttp.TCPConnector(limit=1024, limit_per_host=256, ttl_dns_cache=300)
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout,
                                         sock_read=self.read_timeout)
@@ -79,12 +82,16 @@ class UpstreamPool:
                                               auto_decompress=False)
 
     async def close(self) -> None:
+        self._plain.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
 
-    async def post(self, url: str, body: bytes) -> UpstreamResponse:
+    async def post(self, url: str, body: bytes) -> UpstreamResponse | Http1Response:
         """POST a JSON body; returns once the response headers are in."""
+        target = self._target(url)
+        if target is not None:
+            return await self._plain.request("POST", target[0], target[1], target[2], body, _JSON)
         if self._session is None:
             raise RuntimeError("upstream pool not started: call start() in the event loop first")
         try:
@@ -93,3 +100,33 @@ class UpstreamPool:
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise UpstreamUnreachable(f"{type(exc).__name__}: {exc}") from exc
         return UpstreamResponse(response)
+
+    async def get(self, url: str, timeout: float) -> tuple[int, bytes]:
+        """GET a small resource (a replica's ``/metrics``): ``(status, body)`` within ``timeout`` s."""
+        if self._session is None:
+            raise RuntimeError("upstream pool not started: call start() in the event loop first")
+        try:
+            async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+                return response.status, await response.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise UpstreamUnreachable(f"{type(exc).__name__}: {exc}") from exc
+
+    def _target(self, url: str) -> tuple[str, int, str] | None:
+        """``(host, port, path)`` of a plain ``http://host:port/path`` URL, else None (cached).
+
+        >>> UpstreamPool()._target("http://127.0.0.1:8101/v1/chat/completions")
+        ('127.0.0.1', 8101, '/v1/chat/completions')
+        """
+        if url in self._targets:
+            return self._targets[url]
+        parts = urlsplit(url)
+        target = None
+        if parts.scheme == "http" and parts.hostname and not parts.query:
+            target = (parts.hostname, parts.port or 80, parts.path or "/")
+        if len(self._targets) > 4096:
+            self._targets.clear()
+        self._targets[url] = target
+        return target
+
+
+_JSON = {"Content-Type": "application/json", "Accept-Encoding": "identity"}

@@ -64,6 +64,49 @@ class EchoReplica:
         self.serving, self.state = False, "server-dead"
 
 
+class ServingReplica(EchoReplica):
+    """A replica actor that serves a minimal OpenAI chat endpoint over HTTP from its node, so a
+    gateway can route to it (answers name the replica; ``/health`` answers once started)."""
+
+    def describe(self) -> dict[str, Any]:
+        found = super().describe()
+        found["endpoint"] = self.url if self.serving else None
+        return found
+
+    def start(self) -> None:
+        import json
+        import socket
+        import threading
+
+        import uvicorn
+
+        answer = json.dumps({"id": "chatcmpl-replica", "object": "chat.completion", "created": 0,
+                             "model": "stub", "system_fingerprint": self.replica_id,
+                             "choices": [{"index": 0, "finish_reason": "stop",
+                                          "message": {"role": "assistant", "content": "ok"}}],
+                             "usage": {"prompt_tokens": 1, "completion_tokens": 1,
+                                       "total_tokens": 2}}).encode()
+
+        async def app(scope, receive, send):
+            if scope["type"] != "http":
+                return
+            while (await receive()).get("more_body"):
+                pass
+            status = 200 if scope["path"] in ("/health", "/v1/chat/completions") else 404
+            await send({"type": "http.response.start", "status": status,
+                        "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": answer if status == 200 else b"{}"})
+
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
+        while not server.started:
+            time.sleep(0.01)
+        self.serving = True
+
+
 class SimulatedCluster:
     """Named nodes of a running ``Cluster``; ``add``/``remove`` change it while tests run."""
 

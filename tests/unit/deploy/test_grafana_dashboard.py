@@ -10,6 +10,8 @@ import pytest
 from prometheus_client import Counter, Gauge, Histogram
 
 from serving.gateway.metrics import GatewayMetrics
+from serving.routing.admission import AdmissionQueue
+from serving.routing.settings import QueueSettings
 
 DASHBOARD = Path(__file__).resolve().parents[3] / "deploy" / "grafana" / "corridor-gateway.json"
 #: Labels the scrape adds (Kubernetes service discovery) or PromQL introduces.
@@ -17,9 +19,12 @@ SCRAPE_LABELS = {"namespace", "le"}
 
 
 def exported() -> dict[str, set[str]]:
-    """Sample name → label names, for every metric of the gateway's registry."""
+    """Sample name → label names, for every metric of the gateway's registry (its own and the
+    admission queue's)."""
     out = {}
-    for metric in vars(GatewayMetrics()).values():
+    queue = AdmissionQueue(QueueSettings(), has_room=lambda e: True, take=lambda e, r: None,
+                           give_back=lambda e, r: None)
+    for metric in [*vars(GatewayMetrics()).values(), queue.depth, queue.waits, queue.outcomes]:
         if isinstance(metric, Counter):
             out[f"{metric._name}_total"] = set(metric._labelnames)
         elif isinstance(metric, Histogram):
@@ -74,6 +79,8 @@ def test_every_gateway_metric_is_on_the_dashboard() -> None:
     "histogram_quantile(0.99, sum by (le) (rate(corridor_time_to_first_token_seconds_bucket",
     "deriv(corridor_ledger_entries",
     "sum by (declaration) (increase(corridor_crossings_total",
+    "sum by (tenant, priority) (corridor_queue_depth",
+    "histogram_quantile(0.99, sum by (le, priority) (rate(corridor_queue_wait_seconds_bucket",
 ])
 def test_the_dashboard_answers_the_operators_questions(needle) -> None:
     assert any(needle in expr for _, expr in queries())

@@ -176,6 +176,13 @@ def test_decisions_are_deterministic_and_decide_agrees_with_decide_all(case):
 
 @PROPERTY
 @given(cases())
+def test_deciding_once_per_pool_profile_agrees_with_decide_all(case):
+    policy, workload, at = case
+    assert policy.decide_profiles(workload, at=at).evaluation() == policy.decide_all(workload, at=at)
+
+
+@PROPERTY
+@given(cases())
 def test_no_allowed_decision_lacks_an_accreditation_of_its_origins_or_hosts_rules_without_an_equivalence(case):
     """Under any set of declarations: the rules that follow the data (its origin's), and under a
     crossing the home rules and the host's rules for the equivalent marking, all hold."""

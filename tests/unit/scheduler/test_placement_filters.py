@@ -110,9 +110,12 @@ def test_the_rulebook_is_asked_once_per_audience_not_per_pool(default_policy: Po
     calls = []
 
     class CountingPolicy(Policy):
-        def decide_all(self, workload, pools=None, **kwargs):
+        def decide_profiles(self, workload, **kwargs):
             calls.append(workload.tenant)
-            return super().decide_all(workload, pools, **kwargs)
+            return super().decide_profiles(workload, **kwargs)
+
+        def decide_all(self, *args, **kwargs):
+            raise AssertionError("placement must decide once per pool profile, not per pool")
 
         def decide(self, *args, **kwargs):
             raise AssertionError("placement must not ask pool by pool")

@@ -26,12 +26,15 @@ class CountingStub:
     """An ASGI stub upstream that answers after ``delay`` s and counts requests in flight.
 
     Each request's ``user`` field (the tests put the tenant there) is counted
-    apart, so tests can check per-tenant concurrency.
+    apart, so tests can check per-tenant concurrency. A bulk request counts as
+    one request per conversation it carries (``bulk_requests`` counts the bulk
+    requests themselves).
     """
 
-    def __init__(self, name: str, *, delay: float = 0.0, fail: bool = False) -> None:
-        self.app = make_stub(name, fail=fail)
+    def __init__(self, name: str, *, delay: float = 0.0, fail: bool = False, bulk: bool = True) -> None:
+        self.app = make_stub(name, fail=fail, bulk=bulk)
         self.delay = delay
+        self.bulk_requests = 0
         self.requests = 0
         self.inflight = 0
         self.max_inflight = 0
@@ -40,7 +43,7 @@ class CountingStub:
         self.custom: Counter[str] = Counter()
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["method"] != "POST":  # the gateway reads /metrics too
             await self.app(scope, receive, send)
             return
         body = b""
@@ -50,12 +53,17 @@ class CountingStub:
             if not message.get("more_body"):
                 break
         try:
-            user = json.loads(body).get("user") or ""
+            payload = json.loads(body)
+            user = payload.get("user") or ""
         except (ValueError, AttributeError):
-            user = ""
-        self.requests += 1
-        self.inflight += 1
-        self.by_user[user] += 1
+            payload, user = {}, ""
+        lines = 1
+        if scope["path"] == "/v1/chat/completions/batch":
+            self.bulk_requests += 1
+            lines = len(payload.get("messages") or ())
+        self.requests += lines
+        self.inflight += lines
+        self.by_user[user] += lines
         self.max_inflight = max(self.max_inflight, self.inflight)
         self.max_by_user[user] = max(self.max_by_user[user], self.by_user[user])
         try:
@@ -72,8 +80,8 @@ class CountingStub:
 
             await self.app(scope, replay, send)
         finally:
-            self.inflight -= 1
-            self.by_user[user] -= 1
+            self.inflight -= lines
+            self.by_user[user] -= lines
 
 
 @dataclass

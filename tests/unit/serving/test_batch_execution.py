@@ -6,10 +6,10 @@ import socket
 import time
 from collections import Counter
 
-from serving.batch import BatchSettings, ExecutionSettings, ProvisionRefused
-from stub_upstream import ServerThread
+from serving.batch import BatchSettings, ExecutionSettings
 
 from batch_stack import CountingStub, batch_stack, chat_lines, endpoint, results, upload, wait_for
+from stub_provisioner import StubProvisioner
 
 FR_ONLY = {"chat-fr-r1": ("fr-paris", "corridor-tiny")}
 
@@ -93,36 +93,14 @@ def test_interactive_traffic_keeps_priority_over_batch_lines(tmp_path):
         assert wait_for(client, batch.id).status == "completed"
 
 
-class StubProvisioner:
-    """Places a batch replica as a stub upstream in the pool the rulebook allows first."""
-
-    def __init__(self, stack_ref: dict, pool: str) -> None:
-        self.stack_ref, self.pool = stack_ref, pool
-        self.servers: dict[str, ServerThread] = {}
-        self.placed: list[str] = []
-        self.released: list[str] = []
-        self.refuse = False
-
-    def provision(self, batch_id, workload):
-        if self.refuse:
-            raise ProvisionRefused("0/4 pools: 4 NO_CAPACITY")
-        name = f"batch-{len(self.placed) + 1}"
-        server = self.servers[name] = ServerThread(CountingStub(self.pool)).__enter__()
-        self.stack_ref["stack"].endpoints.items.append(
-            endpoint(self.pool, server.url, workload.model, f"{name}-r1"))
-        self.placed.append(name)
-        return name
-
-    def release(self, name):
-        stack = self.stack_ref["stack"]
-        stack.endpoints.items = [e for e in stack.endpoints.items if not e.replica_id.startswith(name)]
-        self.servers.pop(name).__exit__()
-        self.released.append(name)
+def batch_provisioner(ref: dict, pool: str) -> StubProvisioner:
+    """Places a batch replica as a counting stub upstream in ``pool``."""
+    return StubProvisioner(ref, pool, prefix="batch", app=CountingStub)
 
 
 def test_a_batch_replica_is_placed_when_no_allowed_replica_is_live_and_released_when_idle(tmp_path):
     ref: dict = {}
-    provisioner = StubProvisioner(ref, "de-frankfurt")
+    provisioner = batch_provisioner(ref, "de-frankfurt")
     settings = BatchSettings(execution=ExecutionSettings(provision_idle_s=0.3, poll_interval_s=0.05))
     with batch_stack(tmp_path, replicas=FR_ONLY, settings=settings, provisioner=provisioner) as stack:
         ref["stack"] = stack
@@ -138,7 +116,7 @@ def test_a_batch_replica_is_placed_when_no_allowed_replica_is_live_and_released_
 
 def test_a_batch_waits_and_says_why_when_no_batch_replica_can_be_placed(tmp_path):
     ref: dict = {}
-    provisioner = StubProvisioner(ref, "de-frankfurt")
+    provisioner = batch_provisioner(ref, "de-frankfurt")
     provisioner.refuse = True
     settings = BatchSettings(execution=ExecutionSettings(poll_interval_s=0.05))
     with batch_stack(tmp_path, replicas=FR_ONLY, provisioner=provisioner, settings=settings) as stack:

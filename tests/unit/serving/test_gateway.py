@@ -206,9 +206,12 @@ class TestRouting:
     def test_a_replica_that_refuses_connections_is_skipped_once_and_kept_out(self, tmp_path):
         with gateway_stack(tmp_path, pools=("fr-paris",)) as stack:
             dead = endpoint("fr-paris", "http://127.0.0.1:9", replica="dead")
+            live = stack.endpoints.items[0]
             stack.endpoints.items.insert(0, dead)
+            stack.gateway.router.acquire(live)  # the dead replica looks less loaded: tried first
             completion = client(stack).chat.completions.create(
                 model="corridor-tiny", messages=[{"role": "user", "content": "x"}])
+            stack.gateway.router.release(live)
             assert completion.system_fingerprint == "fr-paris"
             route = stack.gateway.router.route(_workload("fr-interior", "DR"))
             assert [e.replica_id for e in route.candidates] == ["corridor-tiny@fr-paris"]

@@ -70,23 +70,35 @@ def test_each_tenant_gets_its_own_cache_salt_and_a_salt_sent_by_the_caller_is_re
         assert recorder.bodies[0]["messages"] == [{"role": "user", "content": "x"}], "the rest unchanged"
 
 
-def test_batch_lines_carry_their_tenants_cache_salt(tmp_path):
+def run_batch(admin, lines):
+    """Submit ``lines`` as one chat batch and wait (15 s at most) for it to complete."""
+    content = "\n".join(json.dumps(line) for line in lines).encode()
+    file_id = admin.files.create(file=("in.jsonl", io.BytesIO(content)), purpose="batch").id
+    batch = admin.batches.create(input_file_id=file_id, endpoint="/v1/chat/completions",
+                                 completion_window="24h")
+    deadline = time.monotonic() + 15
+    while (batch := admin.batches.retrieve(batch.id)).status != "completed" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return batch
+
+
+def test_batch_lines_alone_and_in_bulk_carry_their_tenants_cache_salt_not_one_a_line_sent(tmp_path):
     recorder = Recording("fr-paris")
     with hardened_stack(tmp_path) as stack, ServerThread(recorder) as upstream:
         stack.endpoints.items[:] = [endpoint("fr-paris", upstream.url)]
         admin = openai.OpenAI(base_url=stack.url + "/v1", api_key=stack.keys["fr-interior/admin"],
                               max_retries=0)
-        line = {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions",
-                "body": {"model": "corridor-tiny", "cache_salt": "mine",
-                         "messages": [{"role": "user", "content": "x"}]}}
-        file_id = admin.files.create(file=("in.jsonl", io.BytesIO(json.dumps(line).encode())),
-                                     purpose="batch").id
-        batch = admin.batches.create(input_file_id=file_id, endpoint="/v1/chat/completions",
-                                     completion_window="24h")
-        deadline = time.monotonic() + 15
-        while admin.batches.retrieve(batch.id).status != "completed" and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert [b["cache_salt"] for b in recorder.bodies] == [stack.gateway.cache_salts.salt("fr-interior")]
+        salt = stack.gateway.cache_salts.salt("fr-interior")
+        lines = [{"custom_id": f"l{n}", "method": "POST", "url": "/v1/chat/completions",
+                  "body": {"model": "corridor-tiny", "cache_salt": sent,
+                           "messages": [{"role": "user", "content": f"q{n}"}]}}
+                 for n, sent in enumerate(("mine", "another", "mine", "another"))]
+        assert run_batch(admin, lines[:1]).request_counts.completed == 1
+        assert [b["cache_salt"] for b in recorder.bodies] == [salt]  # a line alone
+        assert run_batch(admin, lines).request_counts.completed == 4
+        bulk = [b for b in recorder.bodies[1:] if isinstance(b["messages"][0], list)]
+        assert bulk, "the lines went to the replica in bulk"
+        assert {b["cache_salt"] for b in recorder.bodies} == {salt}
 
 
 def test_the_cache_salt_secret_is_created_once_private_and_kept(tmp_path):

@@ -35,6 +35,16 @@ def declare(corridor):
     return declaration
 
 
+def declare_and_approve(corridor):
+    """A declaration made at DE, approved at FR, and active at both."""
+    fr, de = corridor["FR"], corridor["DE"]
+    declaration = declare(corridor)
+    fr.post(f"/admin/crisis/{declaration}/approve", "FR/operator", {})
+    corridor.wait(lambda: de.get(f"/admin/crisis/{declaration}", "DE/operator").json()["status"] == "active",
+                  what="the approval to reach DE")
+    return declaration
+
+
 def _context(ca, cert=None):
     import ssl
 
@@ -269,10 +279,7 @@ def test_a_rewritten_peer_ledger_stops_forwarding_and_is_a_critical_finding(tmp_
 def test_with_the_peer_down_a_crossing_request_is_503_peer_unavailable_and_home_traffic_flows(tmp_path):
     with two_sites(tmp_path) as corridor:
         fr, de = corridor["FR"], corridor["DE"]
-        declaration = declare(corridor)
-        fr.post(f"/admin/crisis/{declaration}/approve", "FR/operator", {})
-        corridor.wait(lambda: de.get(f"/admin/crisis/{declaration}", "DE/operator").json()["status"] == "active",
-                      what="the approval to reach DE")
+        declaration = declare_and_approve(corridor)
         assert embed(de).status_code == 200
         fr.peer_server.server.should_exit = True  # FR's peer API goes away
         corridor.wait(lambda: not de.gateway.federation.state.reachable, timeout_s=15, what="DE to notice")
@@ -285,3 +292,40 @@ def test_with_the_peer_down_a_crossing_request_is_503_peer_unavailable_and_home_
         revoked = de.post(f"/admin/crisis/{declaration}/revoke", "DE/operator", {})
         assert revoked.json()["status"] == "revoked", "a revocation holds locally while the peer is away"
         assert de.crisis.unsent_steps(), "and waits to be sent"
+
+
+def test_a_forwarded_request_goes_through_the_peers_routing_and_waits_in_its_queue(tmp_path):
+    """At the serving site, a forwarded request is ranked by that site's scorers among the replicas
+    the declaration allows there (the scores are in its routing entry), and when they are all
+    busy it waits in that site's admission queue rather than overloading them."""
+    import concurrent.futures
+
+    from serving.routing import Endpoint
+
+    with two_sites(tmp_path) as corridor:
+        fr, de = corridor["FR"], corridor["DE"]
+        declare_and_approve(corridor)
+        router = fr.gateway.router
+        (first,) = [e for e in router.source.endpoints() if e.model == "minilm"]
+        second = Endpoint("minilm@fr-paris-2", "minilm", "fr-paris", "FR", "node-fr-paris-2", first.url)
+        router.source.items.append(second)
+
+        answer = embed(de)
+        assert answer.status_code == 200, answer.text
+        (served,) = fr.routing(answer.headers["x-corridor-decision"])
+        assert served["detail"]["forwarded_from"] == "DE"
+        assert {"prefix", "tokens", "total"} <= set(served["detail"]["scores"])
+
+        router.replica_concurrency = 1
+        for replica in (first, second):
+            router.scoring.sent(replica.replica_id, None)  # both FR replicas are busy
+        queue = fr.gateway.dispatch.queue
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(embed, de)
+            corridor.wait(lambda: queue.waiting == 1, what="the forwarded request to wait at FR")
+            assert not waiting.done()
+            router.scoring.done(first.replica_id, None)  # a slot frees: the queue's tick grants it
+            answer = waiting.result(timeout=10)
+        assert answer.status_code == 200 and answer.headers["x-corridor-site"] == "FR"
+        assert queue.outcomes.labels("de-federal-it", "standard", "admitted")._value.get() == 1
+        router.scoring.done(second.replica_id, None)
