@@ -15,12 +15,17 @@ unknown field or a wrong type is an error naming the file and the path::
     trusted_proxies: [10.0.0.0/8]  # X-Forwarded-For is believed only from these peers
     metrics:
       public: false                # /metrics for operator and auditor keys only (default)
+    database: postgresql://corridor@db.fr.internal/corridor   # optional: shared state (see below)
     oidc:                          # optional: OIDC bearer tokens beside API keys
       issuer: https://idp.example.gouv.fr
       audience: corridor
       jwks_file: oidc-jwks.json    # the IdP's keys, relative to $CORRIDOR_HOME (no network)
       claims: {roles: corridor_roles, tenant: corridor_tenant,
                jurisdiction: corridor_jurisdiction, audit_scope: corridor_audit_scope}
+
+``database`` moves the site's state (ledger, keys, batches, declarations, bundles, limits) into
+PostgreSQL, so several gateway processes can serve the site (``corridor up --gateway-workers N``;
+``--database`` overrides it; see ``docs/database.md``).
 
 Every field has a default, so no file means: no trusted keys, the feed in
 ``security-events.jsonl``, no syslog, no trusted proxy, metrics for operators
@@ -116,6 +121,15 @@ class RunConfig(_Strict):
                                        "X-Forwarded-For is believed: addresses or CIDR blocks.")
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     oidc: OidcConfig | None = None
+    database: str | None = Field(default=None, description="The site's PostgreSQL database, "
+                                 "postgresql://USER@HOST:PORT/NAME; None: SQLite and files in $CORRIDOR_HOME.")
+
+    @field_validator("database")
+    @classmethod
+    def _database(cls, value: str | None) -> str | None:
+        from scheduler.database import check_url
+
+        return None if value is None else check_url(value)
 
     @field_validator("trusted_proxies")
     @classmethod

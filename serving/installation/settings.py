@@ -54,6 +54,17 @@ class UpConfig:
     database: str | None = None
     #: Gateway processes serving the site's port (more than one needs ``database``).
     gateway_workers: int = 1
+    #: With several gateway processes: the control process's loopback port, to which the workers
+    #: pass deployments, ``policy apply``, pools and the peer state (default: port + 200).
+    control_port: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.gateway_workers < 1:
+            raise ValueError(f"gateway_workers: got {self.gateway_workers}, want 1 or more")
+        if self.gateway_workers > 1 and self.database is None:
+            raise ValueError(f"{self.gateway_workers} gateway workers need a shared database: give "
+                             f"--database postgresql://… (or database: in corridor.yaml); one "
+                             f"process serves with SQLite")
 
 
 def own_pools(site: str | None, policy: Policy) -> list[Pool]:
