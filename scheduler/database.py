@@ -49,10 +49,12 @@ def open_pool(url: str, *, name: str, min_size: int = 1, max_size: int = 8, time
     """
     from psycopg_pool import ConnectionPool
 
-    return ConnectionPool(check_url(url), name=name, min_size=min_size, max_size=max_size,
-                          timeout=timeout, open=True, wait=False,
+    pool = ConnectionPool(check_url(url), name=name, min_size=min_size, max_size=max_size,
+                          timeout=timeout, open=False,
                           kwargs={"connect_timeout": max(1, int(timeout))},
                           check=ConnectionPool.check_connection)
+    pool.open(wait=False)
+    return pool
 
 
 def site_url(url: str, site: str) -> str:

@@ -103,7 +103,8 @@ class PublishedState:
         self._callbacks: dict[str, list[Callable[[Any], None]]] = {}
         self._beats: list[Callable[[], object]] = []
         self._last_success = 0.0
-        self._poller = Periodic(self.poll, period_s, "corridor-published", log,
+        self._down = False
+        self._poller = Periodic(self._poll_quietly, period_s, "corridor-published", log,
                                 "reading the control process's published state failed")
 
     def on(self, name: str, callback: Callable[[Any], None]) -> None:
@@ -142,6 +143,19 @@ class PublishedState:
         for beat in self._beats:
             beat()
         return [name for name, _, _ in bodies]
+
+    def _poll_quietly(self) -> None:
+        """:meth:`poll`, logging a database outage once when it starts and once when it ends."""
+        try:
+            self.poll()
+        except DatabaseUnavailable as exc:
+            if not self._down:
+                log.warning("%s; this gateway answers 503 until it is back", exc)
+            self._down = True
+            return
+        if self._down:
+            log.warning("the site database answers again")
+        self._down = False
 
     def start(self) -> PublishedState:
         """Read once now (best effort: the database may be down), then every ``period_s``."""

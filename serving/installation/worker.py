@@ -57,6 +57,14 @@ class ControlPassthrough:
         self._session: aiohttp.ClientSession | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            async def closing(message: dict[str, Any]) -> None:
+                if message["type"] == "lifespan.shutdown.complete" and self._session is not None:
+                    await self._session.close()
+                await send(message)
+
+            await self.app(scope, receive, closing)
+            return
         if scope["type"] != "http" or not scope["path"].startswith(CONTROL_PATHS):
             await self.app(scope, receive, send)
             return
