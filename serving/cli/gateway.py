@@ -37,12 +37,18 @@ def gateway(
     peer_ca: Annotated[Optional[Path], typer.Option(help="The other site's CA certificate (PEM).")] = None,
     identity: Annotated[Optional[Path], typer.Option(help="This site's identity folder.")] = None,
     peer_gateway_url: Annotated[Optional[str], typer.Option(help="The other site's gateway URL.")] = None,
+    ledger_key: Annotated[Optional[Path], typer.Option(
+        help="The ledger's signing key, the control process's own (default <home>/ledger-signing-key.pem).")] = None,
 ) -> None:
     """Serve one gateway worker of a site (no Ray: the control process runs the cluster)."""
     from serving.installation.settings import UpConfig
     from serving.installation.worker import Worker, serve_worker
 
     home = home or corridor_home()
+    site = site.upper() if site else None
+    if site not in (None, "FR", "DE"):
+        console.print(f"error: --site: got {site!r}, want FR or DE", style="bold red", markup=False)
+        raise typer.Exit(2)
     peer = None
     if peer_url is not None:
         from serving.federation.sites import PeerConfig
@@ -50,11 +56,11 @@ def gateway(
         if peer_ca is None or site is None:
             console.print("error: --peer-url needs --peer-ca and --site", style="bold red")
             raise typer.Exit(2)
-        peer = PeerConfig(site=site.upper(), peer_url=peer_url, peer_ca=peer_ca,
+        peer = PeerConfig(site=site, peer_url=peer_url, peer_ca=peer_ca,
                           identity_dir=identity or home / "identity", peer_gateway_url=peer_gateway_url)
     try:
         config = UpConfig(home=home, host=host, port=port, bundle=policy_file, config_file=config_file,
-                          site=site.upper() if site else None, peer=peer, database=database)
+                          site=site, peer=peer, database=database, ledger_key=ledger_key)
         worker = Worker(config, control_url).start()
     except ValueError as exc:
         console.print(f"error: {exc}", style="bold red", markup=False, highlight=False)

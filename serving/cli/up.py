@@ -42,15 +42,25 @@ def up(
     peer_gateway_url: Annotated[Optional[str], typer.Option(
         help="The other site's gateway URL, named when a key of the other site is presented here.")] = None,
     database: Annotated[Optional[str], typer.Option(
+        envvar="CORRIDOR_DATABASE",
         help="Keep the site's state in this PostgreSQL database (postgresql://…; default: "
              "corridor.yaml's database:, else SQLite in the home). Both sites: one schema each.")] = None,
     gateway_workers: Annotated[int, typer.Option(
-        min=1, help="Gateway processes serving each site's port (more than one needs --database).")] = 1,
+        min=0, help="Gateway processes serving each site's port (more than one needs --database); "
+                    "0 with --site: the control process alone, the gateway running elsewhere.")] = 1,
+    ledger_key: Annotated[Optional[Path], typer.Option(
+        help="The ledger's signing key (default <home>/ledger-signing-key.pem; created on first start).")] = None,
+    control_port: Annotated[Optional[int], typer.Option(
+        help="With --gateway-workers other than 1: the control API's port (default: port + 200).")] = None,
 ) -> None:
     """Start the embedded corridor (FR and DE sites), or one site with --site."""
     home = home or corridor_home()
     database = _database(database, config_file, home, gateway_workers)
     if site is None:
+        if gateway_workers == 0:
+            console.print("error: --gateway-workers 0 (the control process alone) needs --site",
+                          style="bold red")
+            raise typer.Exit(2)
         _corridor(home, host, port, policy_file, autarky, config_file, deployments, database,
                   gateway_workers)
         return
@@ -71,7 +81,8 @@ def up(
         console.print(f"site {site}: peer {other_site(site)} at {peer_url}", highlight=False)
     config = UpConfig(home=home, host=host, port=port, ray_address=ray_address, bundle=policy_file,
                       autarky=autarky, config_file=config_file, site=site, peer=peer,
-                      deployments=deployments, database=database, gateway_workers=gateway_workers)
+                      deployments=deployments, database=database, gateway_workers=gateway_workers,
+                      control_port=control_port, ledger_key=ledger_key)
     _site(config)
 
 
@@ -85,7 +96,7 @@ def _database(database: str | None, config_file: Path | None, home: Path, worker
     except (ValueError, ConfigError) as exc:
         console.print(f"error: {exc}", style="bold red", markup=False, highlight=False)
         raise typer.Exit(2) from exc
-    if workers > 1 and database is None:
+    if workers != 1 and database is None:
         console.print(f"error: --gateway-workers {workers}: several gateway processes need a shared "
                       f"database; give --database postgresql://USER@HOST/NAME (or database: in "
                       f"corridor.yaml). One process serves with SQLite.", style="bold red",

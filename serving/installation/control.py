@@ -110,6 +110,8 @@ def worker_command(config: UpConfig, fd: int) -> list[str]:
         command += ["--policy", str(config.bundle)]
     if config.config_file:
         command += ["--config", str(config.config_file)]
+    if config.ledger_key:
+        command += ["--ledger-key", str(config.ledger_key)]
     peer = config.peer
     if peer is not None:
         command += ["--peer-url", peer.peer_url, "--peer-ca", str(peer.peer_ca),
@@ -180,17 +182,21 @@ class WorkerSupervisor:
 
 
 def serve_control(app: FastAPI, gateway: Gateway, config: UpConfig, log_level: str = "warning") -> None:
-    """The control process's serving: N workers on the public port, the control app on the
-    loopback control port, the peer API (with a peer) — until Ctrl-C."""
+    """The control process's serving, until Ctrl-C: N workers on the public port, the control app
+    on the loopback control port, the peer API (with a peer). With 0 workers (Kubernetes, where
+    the gateway Deployment serves the port) the control app listens on ``config.host``."""
+    port = config.control_port or config.port + CONTROL_PORT_OFFSET
+    if config.gateway_workers == 0:
+        print(f"control API on {config.host}:{port} (the gateway workers run elsewhere)", flush=True)
+        serve_site(app, gateway, dataclasses.replace(config, port=port), log_level)
+        return
     sock = listening_socket(config.host, config.port)
     workers = WorkerSupervisor(worker_command(config, sock.fileno()), config.gateway_workers,
                                (sock.fileno(),)).start()
-    port = config.control_port or config.port + CONTROL_PORT_OFFSET
-    inner = dataclasses.replace(config, host="127.0.0.1", port=port)
     print(f"gateway workers {', '.join(map(str, workers.pids()))} on {config.host}:{config.port}; "
           f"control API on 127.0.0.1:{port}", flush=True)
     try:
-        serve_site(app, gateway, inner, log_level)
+        serve_site(app, gateway, dataclasses.replace(config, host="127.0.0.1", port=port), log_level)
     finally:
         workers.stop()
         sock.close()

@@ -109,7 +109,7 @@ class Installation:
             if problems:
                 self._refuse(problems)
             self.autarky_report.pinned = dict(self.model_digests)
-        self.ledger = self.ledger or open_site_ledger(home, self.config.database)
+        self.ledger = self.ledger or open_site_ledger(home, self.config.database, self.config.ledger_key)
         self.bundles = open_bundles(home, self.config.database)
         self.bundles.put(self.policy.bundle)  # kept by digest, for replay
         self.ledger.append(LedgerEntryDraft(kind="policy", policy_digest=self.policy.digest,
@@ -176,7 +176,7 @@ class Installation:
     def serve(self, log_level: str = "warning") -> None:
         """Serve the gateway (and, at a site with a peer, the peer API over mutual TLS) until Ctrl-C."""
         assert self.gateway is not None, "start() first"
-        if self.config.gateway_workers > 1:
+        if self.config.gateway_workers != 1:
             serve_control(self.app(), self.gateway, self.config, log_level)
         else:
             serve_site(self.app(), self.gateway, self.config, log_level)
@@ -273,7 +273,7 @@ class Installation:
     def _security(self, message: str, **detail: Any) -> None:
         self.console.print(f"[bold red]security:[/] {message}", highlight=False)
         if self.ledger is None:
-            self.ledger = open_site_ledger(self.config.home, self.config.database)
+            self.ledger = open_site_ledger(self.config.home, self.config.database, self.config.ledger_key)
         self.ledger.append(LedgerEntryDraft(kind="security", policy_digest=self.policy.digest,
                                             detail={"event": "model_digest_mismatch",
                                                     "message": message, **detail}))
@@ -295,7 +295,7 @@ class Installation:
 
     def _refuse(self, problems: list[str]) -> None:
         """Record an autarky refusal (ledger ``security`` entry, security feed), then raise it."""
-        self.ledger = self.ledger or open_site_ledger(self.config.home, self.config.database)
+        self.ledger = self.ledger or open_site_ledger(self.config.home, self.config.database, self.config.ledger_key)
         feed, follower = open_feed(self.run_config.events_path(self.config.home),
                                    syslog=self.run_config.security_events.syslog,
                                    ledger=self.ledger, start=False)

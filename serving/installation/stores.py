@@ -24,15 +24,15 @@ from serving.gateway.auth import KeyStore
 KEYS_FILENAME = "api-keys.json"
 
 
-def open_site_ledger(home: Path, database: str | None) -> Ledger:
-    """The site's ledger: SQLite in ``home``, or its PostgreSQL log (signed by the key in ``home``)."""
+def open_site_ledger(home: Path, database: str | None, key: Path | None = None) -> Ledger:
+    """The site's ledger: SQLite in ``home``, or its PostgreSQL log; signed with ``key``
+    (default ``home/ledger-signing-key.pem``)."""
     if database is None:
-        return Ledger.open(home)
+        return Ledger.open(home, signing_key_path=key)
     from scheduler.ledger import open_ledger
 
     ensure_schema(database)  # the first store a site opens: its schema must exist
-
-    return open_ledger(home, database=database, signing_key_path=home / KEY_FILENAME)
+    return open_ledger(home, database=database, signing_key_path=key or home / KEY_FILENAME)
 
 
 def open_keys(home: Path, site: str | None, database: str | None) -> KeyStore:

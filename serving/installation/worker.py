@@ -111,7 +111,7 @@ class Worker:
         run_config = load_run_config(config.config_file, home)
         policy = Policy.load(config.bundle)
         self.current = CurrentPolicy(policy)
-        self.ledger = open_site_ledger(home, database)
+        self.ledger = open_site_ledger(home, database, config.ledger_key)
         self.bundles = open_bundles(home, database)
         self.state = PublishedState(database)
         self.federation = federation_of(config, policy, self.ledger)
