@@ -9,9 +9,6 @@ the ledger, written before the step takes effect; then the store, then the
 rulebook's view (:meth:`CrisisRegistry.declarations`) and the listeners
 (:meth:`CrisisRegistry.subscribe`). An expiry that fell while the installation
 was down is logged at start.
-
-One module because every step goes through the same lock, ledger-then-store order and
-listeners; the record, the store and the step signing live beside it.
 """
 
 from __future__ import annotations
@@ -52,28 +49,17 @@ def _other(jurisdiction: str) -> str:
     return next(j for j in JURISDICTIONS if j != jurisdiction)
 
 
-class DeclarationStore(Protocol):
-    """Where the declarations are kept between steps: the file, or a site's shared database
-    (``scheduler.crisis.store.open_crisis_store``)."""
-
-    def read(self) -> list[CrisisRecord]: ...
-
-    def write(self, records: Sequence[CrisisRecord]) -> None: ...
-
-
 class CrisisRegistry:
     """The operator API's declarations (see the module docstring); thread-safe.
 
-    ``path`` is the store file (None: memory only, for tests); ``store`` replaces it when the
-    declarations are shared by several gateway processes: every step then starts from the
-    store's records, and :meth:`reload` takes another process's steps. ``clock``
+    ``path`` is the store file (None: memory only, for tests). ``clock``
     returns the current UTC time; :meth:`start` runs :meth:`tick` every
     ``tick_s`` so expiry is logged within that time.
     """
 
     def __init__(self, policy: Policy, ledger: LedgerAppender, path: str | Path | None, *,
                  clock: Callable[[], dt.datetime] = _utc_now, tick_s: float = 1.0,
-                 signer: SiteSigner | None = None, store: DeclarationStore | None = None) -> None:
+                 signer: SiteSigner | None = None) -> None:
         if tick_s <= 0:
             raise ValueError(f"tick_s: got {tick_s!r}, want seconds > 0, e.g. 1.0")
         self.policy = policy
@@ -86,27 +72,10 @@ class CrisisRegistry:
         self._records: dict[str, CrisisRecord] = {}
         self._current: tuple[Declaration, ...] = ()
         self._listeners: list[Callable[[], Any]] = []
-        self.store = store
         self._ticker = Periodic(self.tick, tick_s, "corridor-crisis", log, "crisis registry: tick failed")
-        if store is not None:
-            self._records = {r.id: r for r in store.read()}
-        elif self.path is not None and self.path.exists():
+        if self.path is not None and self.path.exists():
             self._records = {r.id: r for r in read_declarations(self.path)}
         self._rebuild()
-
-    def reload(self) -> bool:
-        """Take the shared store's records (steps made by another gateway process); True when
-        they changed, and then the listeners are told. Without a shared store: nothing."""
-        if self.store is None:
-            return False
-        with self._lock:
-            records = {r.id: r for r in self.store.read()}
-            if records == self._records:
-                return False
-            self._records = records
-            self._rebuild()
-        self._notify()
-        return True
 
     # -- reading ------------------------------------------------------------
 
@@ -139,7 +108,6 @@ class CrisisRegistry:
             id="crisis_" + secrets.token_hex(8), declared_by=operator, reason=reason.strip(),
             scope=clean, valid_from=now, valid_until=now + dt.timedelta(hours=float(valid_for_hours))))
         with self._lock:
-            self._fresh()
             record = self._signed(record, "declare", operator, now)
             self._commit(record, [("declared", operator)], now)
         return record
@@ -147,7 +115,6 @@ class CrisisRegistry:
     def approve(self, declaration_id: str, operator: Operator) -> CrisisRecord:
         """Approve as ``operator``; raises :class:`SelfApproval` for the declarer."""
         with self._lock:
-            self._fresh()
             record = self.get(declaration_id)
             declaration = record.declaration
             now = self.clock()
@@ -169,7 +136,6 @@ class CrisisRegistry:
     def revoke(self, declaration_id: str, operator: Operator) -> CrisisRecord:
         """Revoke at once, by an operator of either jurisdiction."""
         with self._lock:
-            self._fresh()
             record = self.get(declaration_id)
             now = self.clock()
             status = record.status(now)
@@ -193,7 +159,6 @@ class CrisisRegistry:
             raise WrongState("this installation has no peer site; crisis steps are not received")
         step = self.signer.verify(signed)
         with self._lock:
-            self._fresh()
             now = self.clock()
             record = self._records.get(step.declaration_id)
             if record is not None and any(s.get("signature") == signed.get("signature") for s in record.steps):
@@ -228,13 +193,11 @@ class CrisisRegistry:
     def unsent_steps(self) -> list[dict[str, Any]]:
         """This site's signed steps the peer has not acknowledged, oldest first."""
         with self._lock:
-            self._fresh()
             return [step for record in self._records.values() for step in record.unsent]
 
     def mark_sent(self, signature: str) -> None:
         """The peer acknowledged the step with this signature."""
         with self._lock:
-            self._fresh()
             for record in self._records.values():
                 if any(step["signature"] == signature for step in record.unsent):
                     kept = [s for s in record.unsent if s["signature"] != signature]
@@ -243,7 +206,6 @@ class CrisisRegistry:
     def tick(self) -> int:
         """Log the steps that time took (expiry); return how many declarations changed."""
         with self._lock:
-            self._fresh()
             now = self.clock()
             changed = 0
             for record in list(self._records.values()):
@@ -293,9 +255,7 @@ class CrisisRegistry:
 
     def _store(self, record: CrisisRecord) -> None:
         records = {**self._records, record.id: record}
-        if self.store is not None:
-            self.store.write(list(records.values()))
-        elif self.path is not None:
+        if self.path is not None:
             write_declarations(self.path, records.values())
         self._records = records
 
@@ -321,19 +281,11 @@ class CrisisRegistry:
         self._store(record)
         self._rebuild()
         log.warning("crisis declaration %s: %s (%s)", record.id, ", ".join(s for s, _ in steps), status)
-        self._notify()
-
-    def _notify(self) -> None:
         for listener in list(self._listeners):
             try:
                 listener()
             except Exception:  # noqa: BLE001 - a listener must not undo a logged step
                 log.exception("crisis registry: listener failed")
-
-    def _fresh(self) -> None:
-        """With a shared store, start a step from its records (another process may have moved)."""
-        if self.store is not None:
-            self._records = {r.id: r for r in self.store.read()}
 
     def _rebuild(self) -> None:
         self._current = tuple(r.declaration for r in self._records.values() if not r.ended_logged)

@@ -68,14 +68,12 @@ class KeyStore:
     """
 
     def __init__(self, path: Path | None = None, *, site: str | None = None,
-                 clock: Callable[[], dt.datetime] = utc_now, used_every_s: float = 60.0,
-                 records: KeyFile | None = None) -> None:
+                 clock: Callable[[], dt.datetime] = utc_now, used_every_s: float = 60.0) -> None:
         self.path = path
         self.site = site
         self.clock = clock
         self.used_every_s = used_every_s
-        # ``records``: the site's shared key records (``serving.gateway.keys.open_key_store``).
-        self._file = records if records is not None else KeyFile(path)
+        self._file = KeyFile(path)
         self._used: dict[str, dt.datetime] = {}
 
     def create(self, role: str, *, tenant: str | None = None, jurisdiction: str | None = None,

@@ -49,7 +49,7 @@ CONTROL_PORT_OFFSET = 200
 class ControlPublisher:
     """Publishes what the workers need (live endpoints, the policy digest, served model digests,
     the peer's state) every ``period_s``, writing only what changed; takes the workers' crisis
-    steps (:meth:`CrisisRegistry.reload`) so the peer loop sends them and deployments heal."""
+    steps (:meth:`CrisisRegistry.refresh`) so the peer loop sends them and deployments heal."""
 
     def __init__(self, url: str, endpoints: EndpointSource, current: CurrentPolicy,
                  model_digests: dict[str, str], federation: Federation | None,
@@ -70,7 +70,7 @@ class ControlPublisher:
                 "reachable": state.reachable, "policy_digest": state.policy_digest, "halted": state.halted,
                 "public_key": state.public_key.model_dump() if state.public_key is not None else None})
         if self.crisis is not None:
-            self.crisis.reload()
+            self.crisis.refresh()
 
     def start(self) -> ControlPublisher:
         try:

@@ -143,6 +143,7 @@ class Installation:
                                             self.model_digests, self.federation, self.crisis).start()
         self._wait_ready()
         router = Router(self.current, self.endpoints, declarations=self.crisis.declarations)
+        limits = limiter_options(self.config.database)  # shared by the limiter and the token quota
         self.gateway = Gateway(policy=self.policy, ledger=self.ledger,
                                auth=Authenticator(self._keystore(), self.jwt), router=router,
                                operator_view=SchedulerView(self.deployments),
@@ -150,11 +151,11 @@ class Installation:
                                limiter=RateLimiter(self.current, ledger=self.ledger, feed=self.events,
                                                    auth_failures=self.run_config.auth_throttle.failures,
                                                    auth_window_s=self.run_config.auth_throttle.window_s,
-                                                   **limiter_options(self.config.database)),
+                                                   **limits),
                                model_digests=self.model_digests, deploying=self.reconciler,
                                site=self.config.site, federation=self.federation,
                                witness=witness_of(self.config, self.federation, self.ledger),
-                               **gateway_options(self.run_config, home, self.policy))
+                               **gateway_options(self.run_config, home, self.policy, limits))
         self.gateway.policy_switch = PolicySwitch(
             self.current, self.ledger, home, deployments=self.deployments, autarky=self.autarky,
             trusted=self.run_config.operator_keys, declarations=self.crisis.declarations)

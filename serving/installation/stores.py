@@ -37,12 +37,9 @@ def open_site_ledger(home: Path, database: str | None, key: Path | None = None) 
 
 def open_keys(home: Path, site: str | None, database: str | None) -> KeyStore:
     """The site's API keys: ``home/api-keys.json``, or the database's key table."""
-    path = home / KEYS_FILENAME
     if database is None:
-        return KeyStore(path, site=site)
-    from serving.gateway.keys import open_key_store
-
-    return KeyStore(path, site=site, records=open_key_store(path, database=database))
+        return KeyStore(home / KEYS_FILENAME, site=site)
+    return KeyStore(home / KEYS_FILENAME, site=site, database=database)
 
 
 def open_crisis(policy: Policy, ledger: Ledger, home: Path, database: str | None, *,
@@ -79,8 +76,10 @@ def open_bundles(home: Path, database: str | None):
 
 
 def limiter_options(database: str | None) -> dict[str, Any]:
-    """The :class:`~serving.gateway.limits.RateLimiter` options of a site: with a database, its
-    buckets are shared by the site's gateway processes; without, they stay in-process."""
+    """The options of the request limiter and the token quota of a site
+    (:class:`~serving.gateway.limits.RateLimiter`, :class:`~serving.gateway.token_quota.TokenQuota`):
+    with a database, one set of buckets shared by the site's gateway processes; without, each
+    keeps its own in memory."""
     if database is None:
         return {}
     from serving.gateway.shared_limits import open_shared_buckets

@@ -120,6 +120,7 @@ class Worker:
         self.crisis = open_crisis(policy, self.ledger, home, database,
                                   signer=signer_of(config, self.federation))
         router = Router(self.current, PublishedEndpoints(self.state), declarations=self.crisis.declarations)
+        limits = limiter_options(database)  # shared by the limiter and the token quota
         self.gateway = Gateway(
             policy=policy, ledger=self.ledger,
             auth=Authenticator(open_keys(home, config.site, database), jwt_verifier(run_config, home)),
@@ -127,12 +128,12 @@ class Worker:
             limiter=RateLimiter(self.current, ledger=self.ledger,
                                 auth_failures=run_config.auth_throttle.failures,
                                 auth_window_s=run_config.auth_throttle.window_s,
-                                **limiter_options(database)),
-            ready=self.state.reachable, **gateway_options(run_config, home, policy))
+                                **limits),
+            ready=self.state.reachable, **gateway_options(run_config, home, policy, limits))
         self.gateway.batches = open_batches(home, database, worker=True)
         self.state.on(POLICY, self._policy)
         self.state.on(PEER, self._peer)
-        self.state.every_poll(self.crisis.reload)  # declarations changed by another process
+        self.state.every_poll(self.crisis.refresh)  # declarations changed by another process
 
     def _policy(self, body: dict[str, Any]) -> None:
         """The control process applied a bundle (``policy apply``): take it from the archive."""
