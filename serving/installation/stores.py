@@ -18,7 +18,7 @@ from policies.archive import ARCHIVE_DIRNAME, BundleArchive
 from scheduler.crisis import STORE_FILENAME, CrisisRegistry
 from scheduler.crisis.peering import SiteSigner
 from scheduler.database import ensure_schema
-from scheduler.ledger import KEY_FILENAME, Ledger
+from scheduler.ledger import Ledger
 from serving.gateway.auth import KeyStore
 
 KEYS_FILENAME = "api-keys.json"
@@ -26,13 +26,13 @@ KEYS_FILENAME = "api-keys.json"
 
 def open_site_ledger(home: Path, database: str | None, key: Path | None = None) -> Ledger:
     """The site's ledger: SQLite in ``home``, or its PostgreSQL log; signed with ``key``
-    (default ``home/ledger-signing-key.pem``)."""
+    (default ``home/ledger-signing-key.pem``, created when missing)."""
     if database is None:
         return Ledger.open(home, signing_key_path=key)
     from scheduler.ledger import open_ledger
 
     ensure_schema(database)  # the first store a site opens: its schema must exist
-    return open_ledger(home, database=database, signing_key_path=key or home / KEY_FILENAME)
+    return open_ledger(home, database=database, signing_key_path=key)
 
 
 def open_keys(home: Path, site: str | None, database: str | None) -> KeyStore:
