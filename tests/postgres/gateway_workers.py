@@ -38,12 +38,23 @@ class WorkerSite:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def bundle(self) -> Path:
+        return self.home / "bundle.yaml"
+
     def prepare(self) -> None:
         """What the control process does before the workers start: the ledger (and its signing
-        key), the keys, the published replica and policy."""
-        from policies import Policy
+        key), the keys, the published replica and policy. The bundle is the default one with
+        quotas no load here reaches (the tests measure serving, not the limits)."""
+        import yaml
+
+        from policies import Policy, default_bundle_path
 
         self.home.mkdir(parents=True, exist_ok=True)
+        document = yaml.safe_load(default_bundle_path().read_text("utf-8"))
+        for tenant in document["tenants"]:
+            tenant["quotas"].update(requests_per_minute=10**8, tokens_per_minute=10**10)
+        self.bundle.write_text(yaml.safe_dump(document, sort_keys=False), "utf-8")
         open_site_ledger(self.home, self.database).close()
         store = open_keys(self.home, None, self.database)
         self.keys = {"app": store.issue("app", tenant="fr-interior"),
@@ -51,7 +62,7 @@ class WorkerSite:
         publisher = StatePublisher(self.database)
         publisher.publish(ENDPOINTS, endpoints_document(
             [Endpoint("stub-paris", MODEL, "fr-paris", "FR", "node-stub", self.upstream)]))
-        publisher.publish(POLICY, {"digest": Policy.load().digest, "model_digests": {}})
+        publisher.publish(POLICY, {"digest": Policy.load(self.bundle).digest, "model_digests": {}})
         publisher.close()
 
     def start(self) -> WorkerSite:
@@ -59,7 +70,7 @@ class WorkerSite:
         self._sock = listening_socket("127.0.0.1", self.port)
         fd = self._sock.fileno()
         command = [sys.executable, "-m", "serving.cli", "gateway", "--home", str(self.home),
-                   "--database", self.database, "--fd", str(fd)]
+                   "--database", self.database, "--fd", str(fd), "--policy", str(self.bundle)]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.processes = [subprocess.Popen(command, pass_fds=(fd,), env=env, cwd=ROOT)
                           for _ in range(self.workers)]
