@@ -53,7 +53,7 @@ class WorkerSite:
         self.home.mkdir(parents=True, exist_ok=True)
         document = yaml.safe_load(default_bundle_path().read_text("utf-8"))
         for tenant in document["tenants"]:
-            tenant["quotas"].update(requests_per_minute=10**8, tokens_per_minute=10**10)
+            tenant.setdefault("quotas", {}).update(requests_per_minute=10**8, tokens_per_minute=10**10)
         self.bundle.write_text(yaml.safe_dump(document, sort_keys=False), "utf-8")
         open_site_ledger(self.home, self.database).close()
         store = open_keys(self.home, None, self.database)
