@@ -102,7 +102,7 @@ def test_killing_one_worker_under_load_loses_no_acknowledged_request(site):
     assert len(failures) <= 64, failures[:10]
 
     entries, head = _entries(site)
-    routed = {e["entry"]["decision_id"] for e in entries if e["entry"].get("kind") == "request"}
+    routed = {e["entry"]["decision_id"] for e in entries if e["entry"].get("kind") == "routing"}
     missing = [d for _, d in acknowledged if d not in routed]
     assert missing == [], f"{len(missing)} acknowledged requests have no ledger entry"
     assert [e["index"] for e in entries] == list(range(head["tree_size"]))  # one order, no gap
