@@ -92,7 +92,8 @@ class PublishedState:
     """A worker's side: the documents of ``control_state``, polled every ``period_s``.
 
     :meth:`on` registers a callback run (in the polling thread) with a document's body each time
-    its version changes, and once at the first read.
+    its version changes, and once at the first read; a callback that raises gets the document
+    again at the next poll.
     """
 
     def __init__(self, url: str, *, period_s: float = 0.5, stale_after_s: float = 2.0) -> None:
@@ -134,12 +135,16 @@ class PublishedState:
             raise _unavailable(exc) from exc
         self._last_success = time.monotonic()
         for name, version, body in bodies:
-            self._versions[name], self.documents[name] = version, body
+            self.documents[name] = body
+            applied = True
             for callback in self._callbacks.get(name, ()):
                 try:
                     callback(body)
                 except Exception:  # noqa: BLE001 - one bad listener must not stop the others
-                    log.exception("applying the published %s document failed", name)
+                    applied = False
+                    log.exception("applying the published %s document failed; trying again", name)
+            if applied:  # else the next poll reads it again (e.g. a bundle not archived yet)
+                self._versions[name] = version
         for beat in self._beats:
             beat()
         return [name for name, _, _ in bodies]

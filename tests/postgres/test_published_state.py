@@ -96,3 +96,24 @@ def test_each_site_of_the_corridor_has_its_own_schema_in_one_database(postgres_u
         assert [e.replica_id for e in PublishedEndpoints(fr_state).endpoints()] == ["r-lyon"]
     finally:
         fr_state.stop()
+
+
+def test_a_document_a_worker_could_not_apply_yet_is_applied_at_a_later_poll(published):
+    publisher, state = published
+    applied: list[str] = []
+    archive: set[str] = set()
+
+    def switch(body: dict) -> None:
+        if body["digest"] not in archive:  # the bundle reaches the archive just after the digest
+            raise LookupError(body["digest"])
+        applied.append(body["digest"])
+
+    state.on("policy", switch)
+    publisher.publish("policy", {"digest": "sha256:new"})
+    state.poll()
+    assert applied == []
+    archive.add("sha256:new")
+    state.poll()
+    assert applied == ["sha256:new"]
+    state.poll()
+    assert applied == ["sha256:new"]  # once applied, not again
