@@ -6,7 +6,9 @@ writing a durable ledger entry per request into PostgreSQL (``fsync`` on): non-s
 completions at concurrency 64, the two configurations in alternating rounds so drift on a noisy
 machine hits both alike. Printed per configuration: requests/s, p50/p99 latency, and CPU per
 request (user + system time of the gateway processes over the requests they served; the
-database's and the load generator's CPU not counted). Then the ratio of 2 to 1 process.
+database's and the load generator's CPU not counted). Then the ratio of 2 to 1 process. For
+reference, in the same rounds: today's one-process gateway on SQLite (``gateway_bench``'s,
+without rate limits), the embedded default.
 
 Load generator, stub, PostgreSQL and the gateway processes share this machine's cores: read
 the ratios, not the absolutes.
@@ -22,10 +24,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
+import os
 import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -33,38 +38,69 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-from gateway_bench import load, start_stub  # noqa: E402
-from serving.loopback import free_port  # noqa: E402
+from gateway_bench import load, run_gateway, start_stub  # noqa: E402
+from serving.loopback import free_port, wait_http  # noqa: E402
 from tests.postgres.gateway_workers import MODEL, WorkerSite  # noqa: E402
 from tests.postgres_server import PostgresServer  # noqa: E402
 
 CONCURRENCY = 64
 
 
-def measure(sites: dict[int, WorkerSite], requests: int, rounds: int) -> dict[int, dict[str, float]]:
+@dataclass
+class Target:
+    """One configuration under load: its URL, its app key, and its processes (for their CPU time)."""
+
+    url: str
+    key: str
+    pids: list[int]
+
+    def cpu_seconds(self) -> float:
+        return sum(process_cpu_seconds(pid) for pid in self.pids)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(targets: dict[str, Target], requests: int, rounds: int) -> dict[str, dict[str, float]]:
     """Alternating rounds of ``requests`` each; per configuration the medians of the rounds'
     rates and latencies, and CPU seconds per request over all its rounds."""
     body = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "Bonjour"}],
                        "max_tokens": 16}).encode()
-    rows: dict[int, list[dict[str, float]]] = {n: [] for n in sites}
-    cpu: dict[int, float] = dict.fromkeys(sites, 0.0)
-    served: dict[int, int] = dict.fromkeys(sites, 0)
-    for n, site in sites.items():  # warm-up: connections, caches, the database's buffers
-        asyncio.run(load(site.url + "/v1/chat/completions", body, _headers(site), CONCURRENCY, 500, False))
+    rows: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
+    cpu: dict[str, float] = dict.fromkeys(targets, 0.0)
+    for target in targets.values():  # warm-up: connections, caches, the database's buffers
+        asyncio.run(load(target.url + "/v1/chat/completions", body, _headers(target), CONCURRENCY, 500, False))
     for _ in range(rounds):
-        for n, site in sites.items():
-            before = site.cpu_seconds()
-            rows[n].append(asyncio.run(load(site.url + "/v1/chat/completions", body, _headers(site),
-                                            CONCURRENCY, requests, False)))
-            cpu[n] += site.cpu_seconds() - before
-            served[n] += requests
-    return {n: {**{key: statistics.median(row[key] for row in rows[n]) for key in rows[n][0]},
-                "cpu_per_request": cpu[n] / served[n]} for n in sites}
+        for name, target in targets.items():
+            before = target.cpu_seconds()
+            rows[name].append(asyncio.run(load(target.url + "/v1/chat/completions", body, _headers(target),
+                                               CONCURRENCY, requests, False)))
+            cpu[name] += target.cpu_seconds() - before
+    return {name: {**{key: statistics.median(row[key] for row in rows[name]) for key in rows[name][0]},
+                   "cpu_per_request": cpu[name] / (requests * rounds)} for name in targets}
 
 
-def _headers(site: WorkerSite) -> dict[str, str]:
-    return {"Authorization": f"Bearer {site.keys['app']}", "Content-Type": "application/json",
+def _headers(target: Target) -> dict[str, str]:
+    return {"Authorization": f"Bearer {target.key}", "Content-Type": "application/json",
             "X-Corridor-Marking": "DR"}
+
+
+def sqlite_gateway(home: Path, upstream: str) -> tuple[Target, multiprocessing.Process]:
+    """Today's one-process gateway on SQLite (``gateway_bench.run_gateway``), for reference."""
+    from serving.gateway import KeyStore
+
+    home.mkdir(parents=True)
+    keys = home / "api-keys.json"
+    key = KeyStore(keys).issue("app", tenant="fr-interior")
+    port = free_port()
+    process = multiprocessing.get_context("spawn").Process(
+        target=run_gateway, args=(upstream, MODEL, port, str(home), str(keys)))
+    process.start()
+    wait_http(f"http://127.0.0.1:{port}/healthz", 60)
+    return Target(f"http://127.0.0.1:{port}", key, [process.pid]), process
 
 
 def main() -> None:
@@ -74,32 +110,41 @@ def main() -> None:
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="corridor-workers-bench-"))
     stub_port = free_port()
+    upstream = f"http://127.0.0.1:{stub_port}"
     stub = start_stub(stub_port)
-    sites: dict[int, WorkerSite] = {}
+    sites: list[WorkerSite] = []
+    reference = None
     try:
         with PostgresServer(fsync=True) as server:
             try:
+                targets: dict[str, Target] = {}
                 for n in (1, 2):
-                    sites[n] = WorkerSite(home / f"site-{n}", server.create_database(f"bench_{n}"),
-                                          f"http://127.0.0.1:{stub_port}", workers=n).start()
+                    site = WorkerSite(home / f"site-{n}", server.create_database(f"bench_{n}"), upstream,
+                                      workers=n).start()
+                    sites.append(site)
+                    targets[f"{n} on PostgreSQL"] = Target(site.url, site.keys["app"],
+                                                           [p.pid for p in site.processes])
+                targets["1 on SQLite (ref.)"], reference = sqlite_gateway(home / "sqlite", upstream)
                 started = time.perf_counter()
-                results = measure(sites, args.requests, args.rounds)
+                results = measure(targets, args.requests, args.rounds)
             finally:
-                for site in sites.values():
+                for site in sites:
                     site.stop()
+                if reference is not None:
+                    reference.terminate()
+                    reference.join(10)
     finally:
         stub.terminate()
         stub.wait(10)
-    print(f"\ngateway worker processes on PostgreSQL (fsync on), stub upstream, concurrency {CONCURRENCY}, "
-          f"{args.rounds} rounds x {args.requests} requests ({time.perf_counter() - started:.0f} s)")
-    print(f"{'processes':>9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/req':>11}")
-    for n, row in results.items():
-        print(f"{n:>9} {row['rps']:>8.0f} {row['p50'] * 1e3:>8.2f} {row['p99'] * 1e3:>8.2f} "
+    print(f"\ngateway processes, stub upstream, concurrency {CONCURRENCY}, {args.rounds} rounds x "
+          f"{args.requests} requests ({time.perf_counter() - started:.0f} s); PostgreSQL with fsync on")
+    print(f"{'processes':>20} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/req':>11}")
+    for name, row in results.items():
+        print(f"{name:>20} {row['rps']:>8.0f} {row['p50'] * 1e3:>8.2f} {row['p99'] * 1e3:>8.2f} "
               f"{row['cpu_per_request'] * 1e3:>11.3f}")
-    throughput = results[2]["rps"] / results[1]["rps"]
-    cpu = results[2]["cpu_per_request"] / results[1]["cpu_per_request"]
-    print(f"2 vs 1 process: throughput x{throughput:.2f} (goal >= 1.30), "
-          f"CPU per request x{cpu:.2f} (goal 0.90-1.10)")
+    one, two = results["1 on PostgreSQL"], results["2 on PostgreSQL"]
+    print(f"2 vs 1 process: throughput x{two['rps'] / one['rps']:.2f} (goal >= 1.30), "
+          f"CPU per request x{two['cpu_per_request'] / one['cpu_per_request']:.2f} (goal 0.90-1.10)")
 
 
 if __name__ == "__main__":

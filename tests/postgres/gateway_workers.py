@@ -97,15 +97,6 @@ class WorkerSite:
         self.processes[index].wait()
         return pid
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU time of the worker processes so far (from /proc)."""
-        total = 0.0
-        tick = os.sysconf("SC_CLK_TCK")
-        for process in self.processes:
-            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-        return total
-
     def stop(self) -> None:
         for process in self.processes:
             if process.poll() is None:
