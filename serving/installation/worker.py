@@ -16,18 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
 from policies import Policy
 from scheduler.current_policy import CurrentPolicy
 from scheduler.ledger import PublicKey
 from serving.config import load_run_config
 from serving.gateway import Authenticator, Gateway, create_app
-from serving.gateway.errors import Unavailable
+from serving.gateway.auth import ROLES
+from serving.gateway.errors import GatewayError, Unavailable
 from serving.gateway.limits import RateLimiter
 from serving.installation.access import gateway_options, jwt_verifier
 from serving.installation.published import PEER, POLICY, PublishedEndpoints, PublishedState
@@ -48,11 +50,15 @@ _HOP_BY_HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"content-len
 
 class ControlPassthrough:
     """ASGI middleware: requests under :data:`CONTROL_PATHS` go to the control process whole (the
-    caller's credentials with them: the control process authenticates), the rest to ``app``."""
+    caller's credentials with them: the control process checks the role), the rest to ``app``.
+
+    ``admit`` (given a Starlette request) authenticates the caller here first, so a failed
+    credential counts against the caller's own address in this worker's throttle, never against
+    the worker's address at the control process (which would throttle every caller)."""
 
     def __init__(self, app: Any, control_url: str, *, max_body_bytes: int = 8 * 1024 * 1024,
-                 timeout_s: float = 600.0) -> None:
-        self.app, self.control_url = app, control_url.rstrip("/")
+                 timeout_s: float = 600.0, admit: Callable[[Request], object] | None = None) -> None:
+        self.app, self.control_url, self.admit = app, control_url.rstrip("/"), admit
         self.max_body_bytes, self.timeout_s = max_body_bytes, timeout_s
         self._session: aiohttp.ClientSession | None = None
 
@@ -68,6 +74,12 @@ class ControlPassthrough:
         if scope["type"] != "http" or not scope["path"].startswith(CONTROL_PATHS):
             await self.app(scope, receive, send)
             return
+        if self.admit is not None:
+            try:
+                self.admit(Request(scope))
+            except GatewayError as refusal:
+                await refusal.response()(scope, receive, send)
+                return
         body = bytearray()
         while True:
             message = await receive()
@@ -164,7 +176,8 @@ class Worker:
         app: FastAPI = create_app(self.gateway)
         if self.control_url is None:
             return app
-        return ControlPassthrough(app, self.control_url, max_body_bytes=self.gateway.max_body_bytes)
+        return ControlPassthrough(app, self.control_url, max_body_bytes=self.gateway.max_body_bytes,
+                                  admit=lambda request: self.gateway.authenticate(request, ROLES))
 
     def stop(self) -> None:
         self.state.stop()

@@ -16,7 +16,7 @@ import serving.cli.up
 from scheduler.database import DatabaseUnavailable, schema_of, search_path_of, site_url
 from serving.cli import load_command
 from serving.config import ConfigError, load_run_config
-from serving.gateway.errors import answer_errors
+from serving.gateway.errors import Unauthenticated, answer_errors
 from serving.installation.control import control_url, worker_command
 from serving.installation.corridor import Corridor, CorridorConfig
 from serving.installation.settings import UpConfig
@@ -120,7 +120,7 @@ def test_a_database_outage_is_a_503_with_retry_after_in_the_openai_error_format(
     assert "connection refused" not in error["message"]  # no server detail to the caller
 
 
-def test_a_worker_passes_control_requests_on_whole_and_answers_503_when_the_control_process_is_away():
+def test_control_requests_pass_through_whole_bad_credentials_stop_at_the_worker_no_control_process_is_a_503():
     seen: list[tuple[str, str, str | None, bytes]] = []
     control = FastAPI()
 
@@ -143,6 +143,13 @@ def test_a_worker_passes_control_requests_on_whole_and_answers_503_when_the_cont
             assert answer.status_code == 200 and answer.json() == {"name": "chat", "replicas": 3}
             assert seen == [("PATCH", "chat", "Bearer cor_x_y", b'{"replicas":3}')]
             assert client.get("/v1/models").json() == {"served": "by the worker"}
+    def admit(request: Request) -> None:
+        if request.headers.get("authorization") != "Bearer cor_x_y":
+            raise Unauthenticated("invalid API key or token", code="invalid_api_key")
+
+    with ServerThread(control) as server, TestClient(ControlPassthrough(inner, server.url, admit=admit)) as client:
+        refused = client.get("/admin/deployments/chat", headers={"Authorization": "Bearer wrong"})
+        assert refused.status_code == 401 and len(seen) == 1  # refused here, the control process never asked
     with TestClient(ControlPassthrough(inner, "http://127.0.0.1:9")) as client:
         away = client.get("/admin/pools")
         assert away.status_code == 503 and away.headers["retry-after"]
