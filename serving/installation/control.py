@@ -2,11 +2,13 @@
 
 The control process is today's site minus the public port: Ray, deployments, healing,
 autoscaling, the batch executor, the peer loops (hello, crisis steps, witnessing) and the peer
-API. It holds the public port's listening socket and starts N gateway workers
-(:mod:`serving.installation.worker`) that inherit it: the kernel hands each new connection to
-whichever worker accepts first, so a worker that dies loses only its own open connections, and
-the control process starts another one (backing off when they keep dying). If the control
-process itself dies, the workers keep serving from the socket they hold.
+API. It opens one listening socket per worker on the public port (``SO_REUSEPORT``) and starts N
+gateway workers (:mod:`serving.installation.worker`), each inheriting its own: the kernel
+spreads new connections evenly over the sockets (one shared socket lets whichever worker is
+idle take most of the long-lived connections). A worker that dies loses only the connections it
+had accepted: the control process keeps its socket, so connections arriving meanwhile wait in
+that socket's queue for the worker it starts in its place (backing off when they keep dying). If
+the control process itself dies, the workers keep serving from the sockets they hold.
 
 What the workers need of the control plane goes through the site's database
 (:class:`ControlPublisher`, :mod:`serving.installation.published`). The operations only the
@@ -25,7 +27,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 
 import uvicorn
 from fastapi import FastAPI
@@ -85,14 +86,30 @@ class ControlPublisher:
         self.publisher.close()
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
-    """The public port's listening socket, inheritable by the workers."""
+def listening_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A listening socket on ``host:port``, inheritable by a worker; with ``reuse_port``, one of
+    several on the same port among which the kernel spreads new connections."""
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+def worker_sockets(host: str, port: int, count: int) -> list[socket.socket]:
+    """One listening socket per worker on ``host:port`` (``SO_REUSEPORT``); all or none."""
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sockets.append(listening_socket(host, port, reuse_port=True))
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
 
 
 def control_url(config: UpConfig) -> str:
@@ -122,24 +139,26 @@ def worker_command(config: UpConfig, fd: int) -> list[str]:
 
 
 class WorkerSupervisor:
-    """Keeps ``count`` worker processes of ``command`` running; restarts one that exits, waiting
-    longer (1 s doubling to 30 s) while they keep exiting within a minute of their start."""
+    """Keeps one worker process per command running (``commands[i]`` inherits ``fds[i]``, its
+    listening socket); restarts one that exits on the same socket, waiting longer (1 s doubling
+    to 30 s) while they keep exiting within a minute of their start."""
 
-    def __init__(self, command: list[str], count: int, pass_fds: tuple[int, ...],
-                 on_exit: Callable[[int, int], None] | None = None) -> None:
-        self.command, self.count, self.pass_fds, self.on_exit = command, count, pass_fds, on_exit
+    def __init__(self, commands: list[list[str]], fds: list[int]) -> None:
+        if len(commands) != len(fds):
+            raise ValueError(f"got {len(commands)} commands for {len(fds)} sockets, want one each")
+        self.commands, self.fds = commands, fds
         self.processes: list[subprocess.Popen] = []
         self._started: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def _spawn(self) -> subprocess.Popen:
-        process = subprocess.Popen(self.command, pass_fds=self.pass_fds)
+    def _spawn(self, slot: int) -> subprocess.Popen:
+        process = subprocess.Popen(self.commands[slot], pass_fds=(self.fds[slot],))
         self._started[process.pid] = time.monotonic()
         return process
 
     def start(self) -> WorkerSupervisor:
-        self.processes = [self._spawn() for _ in range(self.count)]
+        self.processes = [self._spawn(slot) for slot in range(len(self.commands))]
         self._thread = threading.Thread(target=self._watch, name="corridor-workers", daemon=True)
         self._thread.start()
         return self
@@ -150,19 +169,17 @@ class WorkerSupervisor:
     def _watch(self) -> None:
         delay = 1.0
         while not self._stop.wait(0.5):
-            for index, process in enumerate(self.processes):
+            for slot, process in enumerate(self.processes):
                 code = process.poll()
                 if code is None:
                     continue
                 lived = time.monotonic() - self._started.pop(process.pid, 0.0)
                 log.warning("gateway worker %d exited (status %s) after %.0f s; starting another",
                             process.pid, code, lived)
-                if self.on_exit is not None:
-                    self.on_exit(process.pid, code)
                 delay = 1.0 if lived > 60 else min(delay * 2, 30.0)
                 if self._stop.wait(delay):
                     return
-                self.processes[index] = self._spawn()
+                self.processes[slot] = self._spawn(slot)
 
     def stop(self, timeout_s: float = 20.0) -> None:
         """SIGTERM every worker (they finish their requests), SIGKILL those still there."""
@@ -190,14 +207,14 @@ def serve_control(app: FastAPI, gateway: Gateway, config: UpConfig, log_level: s
         print(f"control API on {config.host}:{port} (the gateway workers run elsewhere)", flush=True)
         serve_site(app, gateway, dataclasses.replace(config, port=port), log_level)
         return
-    sock = listening_socket(config.host, config.port)
-    workers = WorkerSupervisor(worker_command(config, sock.fileno()), config.gateway_workers,
-                               (sock.fileno(),)).start()
+    sockets = worker_sockets(config.host, config.port, config.gateway_workers)
+    workers = WorkerSupervisor([worker_command(config, sock.fileno()) for sock in sockets],
+                               [sock.fileno() for sock in sockets]).start()
     print(f"gateway workers {', '.join(map(str, workers.pids()))} on {config.host}:{config.port}; "
           f"control API on 127.0.0.1:{port}", flush=True)
     try:
         serve_site(app, gateway, dataclasses.replace(config, host="127.0.0.1", port=port), log_level)
     finally:
         workers.stop()
-        sock.close()
-
+        for sock in sockets:
+            sock.close()

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from serving.installation.control import listening_socket
+from serving.installation.control import worker_sockets
 from serving.installation.published import ENDPOINTS, POLICY, StatePublisher, endpoints_document
 from serving.installation.stores import open_keys, open_site_ledger
 from serving.loopback import free_port, wait_http
@@ -24,7 +24,8 @@ MODEL = "corridor-tiny"
 
 @dataclass
 class WorkerSite:
-    """N ``corridor gateway`` processes sharing one listening socket, in front of ``upstream``."""
+    """N ``corridor gateway`` processes on one port (a socket each, as the control process opens
+them), in front of ``upstream``."""
 
     home: Path
     database: str
@@ -67,13 +68,10 @@ class WorkerSite:
 
     def start(self) -> WorkerSite:
         self.prepare()
-        self._sock = listening_socket("127.0.0.1", self.port)
-        fd = self._sock.fileno()
-        command = [sys.executable, "-m", "serving.cli", "gateway", "--home", str(self.home),
-                   "--database", self.database, "--fd", str(fd), "--policy", str(self.bundle)]
+        self._sockets = worker_sockets("127.0.0.1", self.port, self.workers)
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        self.processes = [subprocess.Popen(command, pass_fds=(fd,), env=env, cwd=ROOT)
-                          for _ in range(self.workers)]
+        self.processes = [subprocess.Popen(self._command(sock.fileno()), pass_fds=(sock.fileno(),), env=env,
+                                           cwd=ROOT) for sock in self._sockets]
         wait_http(self.url + "/healthz", 60)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # every worker up: each answers its own /readyz
@@ -81,6 +79,10 @@ class WorkerSite:
                 return self
             time.sleep(0.2)
         raise RuntimeError("the gateway workers did not become ready")
+
+    def _command(self, fd: int) -> list[str]:
+        return [sys.executable, "-m", "serving.cli", "gateway", "--home", str(self.home),
+                "--database", self.database, "--fd", str(fd), "--policy", str(self.bundle)]
 
     def _all_ready(self) -> bool:
         import httpx
@@ -107,6 +109,5 @@ class WorkerSite:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        sock = getattr(self, "_sock", None)
-        if sock is not None:
+        for sock in getattr(self, "_sockets", ()):
             sock.close()

@@ -17,7 +17,7 @@ from scheduler.database import DatabaseUnavailable, schema_of, search_path_of, s
 from serving.cli import load_command
 from serving.config import ConfigError, load_run_config
 from serving.gateway.errors import Unauthenticated, answer_errors
-from serving.installation.control import control_url, worker_command
+from serving.installation.control import control_url, worker_command, worker_sockets
 from serving.installation.corridor import Corridor, CorridorConfig
 from serving.installation.settings import UpConfig
 from serving.installation.worker import ControlPassthrough
@@ -155,3 +155,30 @@ def test_control_requests_pass_through_whole_bad_credentials_stop_at_the_worker_
         assert away.status_code == 503 and away.headers["retry-after"]
         assert away.json()["error"]["code"] == "control_unavailable"
         assert client.get("/v1/models").status_code == 200  # the request path goes on
+
+
+def test_the_worker_sockets_share_one_port_and_the_kernel_spreads_connections_over_them():
+    import socket
+
+    sockets = worker_sockets("127.0.0.1", 0, 1)
+    port = sockets[0].getsockname()[1]
+    sockets[0].close()
+    sockets = worker_sockets("127.0.0.1", port, 2)
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
+    try:
+        accepted = []
+        for sock in sockets:
+            assert sock.get_inheritable() and sock.getsockname()[1] == port
+            sock.setblocking(False)
+            count = 0
+            while True:
+                try:
+                    sock.accept()[0].close()
+                    count += 1
+                except BlockingIOError:
+                    break
+            accepted.append(count)
+        assert sum(accepted) == 40 and min(accepted) >= 8, accepted  # both take a share
+    finally:
+        for sock in [*sockets, *clients]:
+            sock.close()
