@@ -6,6 +6,7 @@ command, the 503 a database outage answers, and the worker's pass-through to the
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import click.testing
 import pytest
@@ -182,3 +183,43 @@ def test_the_worker_sockets_share_one_port_and_the_kernel_spreads_connections_ov
     finally:
         for sock in [*sockets, *clients]:
             sock.close()
+
+
+def test_a_worker_that_dies_is_started_again_on_its_own_socket():
+    import os
+    import signal
+    import sys
+    import time
+
+    from serving.installation.control import WorkerSupervisor
+
+    (sock,) = worker_sockets("127.0.0.1", 0, 1)
+    # The stand-in worker proves it holds the inherited socket: it accepts one connection on it.
+    command = [sys.executable, "-c", f"import socket; s = socket.socket(fileno={sock.fileno()}); "
+                                     f"c, _ = s.accept(); c.sendall(b'ok'); import time; time.sleep(60)"]
+    supervisor = WorkerSupervisor([command], [sock.fileno()]).start()
+    try:
+        (first,) = supervisor.pids()
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while supervisor.pids() in ([], [first]):
+            assert time.monotonic() < deadline, "no worker started in the dead one's place"
+            time.sleep(0.1)
+        import socket
+
+        with socket.create_connection(sock.getsockname(), timeout=10) as client:
+            assert client.recv(2) == b"ok"  # the new worker serves the same socket
+    finally:
+        supervisor.stop(timeout_s=2)
+        sock.close()
+
+
+def test_a_gateway_worker_loads_neither_ray_nor_vllm():
+    import subprocess
+    import sys
+
+    probe = ("import sys, serving.cli.gateway, serving.installation.worker; "
+             "print(sorted(m for m in ('ray', 'vllm', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[3]).stdout
+    assert out.strip() == "[]"
