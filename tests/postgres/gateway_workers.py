@@ -59,6 +59,7 @@ them), in front of ``upstream``."""
         open_site_ledger(self.home, self.database).close()
         store = open_keys(self.home, None, self.database)
         self.keys = {"app": store.issue("app", tenant="fr-interior"),
+                     "admin": store.issue("admin", tenant="fr-interior"),
                      "auditor": store.issue("auditor", scope=("*",))}
         publisher = StatePublisher(self.database)
         publisher.publish(ENDPOINTS, endpoints_document(
