@@ -33,11 +33,11 @@ from fastapi import FastAPI
 
 from scheduler.crisis import CrisisRegistry
 from scheduler.current_policy import CurrentPolicy
-from scheduler.database import DatabaseUnavailable
 from scheduler.periodic import Periodic
 from serving.federation.runtime import Federation
 from serving.gateway import Gateway
-from serving.installation.published import ENDPOINTS, PEER, POLICY, StatePublisher, endpoints_document
+from serving.installation.published import (ENDPOINTS, PEER, POLICY, Outage, StatePublisher,
+                                            endpoints_document)
 from serving.installation.settings import UpConfig
 from serving.installation.site import serve_site
 from serving.routing import EndpointSource
@@ -58,8 +58,9 @@ class ControlPublisher:
         self.publisher = StatePublisher(url)
         self.endpoints, self.current, self.model_digests = endpoints, current, model_digests
         self.federation, self.crisis = federation, crisis
-        self._loop = Periodic(self.publish, period_s, "corridor-control-publisher", log,
-                              "publishing the control state failed")
+        self._outage = Outage("publishing the control state")
+        self._loop = Periodic(lambda: self._outage.run(self.publish), period_s,
+                              "corridor-control-publisher", log, "publishing the control state failed")
 
     def publish(self) -> None:
         self.publisher.publish(ENDPOINTS, endpoints_document(self.endpoints.endpoints()))
@@ -74,10 +75,7 @@ class ControlPublisher:
             self.crisis.refresh()
 
     def start(self) -> ControlPublisher:
-        try:
-            self.publish()
-        except DatabaseUnavailable as exc:
-            log.warning("%s; publishing again every period", exc)
+        self._outage.run(self.publish)
         self._loop.start()
         return self
 

@@ -54,6 +54,26 @@ def _database_errors() -> tuple[type[Exception], ...]:
     return (psycopg.OperationalError, psycopg_pool.PoolTimeout)
 
 
+class Outage:
+    """Runs a periodic database action, logging an outage once when it starts and once when it
+    ends (not a traceback every period)."""
+
+    def __init__(self, what: str) -> None:
+        self.what, self.down = what, False
+
+    def run(self, action: Callable[[], object]) -> None:
+        try:
+            action()
+        except DatabaseUnavailable as exc:
+            if not self.down:
+                log.warning("%s: %s; trying again every period", self.what, exc)
+            self.down = True
+            return
+        if self.down:
+            log.warning("%s: the site database answers again", self.what)
+        self.down = False
+
+
 class StatePublisher:
     """The control process's side: :meth:`publish` a document when it changed (thread-safe)."""
 
@@ -104,9 +124,9 @@ class PublishedState:
         self._callbacks: dict[str, list[Callable[[Any], None]]] = {}
         self._beats: list[Callable[[], object]] = []
         self._last_success = 0.0
-        self._down = False
-        self._poller = Periodic(self._poll_quietly, period_s, "corridor-published", log,
-                                "reading the control process's published state failed")
+        self._outage = Outage("reading the control state (this gateway answers 503 meanwhile)")
+        self._poller = Periodic(lambda: self._outage.run(self.poll), period_s, "corridor-published",
+                                log, "reading the control process's published state failed")
 
     def on(self, name: str, callback: Callable[[Any], None]) -> None:
         self._callbacks.setdefault(name, []).append(callback)
@@ -149,25 +169,9 @@ class PublishedState:
             beat()
         return [name for name, _, _ in bodies]
 
-    def _poll_quietly(self) -> None:
-        """:meth:`poll`, logging a database outage once when it starts and once when it ends."""
-        try:
-            self.poll()
-        except DatabaseUnavailable as exc:
-            if not self._down:
-                log.warning("%s; this gateway answers 503 until it is back", exc)
-            self._down = True
-            return
-        if self._down:
-            log.warning("the site database answers again")
-        self._down = False
-
     def start(self) -> PublishedState:
         """Read once now (best effort: the database may be down), then every ``period_s``."""
-        try:
-            self.poll()
-        except DatabaseUnavailable as exc:
-            log.warning("%s; serving 503 until it answers", exc)
+        self._outage.run(self.poll)
         self._poller.start()
         return self
 
