@@ -5,10 +5,11 @@ autoscaling, the batch executor, the peer loops (hello, crisis steps, witnessing
 API. It opens one listening socket per worker on the public port (``SO_REUSEPORT``) and starts N
 gateway workers (:mod:`serving.installation.worker`), each inheriting its own: the kernel
 spreads new connections evenly over the sockets (one shared socket lets whichever worker is
-idle take most of the long-lived connections). A worker that dies loses only the connections it
-had accepted: the control process keeps its socket, so connections arriving meanwhile wait in
-that socket's queue for the worker it starts in its place (backing off when they keep dying). If
-the control process itself dies, the workers keep serving from the sockets they hold.
+idle take most of the long-lived connections). When a worker dies the control process closes its
+socket at once, so new connections go to the live workers only (those queued on the dead one are
+refused, and the client retries), and starts another worker on a new socket (backing off when
+they keep dying). If the control process itself dies, the workers keep serving from the sockets
+they hold.
 
 What the workers need of the control plane goes through the site's database
 (:class:`ControlPublisher`, :mod:`serving.installation.published`). The operations only the
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import uvicorn
 from fastapi import FastAPI
@@ -137,26 +139,34 @@ def worker_command(config: UpConfig, fd: int) -> list[str]:
 
 
 class WorkerSupervisor:
-    """Keeps one worker process per command running (``commands[i]`` inherits ``fds[i]``, its
-    listening socket); restarts one that exits on the same socket, waiting longer (1 s doubling
-    to 30 s) while they keep exiting within a minute of their start."""
+    """Keeps ``count`` worker processes running, each on its own listening socket from
+    ``open_socket`` (``command(fd)`` starts one on the inherited ``fd``). A worker that exits has
+    its socket closed at once — no connection waits on a socket nobody accepts on — and another
+    is started on a new socket, after 1 s doubling to 30 s while they keep exiting within a
+    minute of their start."""
 
-    def __init__(self, commands: list[list[str]], fds: list[int]) -> None:
-        if len(commands) != len(fds):
-            raise ValueError(f"got {len(commands)} commands for {len(fds)} sockets, want one each")
-        self.commands, self.fds = commands, fds
+    def __init__(self, command: Callable[[int], list[str]], open_socket: Callable[[], socket.socket],
+                 count: int) -> None:
+        self.command, self.open_socket, self.count = command, open_socket, count
         self.processes: list[subprocess.Popen] = []
+        self.sockets: list[socket.socket] = []
         self._started: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def _spawn(self, slot: int) -> subprocess.Popen:
-        process = subprocess.Popen(self.commands[slot], pass_fds=(self.fds[slot],))
+    def _spawn(self, slot: int) -> None:
+        sock = self.open_socket()
+        process = subprocess.Popen(self.command(sock.fileno()), pass_fds=(sock.fileno(),))
         self._started[process.pid] = time.monotonic()
-        return process
+        if slot < len(self.processes):
+            self.processes[slot], self.sockets[slot] = process, sock
+        else:
+            self.processes.append(process)
+            self.sockets.append(sock)
 
     def start(self) -> WorkerSupervisor:
-        self.processes = [self._spawn(slot) for slot in range(len(self.commands))]
+        for slot in range(self.count):
+            self._spawn(slot)
         self._thread = threading.Thread(target=self._watch, name="corridor-workers", daemon=True)
         self._thread.start()
         return self
@@ -171,13 +181,17 @@ class WorkerSupervisor:
                 code = process.poll()
                 if code is None:
                     continue
+                self.sockets[slot].close()  # the kernel stops handing it connections
                 lived = time.monotonic() - self._started.pop(process.pid, 0.0)
                 log.warning("gateway worker %d exited (status %s) after %.0f s; starting another",
                             process.pid, code, lived)
                 delay = 1.0 if lived > 60 else min(delay * 2, 30.0)
                 if self._stop.wait(delay):
                     return
-                self.processes[slot] = self._spawn(slot)
+                try:
+                    self._spawn(slot)
+                except OSError:
+                    log.exception("could not start a gateway worker; trying again")
 
     def stop(self, timeout_s: float = 20.0) -> None:
         """SIGTERM every worker (they finish their requests), SIGKILL those still there."""
@@ -194,6 +208,8 @@ class WorkerSupervisor:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        for sock in self.sockets:
+            sock.close()
 
 
 def serve_control(app: FastAPI, gateway: Gateway, config: UpConfig, log_level: str = "warning") -> None:
@@ -205,14 +221,12 @@ def serve_control(app: FastAPI, gateway: Gateway, config: UpConfig, log_level: s
         print(f"control API on {config.host}:{port} (the gateway workers run elsewhere)", flush=True)
         serve_site(app, gateway, dataclasses.replace(config, port=port), log_level)
         return
-    sockets = worker_sockets(config.host, config.port, config.gateway_workers)
-    workers = WorkerSupervisor([worker_command(config, sock.fileno()) for sock in sockets],
-                               [sock.fileno() for sock in sockets]).start()
+    workers = WorkerSupervisor(lambda fd: worker_command(config, fd),
+                               lambda: listening_socket(config.host, config.port, reuse_port=True),
+                               config.gateway_workers).start()
     print(f"gateway workers {', '.join(map(str, workers.pids()))} on {config.host}:{config.port}; "
           f"control API on 127.0.0.1:{port}", flush=True)
     try:
         serve_site(app, gateway, dataclasses.replace(config, host="127.0.0.1", port=port), log_level)
     finally:
         workers.stop()
-        for sock in sockets:
-            sock.close()

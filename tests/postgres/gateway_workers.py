@@ -95,9 +95,11 @@ them), in front of ``upstream``."""
         return all(code == 200 for code in answers)
 
     def kill(self, index: int) -> int:
+        """SIGKILL worker ``index`` and close its socket, as the control process does when one dies."""
         pid = self.processes[index].pid
         os.kill(pid, signal.SIGKILL)
         self.processes[index].wait()
+        self._sockets[index].close()
         return pid
 
     def stop(self) -> None:

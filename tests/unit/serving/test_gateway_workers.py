@@ -185,33 +185,38 @@ def test_the_worker_sockets_share_one_port_and_the_kernel_spreads_connections_ov
             sock.close()
 
 
-def test_a_worker_that_dies_is_started_again_on_its_own_socket():
+def test_a_worker_that_dies_is_started_again_and_its_socket_is_closed_at_once():
     import os
     import signal
+    import socket
     import sys
     import time
 
-    from serving.installation.control import WorkerSupervisor
+    from serving.installation.control import WorkerSupervisor, listening_socket
 
-    (sock,) = worker_sockets("127.0.0.1", 0, 1)
-    # The stand-in worker proves it holds the inherited socket: it accepts one connection on it.
-    command = [sys.executable, "-c", f"import socket; s = socket.socket(fileno={sock.fileno()}); "
-                                     f"c, _ = s.accept(); c.sendall(b'ok'); import time; time.sleep(60)"]
-    supervisor = WorkerSupervisor([command], [sock.fileno()]).start()
+    (probe,) = worker_sockets("127.0.0.1", 0, 1)
+    port = probe.getsockname()[1]
+    probe.close()
+
+    def command(fd: int) -> list[str]:  # a stand-in worker: answers one connection on its socket
+        return [sys.executable, "-c", f"import socket, time; s = socket.socket(fileno={fd}); "
+                                      f"c, _ = s.accept(); c.sendall(b'ok'); time.sleep(60)"]
+
+    supervisor = WorkerSupervisor(command, lambda: listening_socket("127.0.0.1", port, reuse_port=True),
+                                  1).start()
     try:
         (first,) = supervisor.pids()
+        (old_socket,) = supervisor.sockets
         os.kill(first, signal.SIGKILL)
         deadline = time.monotonic() + 10
         while supervisor.pids() in ([], [first]):
             assert time.monotonic() < deadline, "no worker started in the dead one's place"
             time.sleep(0.1)
-        import socket
-
-        with socket.create_connection(sock.getsockname(), timeout=10) as client:
-            assert client.recv(2) == b"ok"  # the new worker serves the same socket
+        assert old_socket.fileno() == -1  # closed: nothing waits on a socket nobody accepts on
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            assert client.recv(2) == b"ok"  # the new worker serves the port on its new socket
     finally:
         supervisor.stop(timeout_s=2)
-        sock.close()
 
 
 def test_a_gateway_worker_loads_neither_ray_nor_vllm():
