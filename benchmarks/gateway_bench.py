@@ -48,6 +48,14 @@ from serving.loopback import free_port, wait_http  # noqa: E402
 
 
 
+def start_stub(port: int) -> subprocess.Popen:
+    """The instant upstream (``tests/stub_upstream.py``) in its own process, answering on ``port``."""
+    process = subprocess.Popen([sys.executable, str(ROOT / "tests" / "stub_upstream.py"), "--port",
+                                str(port), "--name", "fr-paris"], cwd=ROOT)
+    wait_http(f"http://127.0.0.1:{port}/health", 30)
+    return process
+
+
 def run_gateway(upstream: str, model: str, port: int, home: str, keys_path: str) -> None:
     """Child process: the gateway in front of one fr-paris replica at ``upstream``."""
     import uvicorn
@@ -173,9 +181,7 @@ def bench(upstream_kind: str, requests: int) -> None:
     try:
         if upstream_kind == "stub":
             model, tokens = "corridor-tiny", 16
-            children.append(subprocess.Popen([sys.executable, str(ROOT / "tests" / "stub_upstream.py"), "--port",
-                                              str(upstream_port), "--name", "fr-paris"], cwd=ROOT))
-            wait_http(f"http://127.0.0.1:{upstream_port}/health", 30)
+            children.append(start_stub(upstream_port))
         else:
             from serving.models.demo import build_demo_model
             from serving.replica.actor import OFFLINE_ENV

@@ -55,3 +55,62 @@ def open_pool(url: str, *, name: str, min_size: int = 1, max_size: int = 8, time
                           check=ConnectionPool.check_connection)
     pool.open(wait=False)
     return pool
+
+
+def site_url(url: str, site: str) -> str:
+    """The database URL of one site of the two-site corridor: the same server and database, the
+    site's own schema (``corridor_fr``, ``corridor_de``) as the connections' ``search_path``.
+
+    Each site keeps its own ledger, keys, batches and declarations (as its own folder does with
+    SQLite); one PostgreSQL database serves the embedded corridor. Every store uses unqualified
+    table names, so the schema alone separates the sites; :func:`ensure_schema` creates it.
+
+    >>> site_url("postgresql://corridor@db:5432/corridor", "FR")
+    'postgresql://corridor@db:5432/corridor?options=-csearch_path%3Dcorridor_fr'
+    >>> site_url("postgresql://corridor@db/corridor?sslmode=require", "de")
+    'postgresql://corridor@db/corridor?sslmode=require&options=-csearch_path%3Dcorridor_de'
+    """
+    from urllib.parse import parse_qsl, quote, urlunsplit
+
+    parts = urlsplit(check_url(url))
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(key == "options" for key, _ in query):
+        raise ValueError(f"database URL {url!r}: has options= already; give the site's URL "
+                         f"with its search_path yourself, one per site")
+    options = "options=" + quote(f"-csearch_path={schema_of(site)}", safe="-")
+    return urlunsplit(parts._replace(query="&".join(filter(None, (parts.query, options)))))
+
+
+def schema_of(site: str) -> str:
+    """``corridor_fr`` for site ``FR``: the schema :func:`site_url` selects."""
+    if not site.isalpha():
+        raise ValueError(f"site: got {site!r}, want FR or DE")
+    return f"corridor_{site.lower()}"
+
+
+def search_path_of(url: str) -> str | None:
+    """The schema a URL made by :func:`site_url` selects, else None (the server's default)."""
+    from urllib.parse import parse_qsl
+
+    for key, value in parse_qsl(urlsplit(url).query):
+        if key == "options" and value.startswith("-csearch_path="):
+            return value.removeprefix("-csearch_path=")
+    return None
+
+
+def ensure_schema(url: str) -> None:
+    """Create the schema ``url`` selects (:func:`site_url`) if it is missing; nothing otherwise.
+
+    Called by a site's control process before its stores open; raises
+    :class:`DatabaseUnavailable` when the server does not answer."""
+    schema = search_path_of(url)
+    if schema is None:
+        return
+    import psycopg
+    from psycopg import sql
+
+    try:
+        with psycopg.connect(check_url(url), autocommit=True, connect_timeout=5) as connection:
+            connection.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(f"cannot reach the database to create schema {schema}: {exc}") from exc

@@ -15,6 +15,7 @@ unknown field or a wrong type is an error naming the file and the path::
     trusted_proxies: [10.0.0.0/8]  # X-Forwarded-For is believed only from these peers
     metrics:
       public: false                # /metrics for operator and auditor keys only (default)
+    database: postgresql://corridor@db.fr.internal/corridor   # optional: shared state (see below)
     oidc:                          # optional: OIDC bearer tokens beside API keys
       issuer: https://idp.example.gouv.fr
       audience: corridor
@@ -24,6 +25,10 @@ unknown field or a wrong type is an error naming the file and the path::
     routing: {weights: {prefix: 3, tokens: 1, queue: 1, kv_cache: 1}}  # see serving.routing.settings
     queue: {replica_concurrency: 256, timeout_s: 30}
     on_demand: {idle_release_s: 300, wait_s: 180}
+
+``database`` moves the site's state (ledger, keys, batches, declarations, bundles, limits) into
+PostgreSQL, so several gateway processes can serve the site (``corridor up --gateway-workers N``;
+``--database`` overrides it; see ``docs/database.md``).
 
 Every field has a default, so no file means: no trusted keys, the feed in
 ``security-events.jsonl``, no syslog, no trusted proxy, metrics for operators
@@ -123,6 +128,15 @@ class RunConfig(_Strict):
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     queue: QueueSettings = Field(default_factory=QueueSettings)
     on_demand: OnDemandSettings = Field(default_factory=OnDemandSettings)
+    database: str | None = Field(default=None, description="The site's PostgreSQL database, "
+                                 "postgresql://USER@HOST:PORT/NAME; None: SQLite and files in $CORRIDOR_HOME.")
+
+    @field_validator("database")
+    @classmethod
+    def _database(cls, value: str | None) -> str | None:
+        from scheduler.database import check_url
+
+        return None if value is None else check_url(value)
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -78,8 +78,12 @@ class BatchExecutor:
 
     def __init__(self, store: BatchStorage, *, settings: ExecutionSettings = ExecutionSettings(),
                  limits: InputLimits = InputLimits(), provisioner: Provisioner | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, shared: bool = False) -> None:
         self.store = store
+        # ``shared``: gateway workers of the site create and cancel batches in the same store;
+        # every ``poll_interval_s`` the executor adopts theirs (:meth:`adopt_stored`).
+        self.shared = shared
+        self._adopted_at = 0.0
         self.settings = settings
         self.limits = limits
         self.provisioner = provisioner
@@ -174,7 +178,24 @@ class BatchExecutor:
             except TimeoutError:
                 pass
 
+    def adopt_stored(self) -> int:
+        """Take the batches other processes stored or cancelled since the last look; how many."""
+        taken = 0
+        for record in self.store.active_batches():
+            run = self._runs.get(record.id)
+            if run is None:
+                self._adopt(record).replicas = self.store.replicas_of(record.id)
+                taken += 1
+            elif record.ending == CANCELLED and run.record.ending is None:
+                run.record.ending, run.record.status = CANCELLED, record.status
+                run.record.cancelling_at = record.cancelling_at
+                taken += 1
+        return taken
+
     def _cycle(self) -> None:
+        if self.shared and time.monotonic() - self._adopted_at >= self.settings.poll_interval_s:
+            self._adopted_at = time.monotonic()
+            self.adopt_stored()
         now = self.clock()
         self._flush(force=False)
         monotonic = time.monotonic()

@@ -80,13 +80,17 @@ class BatchService:
     """Files and batches of every tenant: a :class:`BatchStorage` and its :class:`BatchExecutor`."""
 
     def __init__(self, store: BatchStorage, *, settings: BatchSettings | None = None,
-                 provisioner: Provisioner | None = None, clock: Callable[[], float] = time.time) -> None:
+                 provisioner: Provisioner | None = None, clock: Callable[[], float] = time.time,
+                 execute: bool = True, shared: bool = False) -> None:
+        """``execute=False``: a gateway worker of a site with several; it stores and cancels,
+        the control process's executor (``shared=True``) runs the batches."""
         self.store = store
+        self.execute = execute
         self.settings = settings or BatchSettings()
         self.clock = clock
         self.executor = BatchExecutor(store, settings=self.settings.execution,
                                       limits=self.settings.limits, provisioner=provisioner,
-                                      clock=clock)
+                                      clock=clock, shared=shared)
         self.ports: BatchPorts | None = None
 
     @classmethod
@@ -98,10 +102,12 @@ class BatchService:
     async def start(self, ports: BatchPorts) -> None:
         """Resume unfinished batches and start executing (the app's lifespan calls this)."""
         self.ports = ports
-        await self.executor.start(ports)
+        if self.execute:
+            await self.executor.start(ports)
 
     async def stop(self) -> None:
-        await self.executor.stop()
+        if self.execute:
+            await self.executor.stop()
         self.store.close()
 
     # -- files ----------------------------------------------------------------
@@ -231,7 +237,8 @@ class BatchService:
                              data_flags=tuple(sorted(flags)), created_at=now,
                              expires_at=now + seconds, metadata=metadata)
         await asyncio.to_thread(self.store.add_batch, record)
-        self.executor.submit(record)
+        if self.execute:
+            self.executor.submit(record)
         return record
 
     def batch(self, tenant: str, batch_id: str) -> BatchRecord:
@@ -252,6 +259,10 @@ class BatchService:
         if record.status in TERMINAL:
             raise BatchConflict(f"batch '{batch_id}' is {record.status}; only a batch that has not "
                            f"ended can be cancelled", code="batch_not_cancellable")
+        if not self.execute:  # the control process's executor takes it from the store
+            self.store.update_batch(batch_id, ending=CANCELLED, status=CANCELLING,
+                                    cancelling_at=int(self.clock()))
+            return self.batch(tenant, batch_id)
         return self.executor.cancel(batch_id) or self.batch(tenant, batch_id)
 
     def _ports(self) -> BatchPorts:

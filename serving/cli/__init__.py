@@ -20,6 +20,8 @@ from typer.core import TyperGroup
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "up": ("serving.cli.up", "up", "Start the embedded default: local Ray cluster, FR and DE pools, "
            "demo model, gateway."),
+    "gateway": ("serving.cli.gateway", "gateway", "One gateway worker of a site that runs several "
+                "(started by corridor up --gateway-workers, or a Kubernetes Deployment)."),
     "status": ("serving.cli.status", "status", "Autarky readiness and state of an installation."),
     "policy": ("serving.cli.policy", "app", "Validate policy bundles, explain decisions, apply a "
                "bundle to a running installation."),

@@ -41,11 +41,28 @@ def up(
         help="This site's identity folder: site CA, certificate, key (default <home>/identity; created).")] = None,
     peer_gateway_url: Annotated[Optional[str], typer.Option(
         help="The other site's gateway URL, named when a key of the other site is presented here.")] = None,
+    database: Annotated[Optional[str], typer.Option(
+        envvar="CORRIDOR_DATABASE",
+        help="Keep the site's state in this PostgreSQL database (postgresql://…; default: "
+             "corridor.yaml's database:, else SQLite in the home). Both sites: one schema each.")] = None,
+    gateway_workers: Annotated[int, typer.Option(
+        min=0, help="Gateway processes serving each site's port (more than one needs --database); "
+                    "0 with --site: the control process alone, the gateway running elsewhere.")] = 1,
+    ledger_key: Annotated[Optional[Path], typer.Option(
+        help="The ledger's signing key (default <home>/ledger-signing-key.pem; created on first start).")] = None,
+    control_port: Annotated[Optional[int], typer.Option(
+        help="With --gateway-workers other than 1: the control API's port (default: port + 200).")] = None,
 ) -> None:
     """Start the embedded corridor (FR and DE sites), or one site with --site."""
     home = home or corridor_home()
+    database = _database(database, config_file, home, gateway_workers)
     if site is None:
-        _corridor(home, host, port, policy_file, autarky, config_file, deployments)
+        if gateway_workers == 0:
+            console.print("error: --gateway-workers 0 (the control process alone) needs --site",
+                          style="bold red")
+            raise typer.Exit(2)
+        _corridor(home, host, port, policy_file, autarky, config_file, deployments, database,
+                  gateway_workers)
         return
     site = site.upper()
     if site not in ("FR", "DE"):
@@ -64,8 +81,28 @@ def up(
         console.print(f"site {site}: peer {other_site(site)} at {peer_url}", highlight=False)
     config = UpConfig(home=home, host=host, port=port, ray_address=ray_address, bundle=policy_file,
                       autarky=autarky, config_file=config_file, site=site, peer=peer,
-                      deployments=deployments)
+                      deployments=deployments, database=database, gateway_workers=gateway_workers,
+                      control_port=control_port, ledger_key=ledger_key)
     _site(config)
+
+
+def _database(database: str | None, config_file: Path | None, home: Path, workers: int) -> str | None:
+    """``--database``, else ``database:`` of the running configuration; several workers need one."""
+    from scheduler.database import check_url
+    from serving.config import load_run_config
+
+    try:
+        database = check_url(database) if database else load_run_config(config_file, home).database
+    except (ValueError, ConfigError) as exc:
+        console.print(f"error: {exc}", style="bold red", markup=False, highlight=False)
+        raise typer.Exit(2) from exc
+    if workers != 1 and database is None:
+        console.print(f"error: --gateway-workers {workers}: several gateway processes need a shared "
+                      f"database; give --database postgresql://USER@HOST/NAME (or database: in "
+                      f"corridor.yaml). One process serves with SQLite.", style="bold red",
+                      markup=False, highlight=False)
+        raise typer.Exit(2)
+    return database
 
 
 def _site(config: UpConfig) -> None:
@@ -101,11 +138,13 @@ def _site(config: UpConfig) -> None:
 
 
 def _corridor(home: Path, host: str, port: int, bundle: Path | None, autarky: bool,
-              config_file: Path | None, deployments: Path | None) -> None:
+              config_file: Path | None, deployments: Path | None, database: str | None,
+              gateway_workers: int) -> None:
     from serving.installation.corridor import SITES, Corridor, CorridorConfig
 
     config = CorridorConfig(home=home, port=port, host=host, bundle=bundle, autarky=autarky,
-                            config_file=config_file, deployments=deployments)
+                            config_file=config_file, deployments=deployments, database=database,
+                            gateway_workers=gateway_workers)
     corridor = Corridor(config, console)
     try:
         corridor.prepare()

@@ -60,6 +60,9 @@ class Federation:
     crisis: CrisisRegistry | None = None
     on_mismatch: Callable[[str, str], None] | None = None  # (peer digest, own digest) -> report
     hello_period_s: float = 10.0
+    #: False in a gateway worker of a site with several: the link only; the control process runs
+    #: the loops and publishes what it learns into ``state`` (``serving.installation.published``).
+    loops: bool = True
     state: PeerState = field(default_factory=PeerState)
     _tasks: list[asyncio.Task] = field(default_factory=list)
     _crisis_wake: asyncio.Event | None = None
@@ -87,6 +90,8 @@ class Federation:
     async def start(self, *extra: Callable[[], Any]) -> None:
         """Open the link and start the loops (``extra``: more loop coroutines, e.g. the witness)."""
         await self.link.start()
+        if not self.loops:
+            return
         self._crisis_wake = asyncio.Event()
         for loop in (self._hello_loop, self._crisis_loop, *extra):
             self._tasks.append(asyncio.create_task(loop(), name=f"corridor-peer-{loop.__name__}"))

@@ -78,7 +78,7 @@ def create_app(gateway: Gateway) -> FastAPI:
     @app.get("/readyz")
     async def readyz() -> Response:
         """Ready or not, nothing more: replica counts and the policy digest are for operators."""
-        live = gateway.router.source.endpoints()
+        live = bool(gateway.router.source.endpoints()) and (gateway.ready is None or gateway.ready())
         return JSONResponse({"status": "ready" if live else "waiting"},
                             status_code=200 if live else 503)
 

@@ -13,7 +13,8 @@ NotFoundError, 413, 429 RateLimitError, 503 InternalServerError)::
     ├── NotFound            404 not_found_error
     ├── Conflict            409 invalid_request_error (not possible in the current state)
     ├── RateLimited         429 requests (quota used up, or too many failed logins)
-    └── Unavailable         503 service_unavailable (allowed, but no live replica)
+    └── Unavailable         503 service_unavailable (allowed, but no live replica; or the
+                            site's database is down: ``Retry-After``, nothing served unlogged)
 
 The domain packages raise their own errors (:mod:`serving.batch.errors`,
 :mod:`scheduler.crisis.errors`, and :mod:`serving.routing.errors` when a request
@@ -30,6 +31,7 @@ from fastapi.responses import JSONResponse
 from scheduler.crisis import (CrisisError, InvalidDeclaration, SelfApproval, UnknownDeclaration,
                               WrongState)
 from scheduler.crisis.peering import InvalidStep
+from scheduler.database import DatabaseUnavailable
 from serving.batch.errors import (BatchConflict, BatchError, BatchForbidden, BatchNotFound,
                                   FileTooLarge, InvalidBatchRequest)
 from serving.routing.errors import NoSlot, QueueFull
@@ -124,6 +126,18 @@ def from_domain(exc: BatchError | CrisisError | NoSlot) -> GatewayError:
                 headers={"Retry-After": str(retry_after)} if retry_after is not None else None)
 
 
+#: Seconds a caller waits before retrying while the site's database is unreachable.
+DATABASE_RETRY_AFTER_S = 2
+
+
+def database_down(exc: DatabaseUnavailable) -> Unavailable:
+    """503 with ``Retry-After``: the ledger (or another shared store) cannot be written now, so the
+    request is refused rather than served unrecorded; the stores reconnect on their own."""
+    return Unavailable("the site's database is unreachable; nothing is served that the ledger "
+                       "cannot record: retry shortly", code="database_unavailable",
+                       headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)})
+
+
 def answer_errors(app: Any) -> None:
     """Answer :class:`GatewayError` and the domain refusals of ``app`` (a FastAPI app) in the
     OpenAI error format; both the public app and the peer API install them."""
@@ -131,6 +145,10 @@ def answer_errors(app: Any) -> None:
     @app.exception_handler(GatewayError)
     async def gateway_error(request: Any, exc: GatewayError) -> JSONResponse:
         return exc.response()
+
+    @app.exception_handler(DatabaseUnavailable)
+    async def database_unavailable(request: Any, exc: DatabaseUnavailable) -> JSONResponse:
+        return database_down(exc).response()
 
     for domain_error in DOMAIN_ERRORS:
         @app.exception_handler(domain_error)

@@ -3,7 +3,7 @@ and the optional services (batches, crisis registry, security feed, rate limits)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -85,6 +85,9 @@ class Gateway:
     site: str | None = None
     federation: Federation | None = None
     witness: Witness | None = None
+    # A gateway worker of a site with several: False while the site's database is unreachable
+    # (``/readyz`` then answers 503). None: nothing beyond live replicas decides readiness.
+    ready: Callable[[], bool] | None = None
     # Who may read /metrics (it names tenants): these roles, or anyone when None.
     metrics_roles: tuple[str, ...] | None = ("operator", "auditor")
     # The client address behind trusted proxies (rate limits, throttling, the feed).

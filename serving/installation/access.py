@@ -37,10 +37,12 @@ def jwt_verifier(config: RunConfig, home: Path) -> JwtVerifier | None:
     return verifier
 
 
-def gateway_options(config: RunConfig, home: Path, policy: Policy) -> dict[str, Any]:
-    """The :class:`~serving.gateway.Gateway` fields ``corridor.yaml`` and ``$CORRIDOR_HOME`` set."""
+def gateway_options(config: RunConfig, home: Path, policy: Policy,
+                    limits: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The :class:`~serving.gateway.Gateway` fields ``corridor.yaml`` and ``$CORRIDOR_HOME`` set;
+    ``limits``: the token quota's options (its shared buckets, with several gateway processes)."""
     return {"clients": ClientAddresses(parse_networks(config.trusted_proxies)),
             "metrics_roles": None if config.metrics.public else ("operator", "auditor"),
-            "tokens": TokenQuota(policy),
+            "tokens": TokenQuota(policy, **(limits or {})),
             "cache_salts": CacheSalts.open(home),
             "queue": config.queue}

@@ -12,6 +12,10 @@ crisis registry and site certificate; each trusts only the other's site CA on it
 - ``demo-keys.json`` (``"<tenant>/<role>"`` at the tenant's home site, ``"*/auditor"`` valid at
   both, ``"FR/operator"`` and ``"DE/operator"`` at their own site) and ``sites.json``.
 
+With ``--database`` both sites keep their state in that PostgreSQL database, each in its own
+schema (``corridor_fr``, ``corridor_de``), and each serves its port with ``--gateway-workers``
+processes (:mod:`serving.installation.control`).
+
 Ctrl-C stops both sites (each stops its replicas and Ray) and then this process.
 """
 
@@ -32,8 +36,10 @@ from rich.console import Console
 
 from policies import Policy
 from serving.federation.site_ca import ensure_site_identity
+from scheduler.database import ensure_schema, site_url
 from serving.federation.sites import other_site, write_sites
 from serving.gateway.auth import KeyStore
+from serving.installation.stores import open_keys
 from serving.models.demo import MODEL_ID as DEMO_MODEL, build_demo_model
 
 SITES = ("FR", "DE")
@@ -52,6 +58,13 @@ class CorridorConfig:
     config_file: Path | None = None
     deployments: Path | None = None  # each site places those of its own tenants
     ready_timeout_s: float = 1200.0
+    #: One PostgreSQL database for both sites, each in its own schema (``corridor_fr``,
+    #: ``corridor_de``: :func:`scheduler.database.site_url`); None: SQLite in each site's folder.
+    database: str | None = None
+    gateway_workers: int = 1
+
+    def database_of(self, site: str) -> str | None:
+        return site_url(self.database, site) if self.database else None
 
     def site_home(self, site: str) -> Path:
         return self.home / "sites" / site
@@ -96,7 +109,11 @@ class Corridor:
     def _keys(self) -> dict[str, str]:
         """Every demo key at its home site; the auditor's at both. Reused while they still work."""
         path = self.config.home / "demo-keys.json"
-        stores = {site: KeyStore(self.config.site_home(site) / "api-keys.json", site=site) for site in SITES}
+        for site in SITES:
+            if self.config.database_of(site):
+                ensure_schema(self.config.database_of(site))
+        stores = {site: open_keys(self.config.site_home(site), site, self.config.database_of(site))
+                  for site in SITES}
         if path.exists():
             existing = json.loads(path.read_text("utf-8"))
             if existing and all(self._valid(stores, who, key) for who, key in existing.items()):
@@ -147,6 +164,9 @@ class Corridor:
             command += ["--config", str(self.config.config_file)]
         if self.config.deployments:
             command += ["--deployments", str(self.config.deployments)]
+        database = self.config.database_of(site)
+        if database:
+            command += ["--database", database, "--gateway-workers", str(self.config.gateway_workers)]
         return command
 
     def _echo(self, site: str) -> None:

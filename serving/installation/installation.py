@@ -34,8 +34,7 @@ from typing import Any
 from rich.console import Console
 
 from policies import Policy, default_bundle_path
-from policies.archive import ARCHIVE_DIRNAME, BundleArchive
-from scheduler.crisis import STORE_FILENAME, CrisisRegistry
+from scheduler.crisis import CrisisRegistry
 from scheduler.current_policy import CurrentPolicy
 from scheduler.deployments import Deployments
 from scheduler.inventory import Inventory
@@ -43,7 +42,7 @@ from scheduler.private_files import private_directory
 from scheduler.ledger import Ledger, LedgerEntryDraft
 from serving.autarky import (AutarkyError, AutarkyReport, apply_offline_env, check_bundle,
                              endpoint_problems, model_problems)
-from serving.batch import BatchService, DeploymentProvisioner
+from serving.batch import DeploymentProvisioner
 from serving.config import load_run_config
 from serving.feed import LedgerFollower, SecurityFeed, open_feed
 from serving.gateway import Authenticator, Gateway, KeyStore, create_app
@@ -51,7 +50,10 @@ from serving.gateway.limits import RateLimiter
 from serving.federation.runtime import Federation
 from serving.installation.access import gateway_options, jwt_verifier
 from serving.installation.adapters import CatalogConfigs, DeploymentEndpoints, SchedulerView
+from serving.installation.control import ControlPublisher, serve_control
 from serving.installation.keys import demo_keystore
+from serving.installation.stores import (limiter_options, open_batches, open_bundles, open_crisis,
+                                         open_site_ledger)
 from serving.installation.site import federation_of, serve_site, signer_of, witness_of
 from serving.autoscale import Autoscaler
 from serving.deployments_file import default_deployments_path, load_deployments
@@ -91,6 +93,8 @@ class Installation:
         self.reconciler: Reconciler | None = None
         self.autoscaler: Autoscaler | None = None
         self.keys: dict[str, str] = {}
+        self.bundles: Any = None
+        self.control: ControlPublisher | None = None
 
     # -- start ----------------------------------------------------------------
 
@@ -107,8 +111,9 @@ class Installation:
             if problems:
                 self._refuse(problems)
             self.autarky_report.pinned = dict(self.model_digests)
-        self.ledger = self.ledger or Ledger.open(home)
-        BundleArchive(home / ARCHIVE_DIRNAME).put(self.policy.bundle)  # kept by digest, for replay
+        self.ledger = self.ledger or open_site_ledger(home, self.config.database, self.config.ledger_key)
+        self.bundles = open_bundles(home, self.config.database)
+        self.bundles.put(self.policy.bundle)  # kept by digest, for replay
         self.ledger.append(LedgerEntryDraft(kind="policy", policy_digest=self.policy.digest,
                                             detail={"bundle": self.policy.bundle.name,
                                                     "version": self.policy.bundle.version,
@@ -120,8 +125,8 @@ class Installation:
                                                syslog=self.run_config.security_events.syslog,
                                                ledger=self.ledger)
         self.federation = federation_of(self.config, self.policy, self.ledger)
-        self.crisis = CrisisRegistry(self.policy, self.ledger, home / STORE_FILENAME,
-                                     signer=signer_of(self.config, self.federation)).start()
+        self.crisis = open_crisis(self.policy, self.ledger, home, self.config.database,
+                                  signer=signer_of(self.config, self.federation)).start()
         if self.federation is not None:
             self.federation.crisis = self.crisis
             self.crisis.subscribe(self.federation.crisis_changed)
@@ -135,12 +140,16 @@ class Installation:
         self.deployments.start()
         self.crisis.subscribe(self.deployments.request_heal)
         self.endpoints = DeploymentEndpoints(self.deployments).start()
+        if self.config.database is not None:
+            self.control = ControlPublisher(self.config.database, self.endpoints, self.current,
+                                            self.model_digests, self.federation, self.crisis).start()
         self._wait_ready()
         # One mechanism places replicas when work needs them: batches, and on-demand models.
         provisioner = DeploymentProvisioner(self.deployments,
                                             CatalogConfigs(self.catalog, self.current, models))
         router = Router(self.current, self.endpoints, declarations=self.crisis.declarations,
                         scoring=Scoring(self.run_config.routing))
+        limits = limiter_options(self.config.database)  # shared by the limiter and the token quota
         self.gateway = Gateway(policy=self.policy, ledger=self.ledger,
                                auth=Authenticator(self._keystore(), self.jwt), router=router,
                                on_demand=OnDemand(self.current, provisioner, self.run_config.on_demand),
@@ -148,18 +157,19 @@ class Installation:
                                crisis=self.crisis, events=self.events,
                                limiter=RateLimiter(self.current, ledger=self.ledger, feed=self.events,
                                                    auth_failures=self.run_config.auth_throttle.failures,
-                                                   auth_window_s=self.run_config.auth_throttle.window_s),
+                                                   auth_window_s=self.run_config.auth_throttle.window_s,
+                                                   **limits),
                                model_digests=self.model_digests, deploying=self.reconciler,
                                site=self.config.site, federation=self.federation,
                                witness=witness_of(self.config, self.federation, self.ledger),
-                               **gateway_options(self.run_config, home, self.policy))
+                               **gateway_options(self.run_config, home, self.policy, limits))
         self.gateway.policy_switch = PolicySwitch(
             self.current, self.ledger, home, deployments=self.deployments, autarky=self.autarky,
             trusted=self.run_config.operator_keys, declarations=self.crisis.declarations)
         self.current.subscribe(self._switched)
         self.autoscaler = Autoscaler(self.reconciler, router.outstanding).start()
         # Batches resume where they stopped: their state is in the home directory.
-        self.gateway.batches = BatchService.open(home, provisioner=provisioner)
+        self.gateway.batches = open_batches(home, self.config.database, provisioner=provisioner)
         # The policy and the other long-lived objects never die: keep the collector's full
         # passes off them (on a large bundle they cost tens of milliseconds of p99).
         gc.freeze()
@@ -172,7 +182,10 @@ class Installation:
     def serve(self, log_level: str = "warning") -> None:
         """Serve the gateway (and, at a site with a peer, the peer API over mutual TLS) until Ctrl-C."""
         assert self.gateway is not None, "start() first"
-        serve_site(self.app(), self.gateway, self.config, log_level)
+        if self.config.gateway_workers != 1:
+            serve_control(self.app(), self.gateway, self.config, log_level)
+        else:
+            serve_site(self.app(), self.gateway, self.config, log_level)
 
     def _step(self, title: str, action):
         started = time.monotonic()
@@ -235,7 +248,7 @@ class Installation:
     def _switched(self, old: Policy, new: Policy) -> None:
         """A new policy is in force: the objects that keep their own reference follow it."""
         self.policy = self.gateway.policy = self.crisis.policy = new  # type: ignore[union-attr]
-        BundleArchive(self.config.home / ARCHIVE_DIRNAME).put(new.bundle)
+        self.bundles.put(new.bundle)
         if self.federation is not None:
             self.federation.own_digest = new.digest
 
@@ -259,13 +272,14 @@ class Installation:
                            f"({time.monotonic() - started:.0f} s)")
 
     def _keystore(self) -> KeyStore:
-        store, self.keys = demo_keystore(self.config.home, self.policy, self.config.site)
+        store, self.keys = demo_keystore(self.config.home, self.policy, self.config.site,
+                                         database=self.config.database)
         return store
 
     def _security(self, message: str, **detail: Any) -> None:
         self.console.print(f"[bold red]security:[/] {message}", highlight=False)
         if self.ledger is None:
-            self.ledger = Ledger.open(self.config.home)
+            self.ledger = open_site_ledger(self.config.home, self.config.database, self.config.ledger_key)
         self.ledger.append(LedgerEntryDraft(kind="security", policy_digest=self.policy.digest,
                                             detail={"event": "model_digest_mismatch",
                                                     "message": message, **detail}))
@@ -287,7 +301,7 @@ class Installation:
 
     def _refuse(self, problems: list[str]) -> None:
         """Record an autarky refusal (ledger ``security`` entry, security feed), then raise it."""
-        self.ledger = self.ledger or Ledger.open(self.config.home)
+        self.ledger = self.ledger or open_site_ledger(self.config.home, self.config.database, self.config.ledger_key)
         feed, follower = open_feed(self.run_config.events_path(self.config.home),
                                    syslog=self.run_config.security_events.syslog,
                                    ledger=self.ledger, start=False)
@@ -313,6 +327,8 @@ class Installation:
             self.autoscaler.stop()
         if self.endpoints is not None:
             self.endpoints.stop()
+        if self.control is not None:
+            self.control.stop()
         if self.crisis is not None:
             self.crisis.stop()
         if self.deployments is not None:

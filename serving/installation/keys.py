@@ -14,11 +14,14 @@ from pathlib import Path
 
 from policies import Policy
 from serving.gateway.auth import KeyStore
+from serving.installation.stores import open_keys
 
 
-def demo_keystore(home: Path, policy: Policy, site: str | None) -> tuple[KeyStore, dict[str, str]]:
-    """The key store of ``home`` and its demo keys (issued now unless valid ones exist)."""
-    store = KeyStore(home / "api-keys.json", site=site)
+def demo_keystore(home: Path, policy: Policy, site: str | None, *,
+                  database: str | None = None) -> tuple[KeyStore, dict[str, str]]:
+    """The key store of ``home`` (or of the site's ``database``) and its demo keys (issued now
+    unless valid ones exist)."""
+    store = open_keys(home, site, database)
     demo_path = home / "demo-keys.json"
     if demo_path.exists():
         existing = json.loads(demo_path.read_text("utf-8"))

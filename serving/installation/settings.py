@@ -53,8 +53,30 @@ class UpConfig:
     #: declarations, bundles and limits, shared by every gateway process of the site. None: SQLite
     #: and files in ``home``, one gateway process (see ``scheduler.database``).
     database: str | None = None
-    #: Gateway processes serving the site's port (more than one needs ``database``).
+    #: Gateway processes serving the site's port (more than one needs ``database``). 0: the
+    #: control process alone (Kubernetes: the gateway Deployment's pods serve the port), its
+    #: control API on ``host``:``control_port``.
     gateway_workers: int = 1
+    #: With several gateway processes: the control process's loopback port, to which the workers
+    #: pass deployments, ``policy apply``, pools and the peer state (default: port + 200).
+    control_port: int | None = None
+    #: The ledger's signing key (default ``<home>/ledger-signing-key.pem``, created on first
+    #: start). Every process of a site signs with the same key: on Kubernetes, a Secret.
+    ledger_key: Path | None = None
+
+    @property
+    def ledger_key_path(self) -> Path:
+        from scheduler.ledger.signing import KEY_FILENAME
+
+        return self.ledger_key or self.home / KEY_FILENAME
+
+    def __post_init__(self) -> None:
+        if self.gateway_workers < 0:
+            raise ValueError(f"gateway_workers: got {self.gateway_workers}, want 0 or more")
+        if self.gateway_workers != 1 and self.database is None:
+            raise ValueError(f"{self.gateway_workers} gateway workers need a shared database: give "
+                             f"--database postgresql://… (or database: in corridor.yaml); one "
+                             f"process serves with SQLite")
 
 
 def own_pools(site: str | None, policy: Policy) -> list[Pool]:

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from policies import Policy
 from scheduler.crisis.peering import SiteSigner
-from scheduler.ledger import KEY_FILENAME, Ledger, LedgerEntryDraft, PublicKey
+from scheduler.ledger import Ledger, LedgerEntryDraft, PublicKey
 from scheduler.ledger.signing import load_signing_key
 from serving.federation.identity import SiteIdentity
 from serving.federation.link import PeerLink
@@ -52,14 +52,14 @@ def signer_of(config: UpConfig, federation: Federation | None) -> SiteSigner | N
     """The crisis step signer of this site (its ledger key), when it has a peer."""
     if federation is None or config.site is None:
         return None
-    return SiteSigner(config.site, load_signing_key(config.home / KEY_FILENAME), federation.site_keys)
+    return SiteSigner(config.site, load_signing_key(config.ledger_key_path), federation.site_keys)
 
 
 def witness_of(config: UpConfig, federation: Federation | None, ledger: Ledger) -> Witness | None:
     """The witness of the peer's ledger, when this site has a peer."""
     if federation is None:
         return None
-    return Witness(federation, ledger, load_signing_key(config.home / KEY_FILENAME),
+    return Witness(federation, ledger, load_signing_key(config.ledger_key_path),
                    config.home / WITNESS_FILENAME)
 
 

@@ -31,18 +31,46 @@ def find(documents, kind: str, name: str | None = None) -> list[dict[str, Any]]:
 
 
 def gateway_container(documents) -> dict[str, Any]:
-    """The gateway Deployment's one container."""
+    """The gateway Deployment's one container (``corridor gateway``, the public port)."""
     (gateway,) = find(documents, "Deployment", "corridor-gateway")
     (container,) = gateway["spec"]["template"]["spec"]["containers"]
     return container
 
 
+def control_container(documents) -> dict[str, Any]:
+    """The control Deployment's one container (``corridor up --gateway-workers 0``)."""
+    (control,) = find(documents, "Deployment", "corridor-control")
+    (container,) = control["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+#: What the Secret ``corridor-database`` holds in the tests (the operator's real URL never is here).
+DATABASE_URL = "postgresql://corridor@db.corridor-fr.example:5432/corridor"
+
+
+def container_env(container: dict[str, Any]) -> dict[str, str]:
+    """The container's environment as the process sees it: literal values, and the database URL
+    for the one Secret reference the tests stand in for (``corridor-database``)."""
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    for e in container["env"]:
+        ref = e.get("valueFrom", {}).get("secretKeyRef", {})
+        if ref.get("name") == "corridor-database":
+            env[e["name"]] = DATABASE_URL
+    return env
+
+
 def corridor_up_args(container: dict[str, Any]) -> list[str]:
-    """The arguments the gateway's shell script gives ``corridor up`` (after ``exec corridor up``)."""
+    """The arguments the control process's shell script gives ``corridor up`` (after ``exec corridor up``)."""
     (script,) = container["args"]
     head, found, tail = script.partition("exec corridor up ")
-    assert found, f"the gateway does not exec corridor up: {script!r}"
+    assert found, f"the control process does not exec corridor up: {script!r}"
     return shlex.split(tail)
+
+
+def corridor_gateway_args(container: dict[str, Any]) -> list[str]:
+    """The arguments of ``corridor gateway`` in the gateway container (no shell)."""
+    assert container["command"] == ["corridor", "gateway"], container["command"]
+    return [str(arg) for arg in container["args"]]
 
 
 @functools.cache

@@ -13,8 +13,8 @@ import yaml
 
 from serving.cli import load_command
 
-from deploy_manifests import (KUBERAY, OVERLAYS, corridor_up_args, find, gateway_container, rendered,
-                              schema_errors)
+from deploy_manifests import (KUBERAY, OVERLAYS, control_container, corridor_gateway_args, corridor_up_args,
+                              find, gateway_container, rendered, schema_errors)
 from kustomize_render import KustomizeError, render
 
 OVERLAY_IDS = list(OVERLAYS)
@@ -26,11 +26,14 @@ def workers(overlay: str) -> list[dict]:
 
 
 def pod_specs(overlay: str) -> list[tuple[str, dict]]:
-    """(where, pod spec) of every pod the overlay runs: the gateway, the Ray head, each worker group."""
+    """(where, pod spec) of every pod the overlay runs: the gateway, the control process, the Ray
+    head, each worker group."""
     documents = rendered(overlay)
     (cluster,) = find(documents, "RayCluster", "corridor")
     (gateway,) = find(documents, "Deployment", "corridor-gateway")
+    (control,) = find(documents, "Deployment", "corridor-control")
     return [("gateway", gateway["spec"]["template"]["spec"]),
+            ("control", control["spec"]["template"]["spec"]),
             ("ray head", cluster["spec"]["headGroupSpec"]["template"]["spec"]),
             *((g["groupName"], g["template"]["spec"]) for g in cluster["spec"]["workerGroupSpecs"])]
 
@@ -104,11 +107,11 @@ def test_the_head_runs_no_work(overlay) -> None:
 
 
 @pytest.mark.parametrize("overlay", OVERLAY_IDS)
-def test_the_gateway_joins_the_head_service_and_keeps_its_state_on_the_claim(overlay) -> None:
+def test_the_control_process_joins_the_head_service_and_keeps_its_state_on_the_claim(overlay) -> None:
     documents = rendered(overlay)
     (cluster,) = find(documents, "RayCluster")
-    (gateway,) = find(documents, "Deployment", "corridor-gateway")
-    (service,) = find(documents, "Service", "corridor-gateway")
+    (gateway,) = find(documents, "Deployment", "corridor-control")
+    (service,) = find(documents, "Service", "corridor-control")
     (claim,) = find(documents, "PersistentVolumeClaim", "corridor-state")
     pod = gateway["spec"]["template"]
     (container,) = pod["spec"]["containers"]
@@ -144,7 +147,7 @@ def test_no_pod_may_send_traffic_outside_the_cluster(overlay) -> None:
                     pods, ports = policy["spec"]["podSelector"], {p["port"] for p in rule["ports"]}
                     assert (pods, ports) in (
                         ({"matchLabels": {"ray.io/node-type": "head"}}, {443, 6443}),  # the API server (autoscaler)
-                        ({"matchLabels": {"app.kubernetes.io/name": "corridor-gateway"}}, {8100}),  # the peer API
+                        ({"matchLabels": {"corridor.eu/peer-link": "true"}}, {8100}),  # the peer API
                     ), policy["metadata"]["name"]
                 else:
                     assert set(peer) <= {"podSelector", "namespaceSelector"}
@@ -170,10 +173,10 @@ def test_images_come_from_the_jurisdictions_registry_with_a_pinned_tag(overlay) 
 
 
 @pytest.mark.parametrize("overlay", OVERLAY_IDS)
-def test_every_ray_container_and_the_gateway_use_ray_token_authentication(overlay) -> None:
+def test_every_ray_container_and_the_control_process_use_ray_token_authentication(overlay) -> None:
     (cluster,) = find(rendered(overlay), "RayCluster")
     envs = [cluster["spec"]["autoscalerOptions"]["env"]]
-    envs += [c["env"] for _, spec in pod_specs(overlay) for c in spec["containers"]]
+    envs += [c["env"] for where, spec in pod_specs(overlay) if where != "gateway" for c in spec["containers"]]
     for env in envs:
         by_name = {e["name"]: e for e in env}
         assert by_name["RAY_AUTH_MODE"]["value"] == "token"
@@ -182,11 +185,12 @@ def test_every_ray_container_and_the_gateway_use_ray_token_authentication(overla
 
 
 @pytest.mark.parametrize("overlay", OVERLAY_IDS)
-def test_the_gateway_command_uses_options_corridor_up_has(overlay) -> None:
-    up_args = corridor_up_args(gateway_container(rendered(overlay)))
-    command = load_command("up")
-    known = {opt for param in command.params for opt in param.opts}
-    assert {arg for arg in up_args if arg.startswith("--")} <= known
+def test_the_control_and_gateway_commands_use_options_their_commands_have(overlay) -> None:
+    for name, args in (("up", corridor_up_args(control_container(rendered(overlay)))),
+                       ("gateway", corridor_gateway_args(gateway_container(rendered(overlay))))):
+        command = load_command(name)
+        known = {opt for param in command.params for opt in param.opts}
+        assert {arg for arg in args if arg.startswith("--")} <= known, name
 
 
 def test_the_clusters_ray_version_is_the_one_corridor_pins() -> None:

@@ -1,6 +1,7 @@
-"""The KubeRay overlays carry the peer link: each gateway runs its own site, its identity and the
-peer's CA are mounted where ``corridor up`` reads them, the peer Service passes 8100 through to the
-gateway, and the NetworkPolicies open nothing but that port to and from the peer site's address."""
+"""The KubeRay overlays carry the peer link: each site's control process runs its own site, its
+identity and the peer's CA are mounted where ``corridor up`` (and ``corridor gateway``) read them,
+the peer Service passes 8100 through to the control process, and the NetworkPolicies open nothing
+but that port to and from the peer site's address."""
 
 from __future__ import annotations
 
@@ -19,12 +20,15 @@ from serving.federation.identity import CA_CERT_FILE, CA_KEY_FILE, CERT_FILE, KE
 from serving.federation.sites import other_site
 from serving.installation.settings import UpConfig
 
-from deploy_manifests import KUBERAY, OVERLAYS, corridor_up_args, find, gateway_container, rendered
+from deploy_manifests import (KUBERAY, OVERLAYS, container_env, control_container, corridor_gateway_args,
+                              corridor_up_args, find, gateway_container, rendered)
 from kustomize_render import render
 
 OVERLAY_IDS = list(OVERLAYS)
 PEER_PORT = 8100
 GATEWAY_PODS = {"matchLabels": {"app.kubernetes.io/name": "corridor-gateway"}}
+CONTROL_PODS = {"matchLabels": {"app.kubernetes.io/name": "corridor-control"}}
+PEER_LINK_PODS = {"matchLabels": {"corridor.eu/peer-link": "true"}}  # the control process and the gateway pods
 EVERY_POD: dict = {}
 ONE_HOST = "ipBlock: one host"
 
@@ -38,13 +42,13 @@ def start_gateway(container: dict, monkeypatch) -> tuple[int, UpConfig | None, s
     started: list[UpConfig] = []
     monkeypatch.setattr(serving.cli.up, "_site", started.append)
     monkeypatch.setattr(serving.cli.up, "_corridor", lambda *a: pytest.fail("the gateway starts both sites"))
-    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    env = container_env(container)
     result = click.testing.CliRunner().invoke(load_command("up"), corridor_up_args(container), env=env)
     return result.exit_code, (started[0] if started else None), result.output
 
 
 def peer_config(overlay: str, monkeypatch):
-    code, config, output = start_gateway(gateway_container(rendered(overlay)), monkeypatch)
+    code, config, output = start_gateway(control_container(rendered(overlay)), monkeypatch)
     assert code == 0 and config is not None, output
     return config
 
@@ -54,16 +58,27 @@ def gateway_pod(overlay: str) -> dict:
     return gateway["spec"]["template"]
 
 
+def control_pod(overlay: str) -> dict:
+    (control,) = find(rendered(overlay), "Deployment", "corridor-control")
+    return control["spec"]["template"]
+
+
+def option(args: list[str], name: str) -> str:
+    return args[args.index(name) + 1]
+
+
 def selects_gateway(selector: dict, pod_labels: dict) -> bool:
     assert set(selector) <= {"matchLabels"}, f"unexpected selector {selector}"
     return selector.get("matchLabels", {}).items() <= pod_labels.items()
 
 
 def peer_ipblocks(overlay: str, direction: str) -> list[str]:
-    """The cidrs of every ipBlock of the gateway's rules in ``direction`` ("ingress" or "egress")."""
+    """The cidrs of every ipBlock of the peer link's rules in ``direction`` ("ingress": to the
+    control process's peer API; "egress": from it and the gateway pods)."""
     side = "from" if direction == "ingress" else "to"
+    pods = CONTROL_PODS if direction == "ingress" else PEER_LINK_PODS
     return [peer["ipBlock"]["cidr"] for policy in find(rendered(overlay), "NetworkPolicy")
-            if policy["spec"]["podSelector"] == GATEWAY_PODS
+            if policy["spec"]["podSelector"] == pods
             for rule in policy["spec"].get(direction, []) for peer in rule.get(side, []) if "ipBlock" in peer]
 
 
@@ -86,16 +101,38 @@ def test_the_two_overlays_run_different_sites(monkeypatch) -> None:
     assert {overlay: peer_config(overlay, monkeypatch).site for overlay in OVERLAY_IDS} == OVERLAYS
 
 
-def test_a_gateway_started_from_the_base_alone_refuses_to_start(monkeypatch) -> None:
-    code, config, output = start_gateway(gateway_container(render(KUBERAY / "base")), monkeypatch)
+def test_a_control_process_started_from_the_base_alone_refuses_to_start(monkeypatch) -> None:
+    code, config, output = start_gateway(control_container(render(KUBERAY / "base")), monkeypatch)
     assert code == 2 and config is None
     assert "want FR or DE" in output
+
+
+def test_a_gateway_pod_started_from_the_base_alone_refuses_to_start() -> None:
+    args = corridor_gateway_args(gateway_container(render(KUBERAY / "base")))
+    result = click.testing.CliRunner().invoke(load_command("gateway"), args,
+                                              env=container_env(gateway_container(render(KUBERAY / "base"))))
+    assert result.exit_code == 2 and "want FR or DE" in result.output
+
+
+@pytest.mark.parametrize("overlay", OVERLAY_IDS)
+def test_each_overlays_gateway_pods_forward_to_the_peer_the_control_process_peers_with(overlay, monkeypatch) -> None:
+    peer = peer_config(overlay, monkeypatch).peer
+    args = corridor_gateway_args(gateway_container(rendered(overlay)))
+    assert option(args, "--site") == OVERLAYS[overlay]
+    assert option(args, "--peer-url") == peer.peer_url
+    assert option(args, "--peer-ca") == str(peer.peer_ca)
+    assert option(args, "--identity") == str(peer.identity_dir)
+    assert option(args, "--peer-gateway-url") == peer.peer_gateway_url
 
 
 @pytest.mark.parametrize("overlay", OVERLAY_IDS)
 def test_the_identity_and_the_peer_ca_secrets_are_mounted_where_the_command_points(overlay, monkeypatch) -> None:
     peer = peer_config(overlay, monkeypatch).peer
-    pod = gateway_pod(overlay)
+    for pod in (control_pod(overlay), gateway_pod(overlay)):
+        _identity_and_peer_ca_mounted(pod, peer, overlay)
+
+
+def _identity_and_peer_ca_mounted(pod: dict, peer, overlay: str) -> None:
     (container,) = pod["spec"]["containers"]
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     assert len(mounts) == len(container["volumeMounts"])
@@ -106,7 +143,7 @@ def test_the_identity_and_the_peer_ca_secrets_are_mounted_where_the_command_poin
         assert mount.get("readOnly") is True, directory
         assert "subPath" not in mount, "a subPath mount never sees a renewed Secret"
         secret = volumes[mount["name"]]["secret"]
-        assert secret.get("optional") is not True, "the gateway must not start without it"
+        assert secret.get("optional") is not True, "the pod must not start without it"
         mode = secret["defaultMode"]
         assert mode & 0o007 == 0 and mode & 0o040, f"{directory}: mode {mode:o}, want group-readable only"
         return secret
@@ -125,10 +162,10 @@ def test_the_identity_and_the_peer_ca_secrets_are_mounted_where_the_command_poin
 
 
 @pytest.mark.parametrize("overlay", OVERLAY_IDS)
-def test_the_peer_service_passes_the_peer_port_through_to_the_gateway(overlay, monkeypatch) -> None:
+def test_the_peer_service_passes_the_peer_port_through_to_the_control_process(overlay, monkeypatch) -> None:
     peer = peer_config(overlay, monkeypatch).peer
     documents = rendered(overlay)
-    pod = gateway_pod(overlay)
+    pod = control_pod(overlay)
     (container,) = pod["spec"]["containers"]
     (service,) = find(documents, "Service", "corridor-peer")
     (port,) = service["spec"]["ports"]
@@ -140,7 +177,7 @@ def test_the_peer_service_passes_the_peer_port_through_to_the_gateway(overlay, m
     assert service["spec"]["type"] == "LoadBalancer"
     assert service["spec"]["externalTrafficPolicy"] == "Local"
     assert sorted(service["spec"]["loadBalancerSourceRanges"]) == sorted(peer_ipblocks(overlay, "ingress"))
-    # TLS is mutual and ends in the gateway: nothing in front of it terminates it.
+    # TLS is mutual and ends in the control process: nothing in front of it terminates it.
     assert not service["metadata"].get("annotations")
     assert not [d for d in documents if d["kind"] in ("Ingress", "Gateway", "HTTPRoute", "TLSRoute")]
     (gateway_service,) = find(documents, "Service", "corridor-gateway")
@@ -149,8 +186,8 @@ def test_the_peer_service_passes_the_peer_port_through_to_the_gateway(overlay, m
 
 
 @pytest.mark.parametrize("overlay", OVERLAY_IDS)
-def test_only_the_peer_sites_address_may_reach_the_gateways_peer_port(overlay) -> None:
-    labels = gateway_pod(overlay)["metadata"]["labels"]
+def test_only_the_peer_sites_address_may_reach_the_peer_port(overlay) -> None:
+    labels = control_pod(overlay)["metadata"]["labels"]
     sources = []
     for policy in find(rendered(overlay), "NetworkPolicy"):
         if "Ingress" not in policy["spec"]["policyTypes"] or not selects_gateway(policy["spec"]["podSelector"], labels):
@@ -169,10 +206,13 @@ def test_only_the_peer_sites_address_may_reach_the_gateways_peer_port(overlay) -
 
 
 @pytest.mark.parametrize("overlay", OVERLAY_IDS)
-def test_the_gateway_may_reach_the_peer_port_of_the_peer_it_calls(overlay, monkeypatch) -> None:
+def test_the_control_process_and_the_gateway_pods_may_reach_the_peer_port_of_the_peer_they_call(
+        overlay, monkeypatch) -> None:
     peer = peer_config(overlay, monkeypatch).peer
     (policy,) = find(rendered(overlay), "NetworkPolicy", "corridor-peer-egress")
-    assert policy["spec"]["podSelector"] == GATEWAY_PODS and policy["spec"]["policyTypes"] == ["Egress"]
+    assert policy["spec"]["podSelector"] == PEER_LINK_PODS and policy["spec"]["policyTypes"] == ["Egress"]
+    for pod in (control_pod(overlay), gateway_pod(overlay)):
+        assert selects_gateway(policy["spec"]["podSelector"], pod["metadata"]["labels"])
     (rule,) = policy["spec"]["egress"]
     assert [p["port"] for p in rule["ports"]] == [urlsplit(peer.peer_url).port]
     assert [set(to) for to in rule["to"]] == [{"ipBlock"}]
@@ -215,6 +255,6 @@ def test_deny_by_default_and_nothing_opened_but_the_peer_link(overlay) -> None:
         _rule("egress", EVERY_POD, dns, ("UDP", 53), ("TCP", 53)),
         _rule("ingress", GATEWAY_PODS, {"namespaceSelector": {}}, ("TCP", 8000)),  # the API, in the cluster
         _rule("egress", head, ONE_HOST, ("TCP", 443), ("TCP", 6443)),          # the autoscaler's API server
-        _rule("ingress", GATEWAY_PODS, ONE_HOST, ("TCP", PEER_PORT)),           # the peer site's gateway, in
-        _rule("egress", GATEWAY_PODS, ONE_HOST, ("TCP", PEER_PORT)),            # and out to its peer API
+        _rule("ingress", CONTROL_PODS, ONE_HOST, ("TCP", PEER_PORT)),           # the peer site, in
+        _rule("egress", PEER_LINK_PODS, ONE_HOST, ("TCP", PEER_PORT)),          # and out to its peer API
     }
