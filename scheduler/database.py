@@ -45,16 +45,35 @@ def open_pool(url: str, *, name: str, min_size: int = 1, max_size: int = 8, time
 
     ``timeout`` bounds how long a caller waits for a connection; past it the pool raises
     ``psycopg_pool.PoolTimeout``, which the stores turn into :class:`DatabaseUnavailable`.
-    The pool reconnects on its own once the database is back.
+    The pool reconnects on its own once the database is back. TCP keepalives and a 10 s
+    ``tcp_user_timeout`` (unless the URL sets them) bound a query on a connection whose server
+    vanished without closing it (a network partition), which TCP alone notices only after minutes.
     """
     from psycopg_pool import ConnectionPool
 
     pool = ConnectionPool(check_url(url), name=name, min_size=min_size, max_size=max_size,
-                          timeout=timeout, open=False,
-                          kwargs={"connect_timeout": max(1, int(timeout))},
+                          timeout=timeout, open=False, kwargs=connection_options(url, timeout),
                           check=ConnectionPool.check_connection)
     pool.open(wait=False)
     return pool
+
+
+def connection_options(url: str, timeout: float = 5.0) -> dict[str, int]:
+    """libpq options every connection gets, those the URL names left to the URL.
+
+    >>> connection_options("postgresql://db/corridor?tcp_user_timeout=3000")["tcp_user_timeout"]
+    Traceback (most recent call last):
+    ...
+    KeyError: 'tcp_user_timeout'
+    >>> connection_options("postgresql://db/corridor")["keepalives_idle"]
+    10
+    """
+    from urllib.parse import parse_qsl
+
+    named = {key for key, _ in parse_qsl(urlsplit(url).query)}
+    defaults = {"connect_timeout": max(1, int(timeout)), "keepalives": 1, "keepalives_idle": 10,
+                "keepalives_interval": 5, "keepalives_count": 3, "tcp_user_timeout": 10_000}
+    return {key: value for key, value in defaults.items() if key not in named}
 
 
 def site_url(url: str, site: str) -> str:

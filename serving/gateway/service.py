@@ -11,6 +11,7 @@ from fastapi import Request
 
 from policies import Policy
 from scheduler.crisis import CrisisRegistry
+from scheduler.database import DatabaseUnavailable
 from scheduler.ledger import Ledger
 from serving.batch import BatchService
 from serving.federation.runtime import Federation
@@ -100,8 +101,16 @@ class Gateway:
     upstream: UpstreamPool = field(init=False)
     dispatch: Dispatch = field(init=False)
 
+    def _ledger_size(self) -> float:
+        """The ledger's size for ``/metrics``; NaN while a shared ledger's database is down (on
+        PostgreSQL the size is a query, and a scrape must not fail with it)."""
+        try:
+            return self.ledger.size
+        except DatabaseUnavailable:
+            return float("nan")
+
     def __post_init__(self) -> None:
-        self.metrics = GatewayMetrics(ledger_size=lambda: self.ledger.size)
+        self.metrics = GatewayMetrics(ledger_size=self._ledger_size)
         self.upstream = UpstreamPool(read_timeout=self.upstream_timeout)
         self.dispatch = Dispatch(self.router, self.queue, on_demand=self.on_demand,
                                  registry=self.metrics.registry)

@@ -46,3 +46,22 @@ def test_heads_and_proofs_of_two_gateways_on_one_ledger_agree(tmp_path: Path, po
                                   [bytes.fromhex(h) for h in consistency["consistency_path"]],
                                   bytes.fromhex(head_b["root_hash"]), bytes.fromhex(head_a["root_hash"]))
         assert a.ledger.verify().size == b.ledger.verify().size == head_a["tree_size"]
+
+
+def test_metrics_are_scraped_while_the_ledger_database_is_down(tmp_path: Path) -> None:
+    """On PostgreSQL the ledger's size is a query: with the database down, /metrics still answers
+    (the size reads NaN), while an inference request is refused with 503 and Retry-After."""
+    from tests.postgres_server import PostgresServer
+
+    with PostgresServer() as server, gateway_stack(tmp_path, database=server.create_database("m")) as stack:
+        chat(stack)
+        operator = {"Authorization": f"Bearer {stack.keys['FR/operator']}"}
+        assert "corridor_ledger_entries 1.0" in httpx.get(stack.url + "/metrics", headers=operator).text
+        server.stop("immediate")
+        scraped = httpx.get(stack.url + "/metrics", headers=operator, timeout=30)
+        assert scraped.status_code == 200 and "corridor_ledger_entries NaN" in scraped.text
+        refused = httpx.post(stack.url + "/v1/chat/completions", timeout=30,
+                             headers={"Authorization": f"Bearer {stack.keys['fr-interior/app']}"},
+                             json={"model": "corridor-tiny", "messages": [{"role": "user", "content": "x"}]})
+        assert refused.status_code == 503 and "Retry-After" in refused.headers, refused.text
+        server.start()
