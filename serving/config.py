@@ -25,6 +25,7 @@ unknown field or a wrong type is an error naming the file and the path::
     routing: {weights: {prefix: 3, tokens: 1, queue: 1, kv_cache: 1}}  # see serving.routing.settings
     queue: {replica_concurrency: 256, timeout_s: 30}
     on_demand: {idle_release_s: 300, wait_s: 180}
+    batch: {bulk_lines: 1}         # >1: chat lines go to the replica in bulk (usage per group)
 
 ``database`` moves the site's state (ledger, keys, batches, declarations, bundles, limits) into
 PostgreSQL, so several gateway processes can serve the site (``corridor up --gateway-workers N``;
@@ -92,6 +93,16 @@ class MetricsConfig(_Strict):
                          "gateway's port only to the monitoring network then.")
 
 
+class BatchConfig(_Strict):
+    """How the batch executor talks to replicas."""
+
+    bulk_lines: int = Field(default=1, ge=1, le=1024, description=(
+        "Chat lines of a batch sent to a replica in one bulk request at most. 1 (default): one "
+        "request per line, each answer an exact chat completion with its own usage. More: vLLM's "
+        "/v1/chat/completions/batch, a line's usage is null (vLLM counts prompt tokens per group) "
+        "and its completion tokens are in corridor_usage; the batch's usage stays exact."))
+
+
 class OidcClaimsConfig(_Strict):
     """Which token claims carry Corridor's roles, tenant, jurisdiction and audit scope."""
 
@@ -128,6 +139,7 @@ class RunConfig(_Strict):
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     queue: QueueSettings = Field(default_factory=QueueSettings)
     on_demand: OnDemandSettings = Field(default_factory=OnDemandSettings)
+    batch: BatchConfig = Field(default_factory=BatchConfig)
     database: str | None = Field(default=None, description="The site's PostgreSQL database, "
                                  "postgresql://USER@HOST:PORT/NAME; None: SQLite and files in $CORRIDOR_HOME.")
 

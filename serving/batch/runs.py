@@ -25,7 +25,8 @@ class ExecutionSettings:
     line whose replica did not answer; ``provision_retry_s``: wait after a
     batch replica could not be placed; ``provision_idle_s``: a batch replica
     no batch needs is released after this long; ``bulk_lines``: chat lines sent
-    to a replica in one request at most (1: one request per line).
+    to a replica in one request at most (1, the default: one request per line, so each line's
+    answer carries its own exact usage; see :mod:`serving.batch.bulk`).
     """
 
     replica_batch_slots: int = 64
@@ -36,7 +37,7 @@ class ExecutionSettings:
     poll_interval_s: float = 0.5
     provision_retry_s: float = 30.0
     provision_idle_s: float = 120.0
-    bulk_lines: int = 128
+    bulk_lines: int = 1
 
     def __post_init__(self) -> None:
         for name in ("replica_batch_slots", "replica_slots", "line_attempts", "flush_lines", "bulk_lines"):

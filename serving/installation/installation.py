@@ -42,7 +42,7 @@ from scheduler.private_files import private_directory
 from scheduler.ledger import Ledger, LedgerEntryDraft
 from serving.autarky import (AutarkyError, AutarkyReport, apply_offline_env, check_bundle,
                              endpoint_problems, model_problems)
-from serving.batch import DeploymentProvisioner
+from serving.batch import BatchSettings, DeploymentProvisioner, ExecutionSettings
 from serving.config import load_run_config
 from serving.feed import LedgerFollower, SecurityFeed, open_feed
 from serving.gateway import Authenticator, Gateway, KeyStore, create_app
@@ -169,7 +169,9 @@ class Installation:
         self.current.subscribe(self._switched)
         self.autoscaler = Autoscaler(self.reconciler, router.outstanding).start()
         # Batches resume where they stopped: their state is in the home directory.
-        self.gateway.batches = open_batches(home, self.config.database, provisioner=provisioner)
+        self.gateway.batches = open_batches(home, self.config.database, provisioner=provisioner,
+                                            settings=BatchSettings(execution=ExecutionSettings(
+                                                bulk_lines=self.run_config.batch.bulk_lines)))
         # The policy and the other long-lived objects never die: keep the collector's full
         # passes off them (on a large bundle they cost tens of milliseconds of p99).
         gc.freeze()

@@ -10,6 +10,8 @@ import logging
 import time
 
 import openai
+
+from serving.batch import BatchSettings, ExecutionSettings
 import pytest
 import yaml
 
@@ -84,7 +86,8 @@ def run_batch(admin, lines):
 
 def test_batch_lines_alone_and_in_bulk_carry_their_tenants_cache_salt_not_one_a_line_sent(tmp_path):
     recorder = Recording("fr-paris")
-    with hardened_stack(tmp_path) as stack, ServerThread(recorder) as upstream:
+    bulk_on = BatchSettings(execution=ExecutionSettings(bulk_lines=16))  # off by default
+    with hardened_stack(tmp_path, batch_settings=bulk_on) as stack, ServerThread(recorder) as upstream:
         stack.endpoints.items[:] = [endpoint("fr-paris", upstream.url)]
         admin = openai.OpenAI(base_url=stack.url + "/v1", api_key=stack.keys["fr-interior/admin"],
                               max_retries=0)
