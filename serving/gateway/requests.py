@@ -105,9 +105,10 @@ def data_flags_of(request: Request) -> frozenset[str]:
         raise BadRequest(str(exc), code="unknown_data_flag", param="X-Corridor-Data") from exc
 
 
-def known_query_parameters(request: Request) -> None:
+async def known_query_parameters(request: Request) -> None:
     """A query parameter the route does not take is a 400 naming it, never silently ignored
-    (an app-wide dependency, run before the handler)."""
+    (an app-wide dependency, run before the handler). Async, as it never blocks: FastAPI runs a
+    plain ``def`` dependency in its thread pool, a thread hop on every request."""
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
     if dependant is None or not request.query_params:

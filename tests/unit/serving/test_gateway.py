@@ -319,3 +319,14 @@ def test_a_national_only_caveat_is_read_from_its_header_and_an_unknown_one_is_a_
         client(stack, **{"X-Corridor-Caveats": "EYES ONLY MARS"}).chat.completions.create(
             model="corridor-tiny", messages=[{"role": "user", "content": "x"}])
     assert info.value.body["code"] == "unknown_caveat" and info.value.body["param"] == "X-Corridor-Caveats"
+
+
+def test_a_query_parameter_the_route_does_not_take_is_a_400_naming_it(stack):
+    auth = {"Authorization": f"Bearer {stack.keys['fr-interior/app']}"}
+    answer = httpx.get(stack.url + "/v1/models", params={"limit": "5"}, headers=auth)
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert (error["code"], error["param"]) == ("unknown_parameter", "limit")
+    assert httpx.get(stack.url + "/v1/models", headers=auth).status_code == 200
+    audit = {"Authorization": f"Bearer {stack.keys['*/auditor']}"}
+    assert httpx.get(stack.url + "/audit/entries", params={"limit": 1}, headers=audit).status_code == 200
