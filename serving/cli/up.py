@@ -7,6 +7,7 @@ site (its own pools, ledger, keys), and with ``--peer-url`` its link to the othe
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -137,6 +138,10 @@ def _site(config: UpConfig) -> None:
         installation.stop()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _corridor(home: Path, host: str, port: int, bundle: Path | None, autarky: bool,
               config_file: Path | None, deployments: Path | None, database: str | None,
               gateway_workers: int) -> None:
@@ -151,6 +156,9 @@ def _corridor(home: Path, host: str, port: int, bundle: Path | None, autarky: bo
     except (ConfigError, PolicyError) as exc:
         console.print(f"error: {exc}", style="bold red", markup=False, highlight=False)
         raise typer.Exit(2) from exc
+    # SIGTERM (a service manager's stop) ends the corridor as Ctrl-C does: both sites stopped,
+    # not left running without the process that started them.
+    signal.signal(signal.SIGTERM, _interrupt)
     corridor.start()
     try:
         if not corridor.wait_ready():
