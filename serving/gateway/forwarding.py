@@ -34,7 +34,7 @@ from serving.federation.link import PeerUnavailable
 from serving.gateway.errors import BadRequest, Conflict, Forbidden, Unavailable
 from serving.gateway.proxy import admit, serve_route, unserved
 from serving.gateway.service import Gateway
-from serving.gateway.sse import EventSplitter, error_event, is_usage_only, total_tokens
+from serving.gateway.sse import UsageRelay, error_event, total_tokens
 from serving.routing import Route, UpstreamBroken, UpstreamResponse
 from serving.routing.errors import NoLiveReplica
 
@@ -204,17 +204,12 @@ async def _relay(answer: UpstreamResponse, gateway: Gateway, tenant: str,
     """The peer's stream, event by event; a break drops the unfinished event and ends the stream
     with a well-formed error event (never a retry: bytes have reached the caller). The usage
     event is charged to the tenant, and dropped when only this gateway asked for it."""
-    splitter = EventSplitter()
-    used: int | None = None
+    relay = UsageRelay(hide_usage)
     try:
         async for chunk in answer.chunks():
-            for event in splitter.feed(chunk):
-                if b'"usage"' in event:
-                    used = total_tokens(event) or used
-                    if hide_usage and is_usage_only(event):
-                        continue
+            for event in relay.feed(chunk):
                 yield event
-        rest = splitter.finish()
+        rest = relay.finish()
         if rest:
             yield rest
     except UpstreamBroken:
@@ -222,4 +217,4 @@ async def _relay(answer: UpstreamResponse, gateway: Gateway, tenant: str,
     finally:
         answer.release()
         if gateway.tokens is not None:
-            gateway.tokens.charge(tenant, used)
+            gateway.tokens.charge(tenant, relay.used)

@@ -27,7 +27,7 @@ from fastapi.responses import StreamingResponse
 from scheduler.ledger.decisions import decision_entry, refusal_entry
 from serving.gateway.errors import GatewayError, Unavailable, from_domain
 from serving.gateway.service import Gateway
-from serving.gateway.sse import EventSplitter, error_event, is_usage_only, total_tokens
+from serving.gateway.sse import UsageRelay, error_event, total_tokens
 from serving.routing import Endpoint, Route, UpstreamBroken, UpstreamResponse, UpstreamUnreachable
 from serving.routing.errors import NoLiveReplica, NoSlot
 from serving.routing.scoring import RoutingRequest
@@ -182,21 +182,15 @@ async def _relay(gateway: Gateway, upstream: UpstreamResponse, endpoint: Endpoin
     already received the first events, so no retry). The usage event is counted against the
     tenant's tokens, and not relayed when only the gateway asked for it."""
     first = True
-    used: int | None = None
-    splitter = EventSplitter()
+    relay = UsageRelay(hide_usage)
     try:
         async for chunk in upstream.chunks():
             if first:
                 gateway.metrics.ttft.observe(time.perf_counter() - received)
                 first = False
-            events = splitter.feed(chunk)
-            for event in events:
-                if b'"usage"' in event:
-                    used = total_tokens(event) or used
-                    if hide_usage and is_usage_only(event):
-                        continue
+            for event in relay.feed(chunk):
                 yield event
-        rest = splitter.finish()
+        rest = relay.finish()
         if rest:
             yield rest
     except UpstreamBroken as exc:
@@ -208,7 +202,7 @@ async def _relay(gateway: Gateway, upstream: UpstreamResponse, endpoint: Endpoin
         upstream.release()
         gateway.router.release(endpoint, routing)
         if gateway.tokens is not None:
-            gateway.tokens.charge(tenant, used)
+            gateway.tokens.charge(tenant, relay.used)
         await record
 
 

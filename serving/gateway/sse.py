@@ -89,3 +89,37 @@ class EventSplitter:
         if not rest.strip():
             return b""
         return rest if rest.endswith(b"\n\n") else rest.rstrip(b"\r\n") + b"\n\n"
+
+
+class UsageRelay:
+    """The whole events of a stream to relay, reading the token usage on the way (``used``);
+    the usage-only event is dropped when ``hide_usage`` (only the gateway asked for it).
+
+    >>> relay = UsageRelay(hide_usage=True)
+    >>> relay.feed(b'data: {"choices":[{"delta":{}}]}\\n\\ndata: {"choices":[],"usage":{"total_tokens":9}}\\n\\n')
+    [b'data: {"choices":[{"delta":{}}]}\\n\\n']
+    >>> relay.used
+    9
+    """
+
+    __slots__ = ("_splitter", "hide_usage", "used")
+
+    def __init__(self, hide_usage: bool) -> None:
+        self._splitter = EventSplitter()
+        self.hide_usage = hide_usage
+        self.used: int | None = None
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """The events ``chunk`` completes that the client gets."""
+        relayed = []
+        for event in self._splitter.feed(chunk):
+            if b'"usage"' in event:
+                self.used = total_tokens(event) or self.used
+                if self.hide_usage and is_usage_only(event):
+                    continue
+            relayed.append(event)
+        return relayed
+
+    def finish(self) -> bytes:
+        """At the normal end of the stream: the rest, terminated (or b"")."""
+        return self._splitter.finish()
