@@ -127,14 +127,24 @@ async def _send(send, status: int, body: bytes) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def bound_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    """A TCP socket bound now, so its port is held until a server listens on it.
+
+    A port number picked early and bound later can meanwhile become the local end of some
+    outgoing connection (they share the ephemeral range); binding at once closes that race.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock
+
+
 class ServerThread:
     """Serve an ASGI app with uvicorn in a background thread on a free loopback port."""
 
     def __init__(self, app, *, host: str = "127.0.0.1", port: int = 0, ssl_context=None,
-                 lifespan: str = "on") -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, port))
+                 lifespan: str = "on", sock: socket.socket | None = None) -> None:
+        self.sock = sock or bound_socket(host, port)
         self.host, self.port = self.sock.getsockname()
         options = {} if ssl_context is None else {
             "ssl_context_factory": lambda config, default: ssl_context}

@@ -27,9 +27,8 @@ from serving.federation.tls import client_context, server_context
 from serving.federation.witnessing import Witness
 from serving.gateway import Authenticator, Gateway, KeyStore, create_app
 from serving.gateway.peer_api import create_peer_app
-from serving.loopback import free_port
 from serving.routing import Endpoint, Router, StaticEndpoints
-from stub_upstream import ServerThread, make_stub
+from stub_upstream import ServerThread, bound_socket, make_stub
 
 ENDPOINTS = {"FR": [("fr-paris", "corridor-tiny"), ("fr-paris", "minilm")],
              "DE": [("de-frankfurt", "corridor-tiny")]}
@@ -114,7 +113,11 @@ class Corridor:
 def two_sites(home: Path, policy: Policy | None = None, *, witness_period_s: float = 0.3,
               policies: dict[str, Policy] | None = None) -> Iterator[Corridor]:
     policy = policy or Policy.load()
-    ports = {code: free_port() for code in ("FR", "DE")}
+    # Bound now, listened on later: the sites' configurations name each other's ports.
+    peer_sockets = {code: bound_socket() for code in ("FR", "DE")}
+    public_sockets = {code: bound_socket() for code in ("FR", "DE")}
+    ports = {code: sock.getsockname()[1] for code, sock in peer_sockets.items()}
+    public_ports = {code: sock.getsockname()[1] for code, sock in public_sockets.items()}
     identities = {code: ensure_site_identity(home / code / "identity", code) for code in ("FR", "DE")}
     stores = {code: KeyStore(site=code) for code in ("FR", "DE")}
     keys: dict[str, dict[str, str]] = {"FR": {}, "DE": {}}
@@ -128,7 +131,6 @@ def two_sites(home: Path, policy: Policy | None = None, *, witness_period_s: flo
         keys[code]["*/auditor"] = auditor
     sites: dict[str, Site] = {}
     with contextlib.ExitStack() as stack:
-        public_ports = {code: free_port() for code in ("FR", "DE")}
         for code in ("FR", "DE"):
             peer = other_site(code)
             site_policy = (policies or {}).get(code, policy)
@@ -164,8 +166,9 @@ def two_sites(home: Path, policy: Policy | None = None, *, witness_period_s: flo
             # Both listeners in one event loop, as `corridor up --site` serves them: the peer API
             # uses the gateway's upstream pool, which belongs to that loop.
             servers = stack.enter_context(SiteServers(
-                ServerThread(create_app(gateway), port=public_ports[code]),
-                ServerThread(create_peer_app(gateway), port=ports[code], ssl_context=context, lifespan="off")))
+                ServerThread(create_app(gateway), sock=public_sockets[code]),
+                ServerThread(create_peer_app(gateway), sock=peer_sockets[code], ssl_context=context,
+                             lifespan="off")))
             sites[code] = Site(code, servers.public.url, gateway, ledger, crisis, keys[code], servers.peer)
         corridor = Corridor(sites, home)
         corridor.wait(lambda: all(s.gateway.federation.state.reachable for s in sites.values()),
