@@ -4,7 +4,7 @@ metrics; every error leaves in the OpenAI error format."""
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -17,7 +17,7 @@ from serving.gateway import (admin_api, audit_api, batch_api, crisis_api, deploy
                              openai_api, openapi, policy_api)
 from serving.gateway.boundary import ErrorBoundary
 from serving.gateway.errors import BadRequest, GatewayError, NotFound, answer_errors
-from serving.gateway.requests import known_query_parameters
+from serving.gateway.requests import KnownQueryParameters
 from serving.gateway.service import Gateway
 
 
@@ -33,8 +33,9 @@ def create_app(gateway: Gateway) -> FastAPI:
             await gateway.stop()
 
     app = FastAPI(title="Corridor sovereign gateway", lifespan=lifespan, docs_url=None,
-                  redoc_url=None, dependencies=[Depends(known_query_parameters)])
+                  redoc_url=None)
     app.state.gateway = gateway
+    app.add_middleware(KnownQueryParameters, router=app.router)
     app.add_middleware(ErrorBoundary)
     openapi.install(app, gateway.policy, metrics_open=gateway.metrics_roles is None,
                     max_window_s=lambda: (gateway.batches.settings if gateway.batches is not None

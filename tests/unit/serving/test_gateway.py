@@ -330,3 +330,7 @@ def test_a_query_parameter_the_route_does_not_take_is_a_400_naming_it(stack):
     assert httpx.get(stack.url + "/v1/models", headers=auth).status_code == 200
     audit = {"Authorization": f"Bearer {stack.keys['*/auditor']}"}
     assert httpx.get(stack.url + "/audit/entries", params={"limit": 1}, headers=audit).status_code == 200
+    answer = httpx.post(stack.url + "/v1/chat/completions", params={"stream": "true"}, headers=auth,
+                        json={"model": "corridor-tiny", "messages": [{"role": "user", "content": "x"}]})
+    assert answer.status_code == 400 and answer.json()["error"]["param"] == "stream", answer.text
+    assert httpx.delete(stack.url + "/v1/models", params={"limit": "5"}, headers=auth).status_code == 405
