@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -30,7 +31,6 @@ import yaml
 
 from policies import default_bundle_path
 from serving.gateway.auth import issuing_site
-from serving.loopback import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3000)]
 
@@ -59,10 +59,14 @@ def _descendants(pid: int) -> list[int]:
 
 
 def free_port_pair() -> int:
-    """A port P with P and P + 1 (the two gateways) and P + 100, P + 101 (their peer APIs) free now."""
-    for _ in range(50):
-        port = free_port()
-        if port < 60000 and all(_free(p) for p in (port + 1, port + 100, port + 101)):
+    """A port P with P and P + 1 (the two gateways) and P + 100, P + 101 (their peer APIs) free now.
+
+    Drawn below the kernel's ephemeral range (32768 and up, where outgoing connections take
+    their local ports) and above Ray's worker ports (10002-19999): the ports stay free until
+    ``corridor up`` binds them, minutes later, while Ray opens many connections."""
+    for _ in range(200):
+        port = random.randrange(20000, 32600)
+        if all(_free(p) for p in (port, port + 1, port + 100, port + 101)):
             return port
     raise RuntimeError("no free port range for the two sites")
 
