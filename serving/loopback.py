@@ -9,6 +9,7 @@ True
 
 from __future__ import annotations
 
+import random
 import socket
 import time
 import urllib.request
@@ -19,6 +20,30 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+SERVER_PORTS = range(20000, 32768)
+"""Where a server that binds late (a vLLM replica binds about a minute after its port is
+chosen) takes its port: below the kernel's ephemeral range (32768-60999 by default), where
+every outgoing connection takes its local port, and above Ray's worker ports (10002-19999),
+so neither can take the port in the meantime."""
+
+
+def server_port(host: str = "127.0.0.1", ports: range = SERVER_PORTS) -> int:
+    """A port of ``ports`` nothing listens on or is bound to at ``host`` right now, at random.
+
+    >>> server_port() in SERVER_PORTS
+    True
+    """
+    for _ in range(256):
+        port = random.choice(ports)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise OSError(f"no free port in {ports.start}-{ports.stop - 1} at {host} after 256 tries")
 
 
 def wait_http(url: str, timeout: float, *, interval: float = 0.5) -> None:

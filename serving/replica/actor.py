@@ -42,7 +42,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from serving.loopback import free_port
+from serving.loopback import server_port
 from serving.models.artifacts import artifact_digest
 
 #: Offline switches for every library the server loads: nothing phones home.
@@ -159,7 +159,7 @@ class VLLMReplica:
             raise ValueError(f"artifact digest mismatch for {self.model}: got {self.digest}, "
                              f"pinned {expected}; refusing to start")
         host = self.config.get("host", "127.0.0.1")
-        port = free_port(host)
+        port = server_port(host)  # vLLM binds it a minute later: outside the ephemeral range
         command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server",
                    "--model", str(path), "--served-model-name", self.model,
                    "--host", host, "--port", str(port)]
