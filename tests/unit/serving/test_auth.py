@@ -14,7 +14,7 @@ def test_keys_are_stored_only_as_hashes_and_authenticate_to_their_principal(tmp_
     store = KeyStore(tmp_path / "api-keys.json")
     key = store.issue("app", tenant="fr-interior")
     on_disk = (tmp_path / "api-keys.json").read_text()
-    assert key not in on_disk and key.split("_")[2] not in on_disk
+    assert key not in on_disk and key.split("_", 2)[2] not in on_disk
     assert oct((tmp_path / "api-keys.json").stat().st_mode & 0o777) == "0o600"
     principal = KeyStore(tmp_path / "api-keys.json").authenticate(key)
     assert (principal.role, principal.tenant) == ("app", "fr-interior")
