@@ -1,14 +1,22 @@
 """Autoscaling of deployments declared with ``replicas: {min, max, target_outstanding}``.
 
-The load signal is the gateway router's count of outstanding requests per replica
-(requests sent and not yet answered). Every period, for each such deployment:
+The load of a deployment is what the site's gateways hold for it
+(:class:`~serving.routing.load.GatewayLoad`): the requests outstanding on its replicas (sent
+and not yet answered) plus the requests queued for its model in the admission queue (waiting
+because every replica they may use is at its concurrency limit — exactly when more replicas
+are needed). A queued request counts toward every autoscaled deployment of its model: which one
+will serve it is not known while it waits. With several gateway processes the site's load is
+the control process's own plus the workers' reports (:mod:`serving.installation.load_reports`).
 
-- wanted = ceil(outstanding / target_outstanding), kept within [min, max];
+Every period, for each such deployment:
+
+- wanted = ceil(load / target_outstanding), kept within [min, max];
 - above the running count: one more replica now (placed under the rulebook, as any);
 - below it for ``calm_s`` seconds in a row: one replica fewer.
 
 One step per period in either direction, so a burst does not start every replica at
-once and a lull does not stop them all.
+once and a lull does not stop them all. A load that is not complete (a gateway process could
+not be heard from) is a lower bound: it may scale up, never down, and the calm restarts.
 
 >>> wanted_replicas(outstanding=9, target=4.0, low=1, high=3)
 3
@@ -21,31 +29,33 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from scheduler.periodic import Periodic
 from serving.deployments_file import Autoscale
+from serving.routing.load import GatewayLoad
 
 log = logging.getLogger(__name__)
 
 
 def wanted_replicas(*, outstanding: int, target: float, low: int, high: int) -> int:
-    """Replicas for ``outstanding`` requests at ``target`` per replica, within [low, high]."""
+    """Replicas for ``outstanding`` requests (in flight on the replicas plus queued for their
+    model) at ``target`` per replica, within [low, high]."""
     return max(low, min(high, math.ceil(outstanding / target)))
 
 
 class Autoscaler:
-    """Scales the reconciler's autoscaled deployments on the router's outstanding requests.
+    """Scales the reconciler's autoscaled deployments on the site's gateway load.
 
-    ``reconciler`` is a :class:`serving.reconcile.Reconciler`; ``outstanding`` maps a
-    replica id to its outstanding requests (``Router.outstanding``).
+    ``reconciler`` is a :class:`serving.reconcile.Reconciler`; ``load`` returns the site's
+    :class:`~serving.routing.load.GatewayLoad` now (called once per period, in the loop's thread).
     """
 
-    def __init__(self, reconciler: Any, outstanding: Mapping[str, int], *, period_s: float = 5.0,
+    def __init__(self, reconciler: Any, load: Callable[[], GatewayLoad], *, period_s: float = 5.0,
                  calm_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.reconciler = reconciler
-        self.outstanding = outstanding
+        self.load = load
         self.calm_s = calm_s
         self.clock = clock
         self._calm_since: dict[str, float] = {}
@@ -55,19 +65,21 @@ class Autoscaler:
         """One pass; returns the new replica count of each deployment it scaled."""
         scaled: dict[str, int] = {}
         now = self.clock()
+        site = self.load()
         for name, entry in self.reconciler.managed().items():
             bounds = entry.decl.replicas
             if not isinstance(bounds, Autoscale) or entry.rolling():
                 continue
             view = self.reconciler.deployments.get(name)
             running = view.spec.replicas
-            load = sum(self.outstanding.get(r.id, 0) for r in view.replicas)
-            wanted = wanted_replicas(outstanding=load, target=bounds.target_outstanding,
+            outstanding = sum(site.outstanding.get(r.id, 0) for r in view.replicas)
+            queued = site.queued.get(view.spec.model, 0)
+            wanted = wanted_replicas(outstanding=outstanding + queued, target=bounds.target_outstanding,
                                      low=bounds.min, high=bounds.max)
             if wanted > running:
                 self._calm_since.pop(name, None)
                 scaled[name] = running + 1
-            elif wanted < running:
+            elif wanted < running and site.complete:
                 since = self._calm_since.setdefault(name, now)
                 if now - since >= self.calm_s:
                     scaled[name] = running - 1
@@ -75,8 +87,8 @@ class Autoscaler:
             else:
                 self._calm_since.pop(name, None)
             if name in scaled:
-                log.info("autoscaling %s: %d → %d replicas (%d outstanding)", name, running,
-                         scaled[name], load)
+                log.info("autoscaling %s: %d → %d replicas (%d outstanding, %d queued)", name,
+                         running, scaled[name], outstanding, queued)
                 self.reconciler.deployments.scale(name, scaled[name])
         return scaled
 

@@ -20,8 +20,9 @@ The same :class:`DeploymentDecl` is the body of ``POST /admin/deployments``::
         pool: fr-paris
         engine_args: {max_model_len: 512} # passed to vLLM: --max-model-len 512
 
-``replicas: {min, max}`` scales between the two on outstanding requests per replica
-(:mod:`serving.autoscale`); ``corridor deploy scale`` fixes the count again.
+``replicas: {min, max}`` scales between the two on requests per replica — outstanding on its
+replicas plus queued for its model (:mod:`serving.autoscale`); ``corridor deploy scale`` fixes
+the count again.
 """
 
 from __future__ import annotations
@@ -55,12 +56,13 @@ class AudienceDecl(_Strict):
 
 
 class Autoscale(_Strict):
-    """Between ``min`` and ``max`` replicas, on outstanding requests per replica."""
+    """Between ``min`` and ``max`` replicas, on requests (outstanding and queued) per replica."""
 
     min: int = Field(ge=1, description="At least one: a deployment at 0 has no load to measure.")
     max: int = Field(ge=1)
     target_outstanding: float = Field(default=4.0, gt=0,
-                                      description="Outstanding requests per replica to aim for.")
+                                      description="Requests per replica to aim for: outstanding on the "
+                                                  "replicas plus queued for the model.")
 
     @model_validator(mode="after")
     def _ordered(self) -> Autoscale:

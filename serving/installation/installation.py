@@ -28,6 +28,7 @@ from __future__ import annotations
 import gc
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ from serving.installation.access import gateway_options, jwt_verifier
 from serving.installation.adapters import CatalogConfigs, DeploymentEndpoints, SchedulerView
 from serving.installation.control import ControlPublisher, serve_control
 from serving.installation.keys import demo_keystore
+from serving.installation.load_reports import LoadTable, SiteLoad
 from serving.installation.stores import (limiter_options, open_batches, open_bundles, open_crisis,
                                          open_site_ledger)
 from serving.installation.site import federation_of, serve_site, signer_of, witness_of
@@ -63,6 +65,7 @@ from serving.policy_switch import PolicySwitch
 from serving.reconcile import Reconciler
 from serving.replica.actor import OFFLINE_ENV, VLLMReplica
 from serving.routing import Router
+from serving.routing.load import GatewayLoad
 from serving.routing.on_demand import OnDemand
 from serving.routing.scoring import Scoring
 
@@ -167,7 +170,11 @@ class Installation:
             self.current, self.ledger, home, deployments=self.deployments, autarky=self.autarky,
             trusted=self.run_config.operator_keys, declarations=self.crisis.declarations)
         self.current.subscribe(self._switched)
-        self.autoscaler = Autoscaler(self.reconciler, router.outstanding).start()
+        # Requests in flight and queued here, plus, with a database, the gateway workers' reports.
+        load: Callable[[], GatewayLoad] = self.gateway.dispatch.load
+        if self.control is not None:
+            load = SiteLoad(load, LoadTable(self.control.publisher.pool).read)
+        self.autoscaler = Autoscaler(self.reconciler, load).start()
         # Batches resume where they stopped: their state is in the home directory.
         self.gateway.batches = open_batches(home, self.config.database, provisioner=provisioner,
                                             settings=BatchSettings(execution=ExecutionSettings(

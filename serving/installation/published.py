@@ -23,13 +23,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from scheduler.database import DatabaseUnavailable, open_pool
 from scheduler.periodic import Periodic
 from serving.routing import Endpoint
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS control_state (
@@ -61,17 +62,19 @@ class Outage:
     def __init__(self, what: str) -> None:
         self.what, self.down = what, False
 
-    def run(self, action: Callable[[], object]) -> None:
+    def run(self, action: Callable[[], T]) -> T | None:
+        """``action()``'s result; None while the database does not answer."""
         try:
-            action()
+            result = action()
         except DatabaseUnavailable as exc:
             if not self.down:
                 log.warning("%s: %s; trying again every period", self.what, exc)
             self.down = True
-            return
+            return None
         if self.down:
             log.warning("%s: the site database answers again", self.what)
         self.down = False
+        return result
 
 
 class StatePublisher:

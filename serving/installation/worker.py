@@ -5,11 +5,12 @@ A worker never joins Ray. It serves the request path — inference, the Batch AP
 batches, audit queries, crisis and key administration — against the site's shared stores in
 PostgreSQL (:mod:`serving.installation.stores`), and learns from the control process, through
 the same database (:mod:`serving.installation.published`), the live replicas, the policy in
-force, the served models' digests and the peer's state. Its crisis steps are stored unsent; the
-control process's loop sends them to the peer. What only the control process can do
-(deployments, ``policy apply``, pools, the peer state, the witness) it passes on to the control
-port (:class:`ControlPassthrough`); with the control process down, those answer 503 and the
-request path goes on.
+force, the served models' digests and the peer's state; it reports its load there for the
+control process's autoscaler (:mod:`serving.installation.load_reports`). Its crisis steps are
+stored unsent; the control process's loop sends them to the peer. What only the control
+process can do (deployments, ``policy apply``, pools, the peer state, the witness) it passes on
+to the control port (:class:`ControlPassthrough`); with the control process down, those answer
+503 and the request path goes on.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from serving.gateway.auth import ROLES
 from serving.gateway.errors import GatewayError, Unavailable
 from serving.gateway.limits import RateLimiter
 from serving.installation.access import gateway_options, jwt_verifier
+from serving.installation.load_reports import LoadPublisher, LoadTable
 from serving.installation.published import PEER, POLICY, PublishedEndpoints, PublishedState
 from serving.installation.settings import UpConfig
 from serving.installation.site import federation_of, signer_of
@@ -150,6 +152,8 @@ class Worker:
         self.state.on(POLICY, self._policy)
         self.state.on(PEER, self._peer)
         self.state.every_poll(self.crisis.refresh)  # declarations changed by another process
+        # The control process autoscales on this worker's requests too.
+        self.load_reports = LoadPublisher(LoadTable(self.state.pool), self.gateway.dispatch.load)
 
     def _policy(self, body: dict[str, Any]) -> None:
         """The control process applied a bundle (``policy apply``): take it from the archive."""
@@ -174,6 +178,7 @@ class Worker:
 
     def start(self) -> Worker:
         self.state.start()
+        self.load_reports.start()
         return self
 
     def app(self) -> Any:
@@ -184,6 +189,7 @@ class Worker:
                                   admit=lambda request: self.gateway.authenticate(request, ROLES))
 
     def stop(self) -> None:
+        self.load_reports.stop()
         self.state.stop()
         self.ledger.close()
 

@@ -56,6 +56,7 @@ class Ticket:
     deadline: float
     enqueued: float
     request: Any = None  # handed to ``take`` with the endpoint granted
+    model: str = ""  # counted in :attr:`AdmissionQueue.queued`
     usable: Sequence[Any] = ()
     future: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
@@ -66,7 +67,8 @@ class AdmissionQueue:
     ``has_room(endpoint)`` says whether a replica can take one more request;
     ``take(endpoint, request)`` counts a request sent there on a ticket's behalf
     (the router's acquire) and ``give_back(endpoint, request)`` undoes it when
-    the ticket's owner is gone before it could use the slot.
+    the ticket's owner is gone before it could use the slot. ``queued`` counts the
+    tickets waiting per model (the autoscaler's signal that replicas are short).
     """
 
     def __init__(self, settings: QueueSettings, *, has_room: Callable[[Any], bool],
@@ -81,6 +83,7 @@ class AdmissionQueue:
         self._served: dict[str, int] = {}  # tenant -> number of the last grant it got
         self._grants = 0
         self.waiting = 0
+        self.queued: dict[str, int] = {}
         self._recent_wait = 1.0  # seconds; moving average of granted waits, for Retry-After
         self._ticker: asyncio.Task | None = None
         registry = registry if registry is not None else CollectorRegistry()
@@ -156,6 +159,7 @@ class AdmissionQueue:
         tenants.setdefault(ticket.tenant, deque()).append(ticket)
         self._per_tenant[ticket.tenant] = self._per_tenant.get(ticket.tenant, 0) + 1
         self.waiting += 1
+        self.queued[ticket.model] = self.queued.get(ticket.model, 0) + 1
         self.depth.labels(ticket.tenant, ticket.priority).inc()
         if self._ticker is None or self._ticker.done():
             self._ticker = asyncio.ensure_future(self._tick())
@@ -238,6 +242,10 @@ class AdmissionQueue:
 
     def _forget(self, ticket: Ticket) -> None:
         self.waiting -= 1
+        if self.queued[ticket.model] > 1:
+            self.queued[ticket.model] -= 1
+        else:
+            del self.queued[ticket.model]
         left = self._per_tenant[ticket.tenant] - 1
         if left:
             self._per_tenant[ticket.tenant] = left

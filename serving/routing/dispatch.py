@@ -35,7 +35,7 @@ from policies import Workload
 from policies.priority import priority_of
 from serving.routing.admission import AdmissionQueue, Ticket
 from serving.routing.errors import NoLiveReplica
-from serving.routing.load import MetricsPoller, MetricsReader
+from serving.routing.load import GatewayLoad, MetricsPoller, MetricsReader
 from serving.routing.on_demand import OnDemand
 from serving.routing.router import Endpoint, Route, Router
 from serving.routing.scoring import RoutingRequest
@@ -64,6 +64,11 @@ class Dispatch:
             self._poller = asyncio.ensure_future(poller.run())
         if self.on_demand is not None:
             self.on_demand.start(lambda: [r for r, n in self.router.outstanding.items() if n])
+
+    def load(self) -> GatewayLoad:
+        """What this gateway holds now: requests in flight per replica, queued per model (a copy,
+        safe to take from another thread)."""
+        return GatewayLoad(dict(self.router.outstanding), dict(self.queue.queued))
 
     def _choices(self) -> list[tuple[str, str]]:
         """Replicas worth polling: those of models with more than one live replica (with one,
@@ -121,7 +126,8 @@ class Dispatch:
                 raise self._none_live(workload, declaration)
             return [e for e in now_usable if e.pool in allowed_then]
 
-        ticket = Ticket(workload.tenant, rank, priority, candidates, deadline, started, request)
+        ticket = Ticket(workload.tenant, rank, priority, candidates, deadline, started, request,
+                        model=workload.model)
         endpoint = await self.queue.wait(ticket, disconnected)
         if self.on_demand is not None and not usable:
             self.on_demand.arrived(workload)

@@ -20,6 +20,9 @@ A replica whose ``/metrics`` does not answer (a server started with
 ``--disable-log-stats`` publishes no engine gauges; a stub has no such route)
 is polled again only every ``retry_s``; scorers then fall back to the
 gateway's own counts.
+
+What a gateway holds for the replicas, summed over a site's gateway processes, is the
+autoscaler's signal: a :class:`GatewayLoad`.
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 log = logging.getLogger(__name__)
@@ -86,6 +89,46 @@ def parse_vllm_metrics(text: str, read_at: float = 0.0) -> EngineLoad | None:
     if not values:
         return None
     return EngineLoad(read_at=read_at, **values)
+
+
+@dataclass(frozen=True)
+class GatewayLoad:
+    """Requests gateways hold: in flight per replica id (sent, not answered) and queued per model
+    (waiting in the admission queue for a slot). ``complete`` is False when some gateway process
+    of the site could not be heard from, so the counts are a lower bound.
+
+    >>> total = GatewayLoad.total([GatewayLoad({"r1": 2}, {"m": 1}), GatewayLoad({"r1": 1, "r2": 4})])
+    >>> total.outstanding, total.queued
+    ({'r1': 3, 'r2': 4}, {'m': 1})
+    """
+
+    outstanding: Mapping[str, int] = field(default_factory=dict)
+    queued: Mapping[str, int] = field(default_factory=dict)
+    complete: bool = True
+
+    @staticmethod
+    def total(loads: Iterable[GatewayLoad]) -> GatewayLoad:
+        """The sum of ``loads``, complete when every one is."""
+        outstanding: dict[str, int] = {}
+        queued: dict[str, int] = {}
+        complete = True
+        for load in loads:
+            for replica_id, count in load.outstanding.items():
+                outstanding[replica_id] = outstanding.get(replica_id, 0) + count
+            for model, count in load.queued.items():
+                queued[model] = queued.get(model, 0) + count
+            complete = complete and load.complete
+        return GatewayLoad(outstanding, queued, complete)
+
+    def to_json(self) -> dict[str, dict[str, int]]:
+        """The counts, without zeros: ``{"outstanding": {replica id: n}, "queued": {model: n}}``."""
+        return {"outstanding": {k: v for k, v in self.outstanding.items() if v},
+                "queued": {k: v for k, v in self.queued.items() if v}}
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Mapping[str, int]]) -> GatewayLoad:
+        return cls({k: int(v) for k, v in body.get("outstanding", {}).items()},
+                   {k: int(v) for k, v in body.get("queued", {}).items()})
 
 
 class LoadBoard:

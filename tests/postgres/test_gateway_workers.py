@@ -14,6 +14,7 @@ import time
 
 import httpx
 import openai
+import psycopg
 import pytest
 
 from scheduler.ledger.verify import verify_export
@@ -62,6 +63,9 @@ def test_the_worker_processes_serve_one_port_with_the_official_sdk(site):
     entries, _ = _entries(site)
     logged = {e["entry"].get("decision_id") for e in entries}
     assert decisions <= logged
+    with psycopg.connect(site.database) as connection:  # each reports its load to the autoscaler
+        workers = connection.execute("SELECT worker FROM gateway_load").fetchall()
+    assert len(workers) == 2
 
 
 def test_killing_one_worker_under_load_loses_no_acknowledged_request(site):

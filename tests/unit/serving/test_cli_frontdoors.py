@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from serving.autoscale import Autoscaler, wanted_replicas
 from serving.cli import app
 from serving.deployments_file import DeploymentDecl
+from serving.routing.load import GatewayLoad
 
 from frontdoor_stack import bundle_text, deployment, frontdoor_stack
 
@@ -123,7 +124,7 @@ def test_the_autoscaler_adds_a_replica_under_load_and_removes_it_when_calm(stack
     decl = DeploymentDecl.model_validate(deployment(replicas={"min": 1, "max": 2, "target_outstanding": 2}))
     stack.reconciler.apply_one(decl)
     outstanding = {}
-    scaler = Autoscaler(stack.reconciler, outstanding, calm_s=30, clock=lambda: now[0])
+    scaler = Autoscaler(stack.reconciler, lambda: GatewayLoad(outstanding), calm_s=30, clock=lambda: now[0])
     (first,) = stack.deployments.get("interior-small").replicas
     outstanding[first.id] = 3
     assert scaler.tick() == {"interior-small": 2}

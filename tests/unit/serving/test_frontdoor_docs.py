@@ -8,7 +8,7 @@ import importlib
 import pytest
 
 MODULES = ["policies.diff", "scheduler.current_policy", "serving.gateway.keys", "serving.models.catalog",
-           "serving.deployments_file", "serving.autoscale"]
+           "serving.deployments_file", "serving.autoscale", "serving.installation.load_reports"]
 
 
 @pytest.mark.parametrize("name", MODULES)
