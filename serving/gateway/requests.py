@@ -1,9 +1,11 @@
-"""Reading what a caller sent: bounded bodies, JSON objects, marking and data-flag headers.
+"""Reading what a caller sent: bounded bodies, JSON objects, query parameters, marking and
+data-flag headers.
 
 Every JSON body goes through :func:`parse_object` (size already bounded by
 :func:`read_body`, depth by :mod:`serving.bounded_json`); every Corridor header
-through :func:`single_header`, so a header sent twice is a 400 naming it, never
-"the first one wins".
+through :func:`single_header` and every query string through
+:func:`known_query_parameters`, so a header or query parameter sent twice is a 400
+naming it, never "the first (or last) one wins".
 """
 
 from __future__ import annotations
@@ -106,9 +108,10 @@ def data_flags_of(request: Request) -> frozenset[str]:
 
 
 async def known_query_parameters(request: Request) -> None:
-    """A query parameter the route does not take is a 400 naming it, never silently ignored
-    (an app-wide dependency, run before the handler). Async, as it never blocks: FastAPI runs a
-    plain ``def`` dependency in its thread pool, a thread hop on every request."""
+    """A query parameter the route does not take, or one sent more than once (no route takes a
+    list), is a 400 naming it, never silently ignored (an app-wide dependency, run before the
+    handler). Async, as it never blocks: FastAPI runs a plain ``def`` dependency in its thread
+    pool, a thread hop on every request."""
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
     if dependant is None or not request.query_params:
@@ -120,3 +123,7 @@ async def known_query_parameters(request: Request) -> None:
                              + (f"; this route takes {', '.join(sorted(known))}" if known else
                                 "; this route takes none"),
                              code="unknown_parameter", param=name[:64])
+        sent = len(request.query_params.getlist(name))
+        if sent > 1:
+            raise BadRequest(f"query parameter {name!r} sent {sent} times; send it once",
+                             code="duplicate_parameter", param=name)
