@@ -20,10 +20,10 @@ Every issue and revocation is a ``security`` ledger entry (``detail.event``
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from policies import PolicyError
@@ -31,7 +31,8 @@ from scheduler.ledger import LedgerEntryDraft
 from serving.gateway.auth import ALL_TENANTS, KeyStore, Principal
 from serving.gateway.errors import BadRequest, Forbidden, NotFound
 from serving.gateway.keys import KeyRecord, parse_expiry
-from serving.gateway.requests import parse_object, read_body
+from serving.gateway.protocol import check_body
+from serving.gateway.requests import read_object
 from serving.gateway.service import Gateway
 
 router = APIRouter(prefix="/admin/keys")
@@ -39,11 +40,13 @@ MANAGERS = ("operator", "admin")
 
 
 class KeyBody(BaseModel):
-    """``POST /admin/keys``."""
+    """``POST /admin/keys``: the key to issue (an unknown field is a 400 naming it)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    role: str = Field(description="app, admin, operator or auditor.")
+    role: Literal["app", "admin", "operator", "auditor"] = Field(
+        description="app and admin keys act for a tenant, operator keys for a jurisdiction, "
+        "auditor keys for an audit scope; a tenant admin issues app keys only.")
     tenant: str | None = Field(default=None, description="For app and admin keys; an admin's own by default.")
     jurisdiction: str | None = Field(default=None, description="For operator keys; the caller's by default.")
     scope: list[str] = Field(default_factory=list, description="For auditor keys: tenant ids, or ['*'].")
@@ -116,14 +119,8 @@ async def create_key(request: Request) -> dict[str, Any]:
     """Issue a key; the answer holds the secret, which is never shown again."""
     gateway: Gateway = request.app.state.gateway
     principal = gateway.authenticate(request, MANAGERS)
-    try:
-        body = KeyBody.model_validate(parse_object(await read_body(request, 64 * 1024)))
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        param = ".".join(str(p) for p in first["loc"]) or None
-        raise BadRequest(f"invalid parameter '{param}': {first['msg']}", code="invalid_parameter",
-                         param=param) from exc
-    body = _check_create(gateway, principal, body)
+    _, payload = await read_object(request, 64 * 1024)
+    body = _check_create(gateway, principal, check_body(KeyBody, payload))
     try:
         expires = parse_expiry(body.expires_at) if body.expires_at else None
     except ValueError as exc:

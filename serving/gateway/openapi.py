@@ -4,9 +4,10 @@ bearer credentials, every error response in the OpenAI error shape, the real sta
 FastAPI documents what it parses itself; the gateway reads bodies with its own bounded
 reader (:mod:`serving.gateway.requests`) and answers validation errors 400, not 422. So
 the generated schema is completed here, once per app: request bodies from the models
-that check them (:mod:`serving.gateway.protocol`, the crisis declaration with the
-bundle's names), the statuses each route really returns, and the media types of
-streams, exports and metrics. :func:`install` replaces ``app.openapi``.
+that check them (:mod:`serving.gateway.protocol`, the key request of
+:mod:`serving.gateway.keys_api`, the crisis declaration with the bundle's names), the
+statuses each route really returns, and the media types of streams, exports and
+metrics. :func:`install` replaces ``app.openapi``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pydantic import BaseModel
 from policies import Policy
 from policies.markings import catalogue
 from serving.batch.records import ENDPOINTS
+from serving.gateway.keys_api import KeyBody
 from serving.gateway.protocol import (ChatCompletionRequest, CompletionRequest, EmbeddingRequest,
                                       ErrorResponse)
 
@@ -127,7 +129,7 @@ def build_schema(app: FastAPI, policy: Policy, *, max_window_s: int,
     components = schema.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     models: list[type[BaseModel]] = [ChatCompletionRequest, CompletionRequest, EmbeddingRequest,
-                                     ErrorResponse]
+                                     ErrorResponse, KeyBody]
     for model in models:
         found = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(found.pop("$defs", {}))
@@ -141,6 +143,7 @@ def build_schema(app: FastAPI, policy: Policy, *, max_window_s: int,
               ("post", "/v1/embeddings"): _json({"$ref": "#/components/schemas/EmbeddingRequest"}),
               ("post", "/v1/batches"): _json(_batch_body(max_window_s)),
               ("post", "/admin/crisis"): _json(_crisis_body(policy)),
+              ("post", "/admin/keys"): _json({"$ref": "#/components/schemas/KeyBody"}),
               ("post", "/v1/files"): {"required": True, "content": {"multipart/form-data": {"schema": {
                   "type": "object", "required": ["file", "purpose"],
                   "properties": {"file": {"type": "string", "format": "binary"},

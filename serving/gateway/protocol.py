@@ -10,7 +10,7 @@ body was read as a JSON object (:func:`serving.gateway.requests.read_object`).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -83,16 +83,26 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
-def check_body(model: type[BaseModel], payload: dict[str, Any]) -> BaseModel:
-    """``payload`` checked against ``model``, or a 400 naming the first parameter at fault."""
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def check_body(model: type[_Model], payload: dict[str, Any]) -> _Model:
+    """``payload`` checked against ``model``, or a 400 naming the first parameter at fault; an
+    unknown top-level field names the fields the body takes (``unknown_parameter``)."""
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
         first = exc.errors()[0]
         location = [str(part) for part in first.get("loc", ())]
         param = ".".join(location) or None
-        missing = first.get("type") == "missing"
-        code = "missing_required_parameter" if missing and len(location) == 1 else "invalid_type"
-        message = (f"missing required parameter '{param}'" if code == "missing_required_parameter"
-                   else f"invalid parameter '{param}': {first.get('msg', 'invalid value')}")
-        raise BadRequest(message, code=code, param=param) from None
+        kind = first.get("type") if len(location) == 1 else None
+        if kind == "extra_forbidden":
+            name = location[0][:64]
+            raise BadRequest(f"unknown parameter '{name}'; this body takes "
+                             f"{', '.join(model.model_fields)}", code="unknown_parameter",
+                             param=name) from None
+        if kind == "missing":
+            raise BadRequest(f"missing required parameter '{param}'",
+                             code="missing_required_parameter", param=param) from None
+        raise BadRequest(f"invalid parameter '{param}': {first.get('msg', 'invalid value')}",
+                         code="invalid_type", param=param) from None

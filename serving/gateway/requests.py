@@ -1,9 +1,11 @@
-"""Reading what a caller sent: bounded bodies, JSON objects, marking and data-flag headers.
+"""Reading what a caller sent: bounded bodies, JSON objects, query parameters, marking and
+data-flag headers.
 
 Every JSON body goes through :func:`parse_object` (size already bounded by
 :func:`read_body`, depth by :mod:`serving.bounded_json`); every Corridor header
-through :func:`single_header`, so a header sent twice is a 400 naming it, never
-"the first one wins".
+through :func:`single_header` and every query string through
+:class:`KnownQueryParameters`, so a header or query parameter sent twice is a 400
+naming it, never "the first (or last) one wins".
 """
 
 from __future__ import annotations
@@ -109,8 +111,8 @@ def data_flags_of(request: Request) -> frozenset[str]:
 
 
 class KnownQueryParameters:
-    """ASGI middleware: a query parameter the matched route does not take is a 400 naming it,
-    never silently ignored.
+    """ASGI middleware: a query parameter the matched route does not take, or one sent more than
+    once (no route takes a list), is a 400 naming it, never silently ignored.
 
     A request without a query string (every inference request) passes straight through; one
     with a query string finds its route as the router will and is checked against the query
@@ -136,10 +138,15 @@ class KnownQueryParameters:
         if dependant is None:
             return None
         known = {field.alias for field in get_flat_dependant(dependant).query_params}
-        for name in QueryParams(scope["query_string"]):
+        params = QueryParams(scope["query_string"])
+        for name in params:
             if name not in known:
                 return BadRequest(f"unknown query parameter {name[:64]!r}"
                                   + (f"; this route takes {', '.join(sorted(known))}" if known else
                                      "; this route takes none"),
                                   code="unknown_parameter", param=name[:64])
+            sent = len(params.getlist(name))
+            if sent > 1:
+                return BadRequest(f"query parameter {name!r} sent {sent} times; send it once",
+                                  code="duplicate_parameter", param=name)
         return None

@@ -334,3 +334,11 @@ def test_a_query_parameter_the_route_does_not_take_is_a_400_naming_it(stack):
                         json={"model": "corridor-tiny", "messages": [{"role": "user", "content": "x"}]})
     assert answer.status_code == 400 and answer.json()["error"]["param"] == "stream", answer.text
     assert httpx.delete(stack.url + "/v1/models", params={"limit": "5"}, headers=auth).status_code == 405
+
+
+def test_a_query_parameter_sent_twice_is_a_400_naming_it_not_the_last_one_wins(stack):
+    audit = {"Authorization": f"Bearer {stack.keys['*/auditor']}"}
+    answer = httpx.get(stack.url + "/audit/entries?limit=1&limit=1000", headers=audit)
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert (error["code"], error["param"]) == ("duplicate_parameter", "limit")

@@ -10,6 +10,7 @@ import pytest
 
 from serving.gateway.auth import KeyStore
 from serving.gateway.keys import parse_expiry
+from serving.gateway.keys_api import KeyBody
 
 from frontdoor_stack import frontdoor_stack
 from gateway_stack import gateway_stack
@@ -137,11 +138,40 @@ class TestKeyApi:
         ({"role": "app", "tenant": "fr-interior", "secret": "x"}, "secret"),
         ({"role": "auditor", "scope": ["nobody"]}, "scope"),
         ({"role": "app", "tenant": "nobody"}, "tenant"),
+        ({"role": "root"}, "role"),
     ], ids=["an expiry it cannot read", "an unknown field", "an auditor scope of unknown tenants",
-            "an unknown tenant"])
+            "an unknown tenant", "an unknown role"])
     def test_a_bad_request_is_a_400_naming_the_parameter(self, stack, body, param):
         refused = stack.call("POST", "/admin/keys", "FR/operator", json=body)
         assert refused.status_code == 400 and refused.json()["error"]["param"] == param
+
+    def test_an_unknown_field_is_a_400_naming_it_and_what_a_key_request_takes(self, stack):
+        before = len(stack.keystore.list())
+        refused = stack.call("POST", "/admin/keys", "FR/operator",
+                             json={"role": "app", "tenant": "fr-interior", "residency": "FR"})
+        error = refused.json()["error"]
+        assert refused.status_code == 400 and (error["code"], error["param"]) == ("unknown_parameter",
+                                                                                  "residency")
+        assert "'residency'" in error["message"] and "expires_at" in error["message"]
+        assert len(stack.keystore.list()) == before, "nothing issued"
+
+    def test_a_query_parameter_sent_twice_is_a_400_naming_it(self, stack):
+        refused = stack.call("GET", "/admin/keys?tenant=fr-interior&tenant=fr-health", "FR/operator")
+        error = refused.json()["error"]
+        assert refused.status_code == 400 and (error["code"], error["param"]) == ("duplicate_parameter",
+                                                                                  "tenant")
+        assert "2 times" in error["message"]
+        assert stack.call("GET", "/admin/keys?tenant=fr-interior", "FR/operator").status_code == 200
+
+    def test_the_schema_describes_the_key_request_as_it_is_checked(self, stack):
+        schema = stack.call("GET", "/openapi.json", "FR/operator").json()
+        body = schema["paths"]["/admin/keys"]["post"]["requestBody"]
+        assert body["required"] is True
+        ref = body["content"]["application/json"]["schema"]["$ref"]
+        described = schema["components"]["schemas"][ref.rsplit("/", 1)[1]]
+        assert described["additionalProperties"] is False and described["required"] == ["role"]
+        assert set(described["properties"]) == set(KeyBody.model_fields)
+        assert described["properties"]["role"]["enum"] == ["app", "admin", "operator", "auditor"]
 
     def test_apps_may_not_manage_keys(self, stack):
         assert stack.call("GET", "/admin/keys", "fr-interior/app").json()["error"]["code"] == "wrong_role"
