@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from policies.bundle import Jurisdiction
+from policies.canonical import canonical_json
 
 EntryKind = Literal["placement", "routing", "violation", "security", "policy", "crisis", "witness"]
 
@@ -66,6 +67,29 @@ def utc_now() -> str:
     return format_timestamp(datetime.now(UTC))
 
 
+def _json_serialisable(value: dict[str, Any]) -> dict[str, Any]:
+    """Refuse what a leaf cannot hold (a set, a datetime, NaN, keys that do not sort, …) when
+    the draft is built, so a bad entry fails its caller, not the writer's whole batch.
+
+    Checked by the leaf's own encoder, in C: pydantic's ``JsonValue`` walks every value through
+    a Python callback (costing the gateway more per request than the rest of its ledger entry)
+    and lets NaN through.
+
+    >>> _json_serialisable({"n": float("nan")})
+    Traceback (most recent call last):
+    ValueError: not JSON: Out of range float values are not JSON compliant
+    """
+    try:
+        canonical_json(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    return value
+
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(_json_serialisable)]
+"""A JSON object of JSON values (tuples are written as arrays)."""
+
+
 class Workload(BaseModel):
     """What was placed or routed, described by its attributes only (never its text)."""
 
@@ -75,7 +99,7 @@ class Workload(BaseModel):
     model: str | None = Field(default=None, description="Served model name.")
     marking: str | None = Field(default=None, description="Classification marking of the data, e.g. 'DR'.")
     data_flags: list[str] = Field(default_factory=list, description="Data flags such as 'health', 'personal'.")
-    resources: dict[str, JsonValue] = Field(default_factory=dict, description="Requested resources, e.g. {'gpus': 1}.")
+    resources: JsonObject = Field(default_factory=dict, description="Requested resources, e.g. {'gpus': 1}.")
 
 
 class LedgerEntryDraft(BaseModel):
@@ -98,7 +122,7 @@ class LedgerEntryDraft(BaseModel):
     reasons: list[str] = Field(default_factory=list, description="Reason codes, e.g. ['RESIDENCY'].")
     policy_digest: str | None = Field(default=None, description="Digest of the policy bundle that decided.")
     declaration: str | None = Field(default=None, description="Crisis declaration id in force, if any.")
-    detail: dict[str, JsonValue] = Field(
+    detail: JsonObject = Field(
         default_factory=dict, description="Extra facts, e.g. a quarantined node's labels or a bad digest."
     )
 

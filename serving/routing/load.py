@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -70,6 +71,8 @@ def parse_vllm_metrics(text: str, read_at: float = 0.0) -> EngineLoad | None:
     (3.0, 5.0, 0.25)
     >>> parse_vllm_metrics("python_gc_objects_collected_total 1.0") is None
     True
+    >>> parse_vllm_metrics('vllm:kv_cache_usage_perc{engine="0"} NaN') is None
+    True
     """
     values: dict[str, float] = {}
     for line in text.splitlines():
@@ -84,6 +87,8 @@ def parse_vllm_metrics(text: str, read_at: float = 0.0) -> EngineLoad | None:
         try:
             value = float(line.rsplit(" ", 1)[1])
         except (IndexError, ValueError):
+            continue
+        if not math.isfinite(value):  # the exposition format allows NaN and ±Inf; a score may not
             continue
         values[field] = values.get(field, 0.0) + value
     if not values:

@@ -143,9 +143,13 @@ def test_leaf_bytes_are_the_canonical_json_of_the_entry(ledger: Ledger) -> None:
         {"kind": "placement", "workload": {"kind": "request", "completion": "text"}},
         {"kind": "billing"},
         {"kind": "placement", "jurisdiction": "IT"},
+        {"kind": "placement", "detail": {"labels": {"gpu"}}},
+        {"kind": "placement", "detail": {"score": float("nan")}},
+        {"kind": "placement", "workload": {"kind": "replica", "resources": {"since": datetime.now(UTC)}}},
     ],
     ids=["prompt text", "index set by the caller", "timestamp set by the caller", "completion in the workload",
-         "unknown kind", "unknown jurisdiction"],
+         "unknown kind", "unknown jurisdiction", "a set in the detail", "NaN in the detail",
+         "a datetime in the resources"],
 )
 def test_a_draft_with_unknown_assigned_or_invalid_fields_is_refused(ledger: Ledger, fields: dict) -> None:
     with pytest.raises(InvalidEntryError):
