@@ -16,6 +16,7 @@ from serving.console import console_router
 from serving.gateway import (admin_api, audit_api, batch_api, crisis_api, deployments_api, keys_api,
                              openai_api, openapi, policy_api)
 from serving.gateway.boundary import ErrorBoundary
+from serving.gateway.direct_routes import DirectRoutes
 from serving.gateway.errors import BadRequest, GatewayError, NotFound, answer_errors
 from serving.gateway.requests import KnownQueryParameters
 from serving.gateway.service import Gateway
@@ -35,6 +36,10 @@ def create_app(gateway: Gateway) -> FastAPI:
     app = FastAPI(title="Corridor sovereign gateway", lifespan=lifespan, docs_url=None,
                   redoc_url=None)
     app.state.gateway = gateway
+    # Innermost first. The inference requests' short way, inside the error boundary; built on
+    # the first request, when every route and exception handler below is in place.
+    app.add_middleware(DirectRoutes, routes=app.router.routes, paths=openai_api.INFERENCE_PATHS,
+                       exception_handlers=app.exception_handlers)
     app.add_middleware(KnownQueryParameters, router=app.router)
     app.add_middleware(ErrorBoundary)
     openapi.install(app, gateway.policy, metrics_open=gateway.metrics_roles is None,

@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 INFERENCE_ROLES = ("app", "admin")
+INFERENCE_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
+"""Served the short way (:mod:`serving.gateway.direct_routes`) when sent without a query string."""
 
 
 @router.get("/v1/models")
