@@ -41,6 +41,7 @@ def gateway(
         help="The ledger's signing key, the control process's own (default <home>/ledger-signing-key.pem).")] = None,
 ) -> None:
     """Serve one gateway worker of a site (no Ray: the control process runs the cluster)."""
+    from scheduler.database import DatabaseUnavailable
     from serving.installation.settings import UpConfig
     from serving.installation.worker import Worker, serve_worker
 
@@ -65,4 +66,7 @@ def gateway(
     except ValueError as exc:
         console.print(f"error: {exc}", style="bold red", markup=False, highlight=False)
         raise typer.Exit(2) from exc
+    except DatabaseUnavailable as exc:  # a worker starts only with the site's shared state
+        console.print(f"error: {exc}", style="bold red", markup=False, highlight=False)
+        raise typer.Exit(1) from exc
     serve_worker(worker, fd=fd, host=host, port=port)

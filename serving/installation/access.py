@@ -5,6 +5,7 @@ requests wait for a replica (the admission queue)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from serving.config import ConfigError, RunConfig
 from serving.gateway.auth import JwtVerifier
 from serving.gateway.clients import ClientAddresses, parse_networks
 from serving.gateway.token_quota import TokenQuota
-from serving.routing.cache_salt import CacheSalts
+from serving.routing.cache_salt import open_cache_salts
 
 
 def jwt_verifier(config: RunConfig, home: Path) -> JwtVerifier | None:
@@ -38,11 +39,13 @@ def jwt_verifier(config: RunConfig, home: Path) -> JwtVerifier | None:
 
 
 def gateway_options(config: RunConfig, home: Path, policy: Policy,
-                    limits: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                    limits: Mapping[str, Any] | None = None, *,
+                    database: str | None = None) -> dict[str, Any]:
     """The :class:`~serving.gateway.Gateway` fields ``corridor.yaml`` and ``$CORRIDOR_HOME`` set;
-    ``limits``: the token quota's options (its shared buckets, with several gateway processes)."""
+    ``limits``: the token quota's options (its shared buckets, with several gateway processes);
+    ``database``: the site's, which then holds the cache-salt secret every process shares."""
     return {"clients": ClientAddresses(parse_networks(config.trusted_proxies)),
             "metrics_roles": None if config.metrics.public else ("operator", "auditor"),
             "tokens": TokenQuota(policy, **(limits or {})),
-            "cache_salts": CacheSalts.open(home),
+            "cache_salts": open_cache_salts(home, database),
             "queue": config.queue}

@@ -165,7 +165,8 @@ class Installation:
                                model_digests=self.model_digests, deploying=self.reconciler,
                                site=self.config.site, federation=self.federation,
                                witness=witness_of(self.config, self.federation, self.ledger),
-                               **gateway_options(self.run_config, home, self.policy, limits))
+                               **gateway_options(self.run_config, home, self.policy, limits,
+                                                 database=self.config.database))
         self.gateway.policy_switch = PolicySwitch(
             self.current, self.ledger, home, deployments=self.deployments, autarky=self.autarky,
             trusted=self.run_config.operator_keys, declarations=self.crisis.declarations)

@@ -147,7 +147,8 @@ class Worker:
                                 auth_failures=run_config.auth_throttle.failures,
                                 auth_window_s=run_config.auth_throttle.window_s,
                                 **limits),
-            ready=self.state.reachable, **gateway_options(run_config, home, policy, limits))
+            ready=self.state.reachable,
+            **gateway_options(run_config, home, policy, limits, database=database))
         self.gateway.batches = open_batches(home, database, worker=True)
         self.state.on(POLICY, self._policy)
         self.state.on(PEER, self._peer)

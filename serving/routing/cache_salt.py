@@ -9,7 +9,18 @@ installation (a value the client sent is replaced): a tenant's repeats still
 hit its own cache, and no tenant can guess or borrow another's salt.
 
 The gateway salts interactive requests, the batch executor batch lines; both
-read the salt from one :class:`CacheSalts`.
+read the salt from one :class:`CacheSalts`, made by :func:`open_cache_salts`.
+Every process of a site must salt alike, or a tenant's requests arriving
+through different processes never share cached prefixes (isolation holds, the
+hit rate falls, and prefix-affinity routing is defeated). So the secret is the
+site's: with a database (several gateway processes, or pods with a home each),
+one row of the database, created once and read by every process at start
+(:mod:`serving.routing.pg_cache_salt`); without, ``$CORRIDOR_HOME/cache-salt.key``.
+
+The secret never needs rotating: it only makes salts unguessable, and the
+gateway replaces any salt a client sends, so a leaked secret lets no tenant
+reach another's cache through the gateway. Replacing it (all processes of the
+site stopped) costs one cold prefix cache, nothing else.
 """
 
 from __future__ import annotations
@@ -38,16 +49,24 @@ class CacheSalts:
     @classmethod
     def open(cls, home: Path | str) -> CacheSalts:
         """The salts of the installation in ``home``: its secret file is created (0600) once,
-        so every gateway process of the site salts alike and restarts keep the cache useful."""
+        so every gateway process sharing ``home`` salts alike and restarts keep the cache useful.
+
+        The file appears whole (written aside, then linked into place if still absent), so
+        processes starting together never read a half-written secret and all keep the first."""
         path = Path(home) / SECRET_FILENAME
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return cls(path.read_bytes())
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(secrets.token_bytes(32))
-            handle.flush()
-            os.fsync(handle.fileno())
+        if not path.exists():
+            draft = path.with_name(f".{SECRET_FILENAME}.{os.getpid()}.{secrets.token_hex(4)}")
+            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(secrets.token_bytes(32))
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.link(draft, path)
+            except FileExistsError:
+                pass  # another process linked its secret first: that one is the installation's
+            finally:
+                draft.unlink()
         return cls(path.read_bytes())
 
     def salt(self, tenant: str) -> str:
@@ -73,3 +92,19 @@ class CacheSalts:
         """
         payload["cache_salt"] = self.salt(tenant)
         return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def open_cache_salts(home: Path | str, database: str | None = None, *,
+                     timeout: float = 5.0) -> CacheSalts:
+    """The site's salts, for every gateway process and the batch executor: under the secret in
+    the site's ``database`` (PostgreSQL; created by the first process, read by all), else under
+    ``home``'s secret file (:meth:`CacheSalts.open`).
+
+    A database that does not answer within ``timeout`` raises
+    :class:`~scheduler.database.DatabaseUnavailable`: a secret of this process's own would
+    silently split the site's prefix cache, so the process does not start without the site's."""
+    if database is None:
+        return CacheSalts.open(home)
+    from serving.routing.pg_cache_salt import site_secret
+
+    return CacheSalts(site_secret(database, timeout=timeout))
