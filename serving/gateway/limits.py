@@ -9,7 +9,8 @@ per minute are :mod:`serving.gateway.token_quota`'s business.
 Per source address, ``failures`` failed authentications within
 ``window_s`` throttle the source: from then on every *failed* authentication
 from it is a 429 instead of a 401, until the source has been quiet for
-``window_s``. A valid credential is never throttled, whatever its source:
+``window_s``. A blocked source's failures are refused; its successful logins are
+not: a valid credential is never counted nor throttled, whatever its source:
 behind an ingress every caller may share one address, and one sender of bad
 keys must not lock the others out (an API key holds 192 random bits, so
 throttling is not what stops guessing; it keeps the noise down and reports
@@ -17,15 +18,17 @@ it). Each episode is written to the ledger once, as a ``security`` entry
 (``detail.event = "auth_failure_burst"``, the route template, never the raw
 path), which the security feed reports.
 
-Both run on the gateway's event loop; nothing here blocks except the one
-ledger write per episode.
+Both run on the gateway's event loop; in one process nothing here blocks except
+the one ledger write per episode.
 
-With several gateway processes, ``RateLimiter(..., buckets=open_shared_buckets(database))``
-keeps the tenants' buckets in the site's PostgreSQL database
-(:mod:`serving.gateway.shared_limits`), so a tenant's limit holds across processes; when that
-database cannot be reached, a request is 503 with ``Retry-After`` (code
-``limits_unavailable``), never admitted unchecked. Authentication throttling stays per
-process (it counts failures from one source, and each process sees its own share).
+With several gateway processes, ``RateLimiter(..., buckets=open_shared_buckets(database),
+failure_counter=open_shared_failure_counter(database))`` keeps the tenants' buckets
+(:mod:`serving.gateway.shared_limits`) and the sources' failed authentications
+(:mod:`serving.gateway.shared_auth_failures`) in the site's PostgreSQL database, so a tenant's
+limit and a source's threshold hold across processes, and an episode is recorded once by
+whichever process starts it. When that database cannot be reached, a request, and a failed
+authentication, is 503 with ``Retry-After`` (code ``limits_unavailable``): never admitted
+unchecked, never answered 401 uncounted.
 """
 
 from __future__ import annotations
@@ -83,11 +86,70 @@ class Buckets(Protocol):
     def charge(self, tenant: str, kind: str, amount: float) -> None: ...
 
 
-def limits_unavailable(buckets: Buckets, error: DatabaseUnavailable) -> Unavailable:
-    """The 503 of a request whose tenant's limit cannot be checked (the shared store is away)."""
-    retry_after = max(1, math.ceil(buckets.retry_s))
-    return Unavailable(f"the site's limit store cannot be reached, so the request cannot be admitted "
-                       f"or recorded; retry after {retry_after} s ({error})", code="limits_unavailable",
+@dataclass(frozen=True, slots=True)
+class AuthVerdict:
+    """What one failed authentication from a source comes to (:meth:`FailureCounter.failed`)."""
+
+    refused_s: float = 0.0  # > 0: the source is in an episode; answer 429, Retry-After this
+    burst: int = 0  # > 0: this failure started an episode, the burst's failures in the window
+
+
+class FailureCounter(Protocol):
+    """Failed authentications per source: this process's (:class:`LocalFailureCounter`), or the
+    site's (:class:`serving.gateway.shared_auth_failures.SharedFailureCounter`)."""
+
+    retry_s: float
+
+    def failed(self, source: str, threshold: int, window_s: float) -> AuthVerdict: ...
+
+
+class LocalFailureCounter:
+    """Failures counted in this process's memory, by its clock (see the module docstring)."""
+
+    retry_s = 0.0  # never unavailable
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._failures: dict[str, deque[float]] = {}
+        self._blocked_until: dict[str, float] = {}
+
+    def failed(self, source: str, threshold: int, window_s: float) -> AuthVerdict:
+        """Count one failure; during an episode refuse it and prolong the episode."""
+        now = self.clock()
+        until = self._blocked_until.get(source)
+        if until is not None and now < until:
+            self._blocked_until[source] = now + window_s
+            return AuthVerdict(refused_s=window_s)
+        self._blocked_until.pop(source, None)
+        failures = self._failures.get(source)
+        if failures is None:
+            if len(self._failures) >= _MAX_SOURCES:
+                self._forget_quiet(now, window_s)
+            failures = self._failures[source] = deque()
+        failures.append(now)
+        while failures and failures[0] <= now - window_s:
+            failures.popleft()
+        if len(failures) < threshold:
+            return AuthVerdict()
+        del self._failures[source]
+        if len(self._blocked_until) >= _MAX_SOURCES:
+            self._blocked_until = {s: u for s, u in self._blocked_until.items() if u > now}
+        self._blocked_until[source] = now + window_s
+        return AuthVerdict(burst=len(failures))
+
+    def _forget_quiet(self, now: float, window_s: float) -> None:
+        for source in [s for s, f in self._failures.items() if not f or f[-1] <= now - window_s]:
+            del self._failures[source]
+        if len(self._failures) >= _MAX_SOURCES:
+            self._failures.clear()
+
+
+def limits_unavailable(retry_s: float, error: DatabaseUnavailable,
+                       cannot: str = "the request cannot be admitted or recorded") -> Unavailable:
+    """The 503 of a request whose limit cannot be checked (the shared store is away)."""
+    retry_after = max(1, math.ceil(retry_s))
+    return Unavailable(f"the site's limit store cannot be reached, so {cannot}; "
+                       f"retry after {retry_after} s ({error})", code="limits_unavailable",
                        headers={"Retry-After": str(retry_after)})
 
 
@@ -98,13 +160,14 @@ class RateLimiter:
     ``feed`` (optional) the ``rate_limited`` record when a tenant starts being
     throttled (once per episode, not per 429). Given a :class:`CurrentPolicy`, quotas
     are read from the policy in force at each request (a changed quota starts a full bucket).
-    ``buckets``: the tenants' buckets shared with the site's other gateway processes (None:
-    this process's own, in memory).
+    ``buckets`` and ``failure_counter``: the tenants' buckets and the sources' failures shared
+    with the site's other gateway processes (None: this process's own, in memory).
     """
 
     def __init__(self, policy: Policy | CurrentPolicy, *, ledger: Ledger | None = None, feed: SecurityFeed | None = None,
                  auth_failures: int = 10, auth_window_s: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic, buckets: Buckets | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, buckets: Buckets | None = None,
+                 failure_counter: FailureCounter | None = None) -> None:
         if auth_failures < 1 or auth_window_s <= 0:
             raise ValueError(f"auth throttle: got failures={auth_failures}, window_s={auth_window_s}; "
                              f"want failures >= 1 and window_s > 0, e.g. 10 and 60.0")
@@ -115,10 +178,9 @@ class RateLimiter:
         self.auth_window_s = auth_window_s
         self.clock = clock
         self.buckets = buckets
+        self.failure_counter = failure_counter if failure_counter is not None else LocalFailureCounter(clock)
         self._buckets: dict[str, TokenBucket] = {}
         self._limited: set[str] = set()
-        self._failures: dict[str, deque[float]] = {}
-        self._blocked_until: dict[str, float] = {}
 
     @property
     def policy(self) -> Policy:
@@ -137,7 +199,7 @@ class RateLimiter:
             try:
                 wait = self.buckets.take(tenant, "requests", rpm, rpm / 60.0)
             except DatabaseUnavailable as exc:
-                raise limits_unavailable(self.buckets, exc) from exc
+                raise limits_unavailable(self.buckets.retry_s, exc) from exc
         else:
             now = self.clock()
             bucket = self._buckets.get(tenant)
@@ -163,55 +225,28 @@ class RateLimiter:
 
     # -- sources that fail to authenticate ------------------------------------
 
-    def check_source(self, source: str | None) -> None:
-        """Raise :class:`RateLimited` if ``source`` is in a throttling episode (called only for
-        credentials that failed: a valid credential is never throttled)."""
-        if source is None or not self._blocked_until:
-            return
-        until = self._blocked_until.get(source)
-        if until is None:
-            return
-        now = self.clock()
-        if now >= until:
-            del self._blocked_until[source]
-            return
-        raise self._throttled(max(1, math.ceil(until - now)))
-
     def auth_failed(self, source: str | None, *, endpoint: str | None = None) -> None:
-        """Count a failed authentication from ``source``.
+        """Count a failed authentication from ``source`` (the gateway calls it for failed
+        credentials only: a valid credential is never counted, nor refused).
 
         Returns when the caller should answer 401; the failure that reaches the threshold
         starts an episode (written to the ledger once); every later failure during the
-        episode raises :class:`RateLimited` and prolongs it.
+        episode raises :class:`RateLimited`. The shared store away: :class:`Unavailable` (503).
         """
         if source is None:
             return
-        now = self.clock()
-        until = self._blocked_until.get(source)
-        if until is not None and now < until:
-            self._blocked_until[source] = now + self.auth_window_s
-            raise self._throttled(math.ceil(self.auth_window_s))
-        self._blocked_until.pop(source, None)
-        failures = self._failures.get(source)
-        if failures is None:
-            if len(self._failures) >= _MAX_SOURCES:
-                self._forget_quiet(now)
-            failures = self._failures[source] = deque()
-        failures.append(now)
-        while failures and failures[0] <= now - self.auth_window_s:
-            failures.popleft()
-        if len(failures) < self.auth_failures:
-            return
-        count = len(failures)
-        del self._failures[source]
-        if len(self._blocked_until) >= _MAX_SOURCES:
-            self._blocked_until = {s: u for s, u in self._blocked_until.items() if u > now}
-        self._blocked_until[source] = now + self.auth_window_s
-        if self.ledger is not None:
+        try:
+            verdict = self.failure_counter.failed(source, self.auth_failures, self.auth_window_s)
+        except DatabaseUnavailable as exc:
+            raise limits_unavailable(self.failure_counter.retry_s, exc,
+                                     "a failed authentication cannot be counted") from exc
+        if verdict.refused_s > 0:
+            raise self._throttled(max(1, math.ceil(verdict.refused_s)))
+        if verdict.burst and self.ledger is not None:
             self.ledger.append(LedgerEntryDraft(
                 kind="security", allowed=False, reasons=["AUTH_FAILURE_BURST"],
                 policy_digest=self.policy.digest,
-                detail={"event": "auth_failure_burst", "source": source, "failures": count,
+                detail={"event": "auth_failure_burst", "source": source, "failures": verdict.burst,
                         "window_s": self.auth_window_s, "endpoint": endpoint}))
 
     @staticmethod
@@ -220,9 +255,3 @@ class RateLimiter:
             f"too many failed authentications from your address; retry after {retry_after} s "
             f"(valid credentials are not affected)", code="too_many_authentication_failures",
             headers={"Retry-After": str(retry_after)})
-
-    def _forget_quiet(self, now: float) -> None:
-        for source in [s for s, f in self._failures.items() if not f or f[-1] <= now - self.auth_window_s]:
-            del self._failures[source]
-        if len(self._failures) >= _MAX_SOURCES:
-            self._failures.clear()

@@ -53,7 +53,7 @@ class TokenQuota:
             try:
                 wait = self.buckets.available(tenant, "tokens", limit, limit / 60.0)
             except DatabaseUnavailable as exc:
-                raise limits_unavailable(self.buckets, exc) from exc
+                raise limits_unavailable(self.buckets.retry_s, exc) from exc
             if wait <= 0:
                 return
         else:

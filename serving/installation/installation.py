@@ -54,8 +54,8 @@ from serving.installation.adapters import CatalogConfigs, DeploymentEndpoints, S
 from serving.installation.control import ControlPublisher, serve_control
 from serving.installation.keys import demo_keystore
 from serving.installation.load_reports import LoadTable, SiteLoad
-from serving.installation.stores import (limiter_options, open_batches, open_bundles, open_crisis,
-                                         open_site_ledger)
+from serving.installation.stores import (auth_throttle_options, limiter_options, open_batches,
+                                         open_bundles, open_crisis, open_site_ledger)
 from serving.installation.site import federation_of, serve_site, signer_of, witness_of
 from serving.autoscale import Autoscaler
 from serving.deployments_file import default_deployments_path, load_deployments
@@ -161,7 +161,7 @@ class Installation:
                                limiter=RateLimiter(self.current, ledger=self.ledger, feed=self.events,
                                                    auth_failures=self.run_config.auth_throttle.failures,
                                                    auth_window_s=self.run_config.auth_throttle.window_s,
-                                                   **limits),
+                                                   **limits, **auth_throttle_options(self.config.database)),
                                model_digests=self.model_digests, deploying=self.reconciler,
                                site=self.config.site, federation=self.federation,
                                witness=witness_of(self.config, self.federation, self.ledger),

@@ -4,7 +4,8 @@ process and every gateway worker. One function per store, used by both kinds of 
 they always open the same thing.
 
 Each function calls the store's own factory (``open_ledger``, ``open_key_store``,
-``open_batch_store``, ``open_crisis_store``, ``open_bundle_archive``, ``open_shared_buckets``);
+``open_batch_store``, ``open_crisis_store``, ``open_bundle_archive``, ``open_shared_buckets``,
+``open_shared_failure_counter``);
 without a database it builds exactly what a one-process site built before.
 """
 
@@ -85,3 +86,14 @@ def limiter_options(database: str | None) -> dict[str, Any]:
     from serving.gateway.shared_limits import open_shared_buckets
 
     return {"buckets": open_shared_buckets(database)}
+
+
+def auth_throttle_options(database: str | None) -> dict[str, Any]:
+    """The options of the failed-login throttle of a site's
+    :class:`~serving.gateway.limits.RateLimiter`: with a database, the failures counted across the
+    site's gateway processes; without, each counts its own in memory."""
+    if database is None:
+        return {}
+    from serving.gateway.shared_auth_failures import open_shared_failure_counter
+
+    return {"failure_counter": open_shared_failure_counter(database)}

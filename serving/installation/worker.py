@@ -37,8 +37,8 @@ from serving.installation.load_reports import LoadPublisher, LoadTable
 from serving.installation.published import PEER, POLICY, PublishedEndpoints, PublishedState
 from serving.installation.settings import UpConfig
 from serving.installation.site import federation_of, signer_of
-from serving.installation.stores import (limiter_options, open_batches, open_bundles, open_crisis,
-                                         open_keys, open_site_ledger)
+from serving.installation.stores import (auth_throttle_options, limiter_options, open_batches,
+                                         open_bundles, open_crisis, open_keys, open_site_ledger)
 from serving.routing import Router
 from serving.routing.scoring import Scoring
 
@@ -146,7 +146,7 @@ class Worker:
             limiter=RateLimiter(self.current, ledger=self.ledger,
                                 auth_failures=run_config.auth_throttle.failures,
                                 auth_window_s=run_config.auth_throttle.window_s,
-                                **limits),
+                                **limits, **auth_throttle_options(database)),
             ready=self.state.reachable,
             **gateway_options(run_config, home, policy, limits, database=database))
         self.gateway.batches = open_batches(home, database, worker=True)

@@ -1,10 +1,12 @@
 """Several gateway processes on one port against the site's PostgreSQL database (no Ray): they
 start and serve; killing one under load leaves the others serving, and every request answered
 200 — before and after the kill — has its routing entry in the ledger, which verifies; with the
-database down they refuse (503, ``Retry-After``) and recover on their own.
+database down they refuse (503, ``Retry-After``) and recover on their own; failed logins
+count against the site's one threshold.
 
 These need the PostgreSQL ledger and stores (``open_ledger``, ``open_key_store``,
-``open_batch_store``, ``open_crisis_store``, ``open_bundle_archive``, ``open_shared_buckets``)."""
+``open_batch_store``, ``open_crisis_store``, ``open_bundle_archive``, ``open_shared_buckets``,
+``open_shared_failure_counter``)."""
 
 from __future__ import annotations
 
@@ -66,6 +68,15 @@ def test_the_worker_processes_serve_one_port_with_the_official_sdk(site):
     with psycopg.connect(site.database) as connection:  # each reports its load to the autoscaler
         workers = connection.execute("SELECT worker FROM gateway_load").fetchall()
     assert len(workers) == 2
+
+
+def test_failed_logins_spread_over_the_workers_are_throttled_at_the_sites_threshold_and_recorded_once(site):
+    bad = {"Authorization": "Bearer cor_000000000000_guess"}
+    statuses = [httpx.get(site.url + "/v1/models", headers=bad, timeout=10).status_code
+                for _ in range(14)]  # a connection each: the kernel spreads them over both workers
+    assert statuses == [401] * 10 + [429] * 4  # auth_throttle's default: 10 failures in 60 s
+    bursts = [e for e in _entries(site)[0] if e["entry"]["kind"] == "security"]
+    assert [e["entry"]["detail"]["failures"] for e in bursts] == [10]
 
 
 def test_killing_one_worker_under_load_loses_no_acknowledged_request(site):

@@ -19,10 +19,11 @@ from scheduler.crisis.pg_store import PgCrisisStore
 from scheduler.database import DatabaseUnavailable
 from serving.batch.pg_store import PgBatchStore
 from serving.batch.records import FileRecord
-from serving.gateway.errors import Unavailable
+from serving.gateway.errors import RateLimited, Unavailable
 from serving.gateway.limits import RateLimiter
 from serving.gateway.pg_keys import PgKeyRecords
 from serving.gateway.keys import KeyRecord
+from serving.gateway.shared_auth_failures import SharedFailureCounter
 from serving.gateway.shared_limits import SharedBuckets
 
 pytestmark = pytest.mark.postgres
@@ -117,32 +118,53 @@ def test_the_bundle_archive_refuses_while_down_and_recovers(server, url):
         archive.close()
 
 
+def _503_while_down_then_recovers(server, call, *, settle_s: float = 0.0) -> None:
+    """``call()`` is a 503 with ``Retry-After: 1`` (a limiter with ``retry_s=0.5``) within a bounded
+    wait while the server is stopped, and a second one without waiting; it works again, by
+    itself, once the server is started. ``settle_s``: a pause after stopping it."""
+    server.stop("immediate")
+    try:
+        time.sleep(settle_s)
+        started = time.monotonic()
+        with pytest.raises(Unavailable) as info:
+            call()
+        assert time.monotonic() - started < BOUND
+        assert (info.value.code, info.value.headers) == ("limits_unavailable", {"Retry-After": "1"})
+        started = time.monotonic()
+        with pytest.raises(Unavailable):
+            call()
+        assert time.monotonic() - started < 0.1, "a second refusal does not wait on the database"
+    finally:
+        server.start()
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            call()
+            return
+        except Unavailable:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+
+
 def test_the_limiter_answers_503_while_down_without_waiting_each_time_and_recovers(server, url):
     buckets = SharedBuckets(url, timeout=TIMEOUT, retry_s=0.5, lease_s=0.05)
     try:
         limiter = RateLimiter(Policy.load(), buckets=buckets)
         limiter.admit("fr-interior")
-        server.stop("immediate")
-        try:
-            time.sleep(0.1)  # the slice held lapses
-            started = time.monotonic()
-            with pytest.raises(Unavailable) as info:
-                limiter.admit("fr-interior")
-            assert time.monotonic() - started < BOUND
-            assert info.value.headers["Retry-After"] == "1"
-            started = time.monotonic()
-            with pytest.raises(Unavailable):
-                limiter.admit("fr-interior")
-            assert time.monotonic() - started < 0.1, "a second refusal does not wait on the database"
-        finally:
-            server.start()
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                limiter.admit("fr-interior")
-                break
-            except Unavailable:
-                assert time.monotonic() < deadline
-                time.sleep(0.2)
+        _503_while_down_then_recovers(server, lambda: limiter.admit("fr-interior"),
+                                      settle_s=0.1)  # the slice held lapses
     finally:
         buckets.close()
+
+
+def test_a_failed_login_is_503_while_the_counter_is_down_without_waiting_each_time_and_recovers(server, url):
+    counter = SharedFailureCounter(url, timeout=TIMEOUT, retry_s=0.5)
+    try:
+        limiter = RateLimiter(Policy.load(), auth_failures=3, failure_counter=counter)
+        limiter.auth_failed("203.0.113.7")
+        _503_while_down_then_recovers(server, lambda: limiter.auth_failed("203.0.113.7"))  # 2nd counted
+        limiter.auth_failed("203.0.113.7")  # the third starts the episode: none counted while down
+        with pytest.raises(RateLimited):
+            limiter.auth_failed("203.0.113.7")
+    finally:
+        counter.close()
