@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing
 import os
 import random
@@ -41,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import aiohttp
@@ -48,6 +50,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from policies.spillage import find_banners  # noqa: E402
 from serving.loopback import free_port, wait_http  # noqa: E402
 
 MODEL = "corridor-tiny"
@@ -109,7 +112,11 @@ def workload(kind: str, n: int, seed: int, vocabulary: list[str]) -> list[list[d
     rng = random.Random(seed)
 
     def text(count: int) -> str:
-        return " ".join(rng.choice(vocabulary) for _ in range(count))
+        # A random run of words can spell a classification banner (the gateway then refuses the
+        # request: 403 marking_spillage); draw again.
+        while find_banners(value := " ".join(rng.choice(vocabulary) for _ in range(count))):
+            pass
+        return value
 
     if kind == "shared prefix":
         systems = [f"[{seed}-{k}] " + text(SYSTEM_WORDS) for k in range(SYSTEM_PROMPTS)]
@@ -117,6 +124,14 @@ def workload(kind: str, n: int, seed: int, vocabulary: list[str]) -> list[list[d
                  {"role": "user", "content": text(QUESTION_WORDS) + " ?"}] for _ in range(n)]
     return [[{"role": "user", "content": f"[{seed}-{i}] " + text(SYSTEM_WORDS + QUESTION_WORDS)}]
             for i in range(n)]
+
+
+def error_code(body: bytes) -> str:
+    """The OpenAI-style error code of a refused request's body, or what the body starts with."""
+    try:
+        return str(json.loads(body)["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return body[:60].decode("utf-8", "replace")
 
 
 async def prefix_counters(session: aiohttp.ClientSession, upstreams: list[str]) -> tuple[float, float]:
@@ -136,6 +151,7 @@ async def one_round(gateway: str, key: str, conversations, arrivals: list[float]
     headers = {"Authorization": f"Bearer {key}", "X-Corridor-Marking": "DR"}
     ttfts: list[float] = []
     failures = 0
+    reasons: Counter[str] = Counter()  # "status code" of each failure, e.g. "503 no_replica_available"
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
                                      timeout=aiohttp.ClientTimeout(total=600)) as session:
         hits0, queries0 = await prefix_counters(session, upstreams)
@@ -149,7 +165,7 @@ async def one_round(gateway: str, key: str, conversations, arrivals: list[float]
             async with session.post(gateway + "/v1/chat/completions", json=body, headers=headers) as answer:
                 if answer.status != 200:
                     failures += 1
-                    await answer.read()
+                    reasons[f"{answer.status} {error_code(await answer.read())}"] += 1
                     return time.perf_counter()
                 first = True
                 async for _ in answer.content.iter_any():
@@ -165,7 +181,7 @@ async def one_round(gateway: str, key: str, conversations, arrivals: list[float]
         hits1, queries1 = await prefix_counters(session, upstreams)
     ttfts.sort()
     return {"p50": statistics.median(ttfts), "p90": ttfts[int(0.9 * (len(ttfts) - 1))],
-            "rps": len(conversations) / elapsed, "failures": failures, "ttfts": ttfts,
+            "rps": len(conversations) / elapsed, "failures": failures, "reasons": reasons, "ttfts": ttfts,
             "hits": hits1 - hits0, "queries": queries1 - queries0,
             "hit_rate": (hits1 - hits0) / max(queries1 - queries0, 1.0)}
 
@@ -218,7 +234,10 @@ def main() -> int:
                     results.setdefault((kind, name), []).append(result)
                     print(f"{kind:<17} round {n + 1} {name:<19} TTFT p50 {result['p50'] * 1e3:7.0f} ms  "
                           f"p90 {result['p90'] * 1e3:7.0f} ms  {result['rps']:5.2f} req/s  "
-                          f"hit rate {result['hit_rate']:5.1%}  failures {result['failures']}", flush=True)
+                          f"hit rate {result['hit_rate']:5.1%}  failures {result['failures']}"
+                          + (" (" + ", ".join(f"{count} × {reason}" for reason, count
+                                               in result["reasons"].items()) + ")"
+                             if result["reasons"] else ""), flush=True)
                     time.sleep(2.0)
     finally:
         for _, process in gateways.values():
