@@ -18,7 +18,8 @@ after the weights of llm-d's inference scheduler (prefix 3, queue 1, KV cache 1)
 **Load-imbalance guard**: a candidate whose load (:meth:`LoadBoard.load`)
 exceeds the least loaded candidate's by more than ``imbalance_slack`` requests
 *and* by a factor ``imbalance_ratio`` loses its prefix affinity for this
-request, so affinity never piles work on one replica: the load scorers decide.
+request, so affinity piles no more than those bounds on one replica: beyond them the load
+scorers decide.
 
 Work that does not depend on the candidate (hashing the prompt, the guard's
 minimum) is done once per request, in a :class:`ScoringCycle`.
