@@ -10,11 +10,15 @@ the database is back, without being reopened.
 :func:`create_tables` runs a store's ``CREATE TABLE IF NOT EXISTS`` script under a transaction
 advisory lock, so several processes opening the same database at once do not race on the
 catalogue.
+
+:class:`FailFast` spares the callers of a store on the request path a wait per call while the
+database is away.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -59,3 +63,26 @@ def open_store_pool(url: str, *, name: str, schema: str, max_size: int = 4, time
         pool.close()
         raise
     return pool
+
+
+class FailFast:
+    """After a call found the database unreachable, fail the calls of the next ``retry_s``
+    seconds at once (:class:`~scheduler.database.DatabaseUnavailable` naming ``what``) instead
+    of letting each wait out its timeout; the first call after them tries the database again.
+    Not thread-safe: the caller holds its own lock around :meth:`attempt`."""
+
+    def __init__(self, what: str, retry_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.what, self.retry_s, self.clock = what, retry_s, clock
+        self._down_until = float("-inf")
+
+    @contextmanager
+    def attempt(self, now: float) -> Iterator[None]:
+        """One call at ``now``: refused at once inside the window, else run, and a
+        ``DatabaseUnavailable`` it raises opens the window (from the failure, not the attempt)."""
+        if now < self._down_until:
+            raise DatabaseUnavailable(f"{self.what} was unreachable less than {self.retry_s:g} s ago")
+        try:
+            yield
+        except DatabaseUnavailable:
+            self._down_until = self.clock() + self.retry_s
+            raise

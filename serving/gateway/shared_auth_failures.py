@@ -41,8 +41,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from scheduler.database import DatabaseUnavailable
-from scheduler.database_sessions import open_store_pool, transaction
+from scheduler.database_sessions import FailFast, open_store_pool, transaction
 from serving.gateway.limits import AuthVerdict
 
 _SCHEMA = """
@@ -94,7 +93,7 @@ class SharedFailureCounter:
         self.clock = clock
         self.round_trips = 0  # the tests count them
         self._blocked: dict[str, tuple[float, float]] = {}  # source -> (until, asked at), this clock
-        self._down_until = float("-inf")
+        self._fail_fast = FailFast("the limit store", retry_s, lambda: self.clock())
         self._pruned = float("-inf")
         self._lock = threading.Lock()
         self._pool = open_store_pool(url, name="corridor-auth-failures", max_size=2, schema=_SCHEMA,
@@ -107,19 +106,13 @@ class SharedFailureCounter:
             until, asked = self._blocked.get(source, (float("-inf"), float("-inf")))
             if now < until and now - asked < self.sync_s:
                 return AuthVerdict(refused_s=until - now)
-            if now < self._down_until:
-                raise DatabaseUnavailable(f"the limit store was unreachable less than {self.retry_s:g} s ago")
             params: dict[str, Any] = {"source": source, "threshold": threshold, "window": window_s}
-            try:
-                with transaction(self._pool) as db:
-                    db.autocommit = True
-                    if now - self._pruned >= window_s:
-                        db.execute(_PRUNE, params)
-                        self._pruned = now
-                    started, blocked_s = db.execute(_FAILED, params).fetchone()
-            except DatabaseUnavailable:
-                self._down_until = self.clock() + self.retry_s  # from the failure, not the attempt
-                raise
+            with self._fail_fast.attempt(now), transaction(self._pool) as db:
+                db.autocommit = True
+                if now - self._pruned >= window_s:
+                    db.execute(_PRUNE, params)
+                    self._pruned = now
+                started, blocked_s = db.execute(_FAILED, params).fetchone()
             self.round_trips += 1
             self._remember(source, now, blocked_s)
             if started:

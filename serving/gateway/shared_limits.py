@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scheduler.database import DatabaseUnavailable
-from scheduler.database_sessions import open_store_pool, transaction
+from scheduler.database_sessions import FailFast, open_store_pool, transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rate_buckets (
@@ -100,7 +100,7 @@ class SharedBuckets:
         self.exchanges = 0  # round trips made (the benchmark and the tests count them)
         self._slices: dict[tuple[str, str], _Slice] = {}
         self._created: set[tuple[str, str]] = set()
-        self._down_until = float("-inf")
+        self._fail_fast = FailFast("the limit store", retry_s, lambda: self.clock())
         self._lock = threading.Lock()
         self._pool = open_store_pool(url, name="corridor-limits", max_size=2, schema=_SCHEMA,
                                      timeout=timeout)
@@ -182,20 +182,14 @@ class SharedBuckets:
                   whole: bool) -> float:
         """Give back ``held.balance`` (a debt when negative), take up to ``wanted`` into it; returns
         what the shared bucket holds afterwards."""
-        if now < self._down_until:
-            raise DatabaseUnavailable(f"the limit store was unreachable less than {self.retry_s:g} s ago")
         params: dict[str, Any] = {"tenant": tenant, "kind": kind, "capacity": held.capacity,
                                   "rate": held.rate, "returned": held.balance, "wanted": wanted}
-        try:
-            with transaction(self._pool) as db:
-                if not db.autocommit:
-                    db.autocommit = True
-                if (tenant, kind) not in self._created:
-                    db.execute(_CREATE, params)
-                granted, remaining = db.execute(_EXCHANGE[whole], params).fetchone()
-        except DatabaseUnavailable:
-            self._down_until = self.clock() + self.retry_s  # from the failure, not the attempt
-            raise
+        with self._fail_fast.attempt(now), transaction(self._pool) as db:
+            if not db.autocommit:
+                db.autocommit = True
+            if (tenant, kind) not in self._created:
+                db.execute(_CREATE, params)
+            granted, remaining = db.execute(_EXCHANGE[whole], params).fetchone()
         self.exchanges += 1
         self._created.add((tenant, kind))
         held.balance = float(granted)

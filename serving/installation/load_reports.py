@@ -110,11 +110,11 @@ class LoadPublisher:
         """Write the load now, unless it is nothing and nothing was written last; True when
         written. Raises :class:`~scheduler.database.DatabaseUnavailable`."""
         load = self.load()
-        idle = load.to_json() == IDLE
-        if idle and self._last == IDLE:
+        body = load.to_json()
+        if body == IDLE and self._last == IDLE:
             return False
         self.table.write(self.worker, load)
-        self._last = load.to_json()
+        self._last = body
         return True
 
     def start(self) -> LoadPublisher:
